@@ -1,0 +1,61 @@
+//! core/v1 and events.k8s.io/v1 Events are one store with two views, as in kube-apiserver:
+//! objects are stored in the core/v1 form and converted on the way in and out.
+
+use serde_json::{Map, Value};
+
+/// (core/v1 field, events.k8s.io/v1 field)
+const RENAMES: &[(&str, &str)] = &[
+    ("involvedObject", "regarding"),
+    ("message", "note"),
+    ("source", "deprecatedSource"),
+    ("firstTimestamp", "deprecatedFirstTimestamp"),
+    ("lastTimestamp", "deprecatedLastTimestamp"),
+    ("count", "deprecatedCount"),
+    ("reportingComponent", "reportingController"),
+];
+
+fn rename(obj: &Value, api_version: &str, from_core: bool) -> Value {
+    let Some(map) = obj.as_object() else {
+        return obj.clone();
+    };
+    let mut out = Map::new();
+    for (k, v) in map {
+        let renamed = RENAMES
+            .iter()
+            .find(|(core, v1)| if from_core { core == k } else { v1 == k })
+            .map(|(core, v1)| if from_core { *v1 } else { *core })
+            .unwrap_or(k);
+        out.insert(renamed.to_string(), v.clone());
+    }
+    out.insert("apiVersion".into(), Value::String(api_version.into()));
+    out.insert("kind".into(), Value::String("Event".into()));
+    Value::Object(out)
+}
+
+pub fn core_to_v1(core: &Value) -> Value {
+    rename(core, "events.k8s.io/v1", true)
+}
+
+pub fn v1_to_core(v1: &Value) -> Value {
+    rename(v1, "v1", false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn round_trips_between_views() {
+        let v1 = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"name": "e"}, "regarding": {"kind": "ApiKey", "name": "k"},
+            "note": "minted", "reason": "Minted", "type": "Normal",
+            "reportingController": "apikey.dev/operator", "eventTime": "2026-01-01T00:00:00.000000Z"});
+        let core = v1_to_core(&v1);
+        assert_eq!(core["involvedObject"]["name"], "k");
+        assert_eq!(core["message"], "minted");
+        assert_eq!(core["reportingComponent"], "apikey.dev/operator");
+        assert_eq!(core["apiVersion"], "v1");
+        assert_eq!(core_to_v1(&core), v1);
+    }
+}

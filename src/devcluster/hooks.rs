@@ -1,0 +1,134 @@
+//! Test hooks: injected failures, request counters and cutting open watches.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// A failure to inject for requests matching a verb (`get`, `list`, `watch`, `create`,
+/// `update`, `patch`, `delete`, `deletecollection`) and a resource (`secrets`,
+/// `apikeys`; `*` for any).
+#[derive(Clone, Debug)]
+pub struct Fault {
+    pub verb: String,
+    pub resource: String,
+    pub status: Option<u16>,
+    pub delay: Option<Duration>,
+    /// How many requests it applies to; `None` for all until cleared.
+    pub times: Option<usize>,
+}
+
+impl Fault {
+    pub fn on(verb: &str, resource: &str) -> Self {
+        Fault {
+            verb: verb.into(),
+            resource: resource.into(),
+            status: None,
+            delay: None,
+            times: None,
+        }
+    }
+
+    pub fn status(mut self, code: u16) -> Self {
+        self.status = Some(code);
+        self
+    }
+
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.delay = Some(d);
+        self
+    }
+
+    pub fn times(mut self, n: usize) -> Self {
+        self.times = Some(n);
+        self
+    }
+
+    fn matches(&self, verb: &str, resource: &str) -> bool {
+        (self.verb == "*" || self.verb == verb)
+            && (self.resource == "*" || self.resource == resource)
+    }
+}
+
+/// One counted request: verb, resource (empty for discovery and other non-resource
+/// paths) and the client's User-Agent.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RequestKey {
+    pub verb: String,
+    pub resource: String,
+    pub user_agent: String,
+}
+
+pub struct Hooks {
+    faults: Mutex<Vec<Fault>>,
+    counts: Mutex<BTreeMap<RequestKey, u64>>,
+    cut: watch::Sender<u64>,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            faults: Mutex::default(),
+            counts: Mutex::default(),
+            cut: watch::channel(0).0,
+        }
+    }
+}
+
+impl Hooks {
+    pub fn inject(&self, fault: Fault) {
+        self.faults.lock().expect("lock").push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.faults.lock().expect("lock").clear();
+    }
+
+    /// The fault to apply to this request, consuming one of its `times`.
+    pub fn take_fault(&self, verb: &str, resource: &str) -> Option<Fault> {
+        let mut faults = self.faults.lock().expect("lock");
+        let i = faults.iter().position(|f| f.matches(verb, resource))?;
+        let fault = faults[i].clone();
+        if let Some(n) = &mut faults[i].times {
+            *n -= 1;
+            if *n == 0 {
+                faults.remove(i);
+            }
+        }
+        Some(fault)
+    }
+
+    pub fn count(&self, verb: &str, resource: &str, user_agent: &str) {
+        let key = RequestKey {
+            verb: verb.into(),
+            resource: resource.into(),
+            user_agent: user_agent.into(),
+        };
+        *self.counts.lock().expect("lock").entry(key).or_default() += 1;
+    }
+
+    /// Requests so far with this verb and resource, from any client.
+    pub fn requests(&self, verb: &str, resource: &str) -> u64 {
+        self.counts
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(k, _)| k.verb == verb && k.resource == resource)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    pub fn request_counts(&self) -> BTreeMap<RequestKey, u64> {
+        self.counts.lock().expect("lock").clone()
+    }
+
+    /// Ends every open watch stream (clients see EOF, as when an apiserver restarts).
+    pub fn cut_watches(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    pub fn watch_cuts(&self) -> watch::Receiver<u64> {
+        self.cut.subscribe()
+    }
+}

@@ -1,0 +1,197 @@
+//! The dev cluster: an in-memory Kubernetes API server that the real `kube` client,
+//! `kube-runtime` controllers and `kubectl` use unchanged. See `docs/devcluster.md`.
+
+mod apiserver;
+mod controllers;
+mod crd;
+mod discovery;
+mod errors;
+mod events;
+mod hooks;
+mod http;
+mod meta;
+mod patch;
+mod resources;
+mod schema;
+mod selectors;
+mod store;
+mod table;
+mod watch;
+mod workloads;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+pub use hooks::{Fault, RequestKey};
+pub use workloads::WorkloadKind;
+
+use apiserver::{ApiServer, WriteOptions};
+use hooks::Hooks;
+use workloads::Workloads;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// 0 picks a free port.
+    pub port: u16,
+    /// When set, every request must carry `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// Changes retained for watches to resume from; older resourceVersions get 410.
+    pub history_limit: usize,
+    pub bookmark_interval: Duration,
+    /// How long a simulated rollout takes after its pod template changes.
+    pub rollout_delay: Duration,
+    /// Nodes a DaemonSet is scheduled on.
+    pub daemonset_nodes: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            port: 0,
+            token: None,
+            history_limit: 100_000,
+            bookmark_interval: Duration::from_secs(60),
+            rollout_delay: Duration::from_secs(2),
+            daemonset_nodes: 1,
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    api: Arc<ApiServer>,
+    hooks: Hooks,
+    config: Config,
+    addr: SocketAddr,
+}
+
+/// A running dev cluster. Dropping it stops the server.
+pub struct DevCluster {
+    shared: Arc<Shared>,
+    workloads: Arc<Workloads>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl DevCluster {
+    pub async fn start(config: Config) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
+        let addr = listener.local_addr()?;
+        let api = Arc::new(ApiServer::new(config.history_limit));
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            let rt = api
+                .resource("", "v1", "namespaces")
+                .expect("namespaces are built in");
+            api.create(&rt, None, obj, &WriteOptions::internal("kube-apiserver"))
+                .map_err(|e| std::io::Error::other(e.message))?;
+        }
+        let workloads = Arc::new(Workloads::new(config.rollout_delay, config.daemonset_nodes));
+        let shared = Arc::new(Shared {
+            api: api.clone(),
+            hooks: Hooks::default(),
+            config,
+            addr,
+        });
+        let app = axum::Router::new()
+            .fallback(http::handle)
+            .with_state(shared.clone());
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "dev cluster server stopped");
+            }
+        });
+        let controllers = tokio::spawn(controllers::run(api, workloads.clone()));
+        Ok(DevCluster {
+            shared,
+            workloads,
+            tasks: vec![server, controllers],
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.shared.addr)
+    }
+
+    /// A kubeconfig for `kubectl` and `kube::Client` (context `apikey-dev`).
+    pub fn kubeconfig(&self) -> String {
+        let user = match &self.shared.config.token {
+            Some(t) => format!("{{token: {t}}}"),
+            None => "{}".into(),
+        };
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: apikey-dev\nclusters:\n- name: apikey-dev\n  cluster:\n    server: {}\ncontexts:\n- name: apikey-dev\n  context:\n    cluster: apikey-dev\n    user: apikey-dev\n    namespace: default\nusers:\n- name: apikey-dev\n  user: {user}\npreferences: {{}}\n",
+            self.url()
+        )
+    }
+
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, self.kubeconfig())
+    }
+
+    pub async fn client(&self) -> kube::Result<kube::Client> {
+        let kc = kube::config::Kubeconfig::from_yaml(&self.kubeconfig())
+            .map_err(kube::Error::InferKubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .map_err(kube::Error::InferKubeconfig)?;
+        kube::Client::try_from(config)
+    }
+
+    /// Injects a failure (status code and/or delay) for matching requests.
+    pub fn inject(&self, fault: Fault) {
+        self.shared.hooks.inject(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.hooks.clear_faults();
+    }
+
+    /// Ends every open watch stream; clients reconnect from their last resourceVersion.
+    pub fn cut_watches(&self) {
+        self.shared.hooks.cut_watches();
+    }
+
+    /// Forgets all change history: watches and continue tokens from before now get 410.
+    pub fn compact(&self) {
+        self.shared.api.lock().store.compact();
+    }
+
+    /// Requests served so far with this verb (`list`, `watch`, `create`, …) and resource.
+    pub fn requests(&self, verb: &str, resource: &str) -> u64 {
+        self.shared.hooks.requests(verb, resource)
+    }
+
+    pub fn request_counts(&self) -> std::collections::BTreeMap<RequestKey, u64> {
+        self.shared.hooks.request_counts()
+    }
+
+    /// Keeps a workload's rollouts from completing (a stuck rollout) until released.
+    pub fn hold_rollout(&self, kind: WorkloadKind, namespace: &str, name: &str) {
+        self.workloads.hold(kind, namespace, name);
+    }
+
+    pub fn release_rollout(&self, kind: WorkloadKind, namespace: &str, name: &str) {
+        self.workloads
+            .release(&self.shared.api, kind, namespace, name);
+    }
+
+    pub fn current_resource_version(&self) -> u64 {
+        self.shared.api.lock().store.current_rv()
+    }
+}
+
+impl Drop for DevCluster {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

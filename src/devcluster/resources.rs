@@ -1,0 +1,421 @@
+//! The registry of served resource types. Built-in kinds are registered once at start-up;
+//! CRDs add and remove entries at run time. Adding a built-in kind is one `builtin(..)` line.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::{apps, coordination, core, events, rbac};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::schema::Schema;
+use super::table::TableKind;
+
+/// Where objects of a resource live. Several served versions (or, for events, two API
+/// groups) can share one storage location, as in kube-apiserver.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StorageKey {
+    pub group: String,
+    pub resource: String,
+}
+
+/// How the stored form maps to what a served version shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// Stored as served; only `apiVersion` is rewritten.
+    Identity,
+    /// events.k8s.io/v1 over core/v1 event storage.
+    EventsV1,
+}
+
+/// Which changes bump `metadata.generation` (kube-apiserver decides this per kind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GenerationPolicy {
+    /// The kind has no generation (Secrets, ConfigMaps, …).
+    None,
+    /// Any change outside metadata (and outside status when the status subresource is on).
+    Spec,
+    /// Deployments: spec or annotation changes (annotations are copied to ReplicaSets).
+    SpecAndAnnotations,
+}
+
+/// Round-trips a built-in object through its typed Rust model, which drops unknown fields
+/// and rejects ill-typed ones exactly where the Go structs in kube-apiserver would.
+pub type Normalizer = fn(Value) -> Result<Value, String>;
+
+#[derive(Clone, Debug)]
+pub struct PrinterColumn {
+    pub name: String,
+    pub type_: String,
+    pub format: String,
+    pub description: String,
+    pub priority: i64,
+    pub json_path: String,
+}
+
+#[derive(Clone)]
+pub struct ResourceType {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub plural: String,
+    pub singular: String,
+    pub namespaced: bool,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    pub status_subresource: bool,
+    pub storage: StorageKey,
+    pub view: View,
+    pub generation: GenerationPolicy,
+    pub normalize: Option<Normalizer>,
+    pub schema: Option<Arc<Schema>>,
+    pub table: TableKind,
+    /// `additionalPrinterColumns` of a custom resource version.
+    pub printer_columns: Vec<PrinterColumn>,
+    /// Name of the CRD that defines this resource, if any.
+    pub crd: Option<String>,
+    /// Whether this is the version objects are stored in (CRDs) / the preferred version.
+    pub preferred: bool,
+}
+
+impl ResourceType {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `plural.group` as used in error messages (`secrets`, `apikeys.apikey.dev`).
+    pub fn qualified_resource(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// `Kind.group` as used in 422 messages (`Secret`, `ApiKey.apikey.dev`).
+    pub fn qualified_kind(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+
+    pub fn is_custom(&self) -> bool {
+        self.crd.is_some()
+    }
+}
+
+/// Served resources keyed by (group, version, plural).
+#[derive(Default, Clone)]
+pub struct Registry {
+    types: BTreeMap<(String, String, String), Arc<ResourceType>>,
+}
+
+impl Registry {
+    pub fn with_builtins() -> Self {
+        let mut r = Registry::default();
+        for t in builtin_types() {
+            r.insert(t);
+        }
+        r
+    }
+
+    pub fn insert(&mut self, t: ResourceType) {
+        self.types.insert(
+            (t.group.clone(), t.version.clone(), t.plural.clone()),
+            Arc::new(t),
+        );
+    }
+
+    pub fn remove_crd(&mut self, crd_name: &str) {
+        self.types.retain(|_, t| t.crd.as_deref() != Some(crd_name));
+    }
+
+    pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
+        self.types
+            .get(&(group.to_string(), version.to_string(), plural.to_string()))
+            .cloned()
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<ResourceType>> {
+        self.types.values()
+    }
+
+    /// The preferred served version of the resource stored at `key`.
+    pub fn preferred_for(&self, key: &StorageKey) -> Option<Arc<ResourceType>> {
+        self.all()
+            .filter(|t| &t.storage == key && t.view == View::Identity)
+            .max_by_key(|t| t.preferred)
+            .cloned()
+    }
+
+    /// Groups with their versions, preferred version first (discovery order).
+    pub fn groups(&self) -> BTreeMap<String, Vec<String>> {
+        let mut groups: BTreeMap<String, Vec<(bool, String)>> = BTreeMap::new();
+        for t in self.all() {
+            let versions = groups.entry(t.group.clone()).or_default();
+            if let Some(existing) = versions.iter_mut().find(|(_, v)| v == &t.version) {
+                existing.0 |= t.preferred;
+            } else {
+                versions.push((t.preferred, t.version.clone()));
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(g, mut vs)| {
+                vs.sort_by(|a, b| {
+                    b.0.cmp(&a.0)
+                        .then_with(|| version_priority(&b.1).cmp(&version_priority(&a.1)))
+                });
+                (g, vs.into_iter().map(|(_, v)| v).collect())
+            })
+            .collect()
+    }
+}
+
+/// Kubernetes version ordering: GA > beta > alpha, then by number (v2 > v1, v1beta2 > v1beta1).
+pub fn version_priority(v: &str) -> (u8, u32, u32) {
+    let re = regex::Regex::new(r"^v(\d+)(?:(alpha|beta)(\d+))?$").expect("static regex");
+    match re.captures(v) {
+        Some(c) => {
+            let major = c[1].parse().unwrap_or(0);
+            let minor = c.get(3).and_then(|m| m.as_str().parse().ok()).unwrap_or(0);
+            let stability = match c.get(2).map(|m| m.as_str()) {
+                None => 3,
+                Some("beta") => 2,
+                _ => 1,
+            };
+            (stability, major, minor)
+        }
+        None => (0, 0, 0),
+    }
+}
+
+fn roundtrip<K: DeserializeOwned + Serialize>(v: Value) -> Result<Value, String> {
+    let typed: K = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    serde_json::to_value(typed).map_err(|e| e.to_string())
+}
+
+struct Builtin {
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+    categories: &'static [&'static str],
+    status: bool,
+    generation: GenerationPolicy,
+    table: TableKind,
+}
+
+impl Builtin {
+    fn into_type(self, normalize: Option<Normalizer>) -> ResourceType {
+        ResourceType {
+            group: self.group.into(),
+            version: self.version.into(),
+            kind: self.kind.into(),
+            plural: self.plural.into(),
+            singular: self.kind.to_lowercase(),
+            namespaced: self.namespaced,
+            short_names: self.short_names.iter().map(|s| s.to_string()).collect(),
+            categories: self.categories.iter().map(|s| s.to_string()).collect(),
+            status_subresource: self.status,
+            storage: StorageKey {
+                group: self.group.into(),
+                resource: self.plural.into(),
+            },
+            view: View::Identity,
+            generation: self.generation,
+            normalize,
+            schema: None,
+            table: self.table,
+            printer_columns: Vec::new(),
+            crd: None,
+            preferred: true,
+        }
+    }
+}
+
+fn builtin<K: DeserializeOwned + Serialize>(b: Builtin) -> ResourceType {
+    b.into_type(Some(roundtrip::<K>))
+}
+
+const fn kind(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+) -> Builtin {
+    Builtin {
+        group,
+        version,
+        kind,
+        plural,
+        namespaced,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        generation: GenerationPolicy::None,
+        table: TableKind::Default,
+    }
+}
+
+impl Builtin {
+    const fn short(mut self, s: &'static [&'static str]) -> Self {
+        self.short_names = s;
+        self
+    }
+    const fn categories(mut self, c: &'static [&'static str]) -> Self {
+        self.categories = c;
+        self
+    }
+    const fn with_status(mut self, generation: GenerationPolicy) -> Self {
+        self.status = true;
+        self.generation = generation;
+        self
+    }
+    const fn table(mut self, t: TableKind) -> Self {
+        self.table = t;
+        self
+    }
+}
+
+fn builtin_types() -> Vec<ResourceType> {
+    use GenerationPolicy::*;
+    let rbac = "rbac.authorization.k8s.io";
+    let mut events_v1 = builtin::<events::v1::Event>(
+        kind("events.k8s.io", "v1", "Event", "events", true)
+            .short(&["ev"])
+            .table(TableKind::EventsV1),
+    );
+    // One store, two views: events.k8s.io/v1 objects live in core/v1 event storage.
+    events_v1.storage = StorageKey {
+        group: String::new(),
+        resource: "events".into(),
+    };
+    events_v1.view = View::EventsV1;
+    vec![
+        builtin::<core::v1::Namespace>(
+            kind("", "v1", "Namespace", "namespaces", false)
+                .short(&["ns"])
+                .with_status(None)
+                .table(TableKind::Namespace),
+        ),
+        builtin::<core::v1::Secret>(
+            kind("", "v1", "Secret", "secrets", true).table(TableKind::Secret),
+        ),
+        builtin::<core::v1::ConfigMap>(
+            kind("", "v1", "ConfigMap", "configmaps", true)
+                .short(&["cm"])
+                .table(TableKind::ConfigMap),
+        ),
+        builtin::<core::v1::ServiceAccount>(
+            kind("", "v1", "ServiceAccount", "serviceaccounts", true)
+                .short(&["sa"])
+                .table(TableKind::ServiceAccount),
+        ),
+        builtin::<core::v1::Service>(
+            kind("", "v1", "Service", "services", true)
+                .short(&["svc"])
+                .categories(&["all"])
+                .with_status(None)
+                .table(TableKind::Service),
+        ),
+        builtin::<core::v1::Event>(
+            kind("", "v1", "Event", "events", true)
+                .short(&["ev"])
+                .table(TableKind::Event),
+        ),
+        events_v1,
+        builtin::<apps::v1::Deployment>(
+            kind("apps", "v1", "Deployment", "deployments", true)
+                .short(&["deploy"])
+                .categories(&["all"])
+                .with_status(SpecAndAnnotations)
+                .table(TableKind::Deployment),
+        ),
+        builtin::<apps::v1::StatefulSet>(
+            kind("apps", "v1", "StatefulSet", "statefulsets", true)
+                .short(&["sts"])
+                .categories(&["all"])
+                .with_status(Spec)
+                .table(TableKind::StatefulSet),
+        ),
+        builtin::<apps::v1::DaemonSet>(
+            kind("apps", "v1", "DaemonSet", "daemonsets", true)
+                .short(&["ds"])
+                .categories(&["all"])
+                .with_status(Spec)
+                .table(TableKind::DaemonSet),
+        ),
+        builtin::<coordination::v1::Lease>(
+            kind("coordination.k8s.io", "v1", "Lease", "leases", true).table(TableKind::Lease),
+        ),
+        builtin::<CustomResourceDefinition>(
+            kind(
+                "apiextensions.k8s.io",
+                "v1",
+                "CustomResourceDefinition",
+                "customresourcedefinitions",
+                false,
+            )
+            .short(&["crd", "crds"])
+            .with_status(Spec)
+            .table(TableKind::CreatedAt),
+        ),
+        builtin::<rbac::v1::Role>(
+            kind(rbac, "v1", "Role", "roles", true).table(TableKind::CreatedAt),
+        ),
+        builtin::<rbac::v1::RoleBinding>(
+            kind(rbac, "v1", "RoleBinding", "rolebindings", true).table(TableKind::Binding),
+        ),
+        builtin::<rbac::v1::ClusterRole>(
+            kind(rbac, "v1", "ClusterRole", "clusterroles", false).table(TableKind::CreatedAt),
+        ),
+        builtin::<rbac::v1::ClusterRoleBinding>(
+            kind(
+                rbac,
+                "v1",
+                "ClusterRoleBinding",
+                "clusterrolebindings",
+                false,
+            )
+            .table(TableKind::Binding),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_ordering_matches_kubernetes() {
+        let mut vs = vec!["v1alpha1", "v1", "v2beta1", "v1beta2", "v1beta1", "v2"];
+        vs.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
+        assert_eq!(
+            vs,
+            ["v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1"]
+        );
+    }
+
+    #[test]
+    fn roundtrip_drops_unknown_fields_and_rejects_bad_types() {
+        let v = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "x"}, "data": {"a": "b"}, "bogus": 1});
+        let out = roundtrip::<core::v1::ConfigMap>(v).unwrap();
+        assert!(out.get("bogus").is_none());
+        assert_eq!(out["data"]["a"], "b");
+        let bad = serde_json::json!({"metadata": {"name": "x"}, "data": {"a": 5}});
+        assert!(roundtrip::<core::v1::ConfigMap>(bad).is_err());
+    }
+}

@@ -1,0 +1,578 @@
+//! Structural schemas of CRD versions: pruning, defaulting and OpenAPI validation, in the
+//! order kube-apiserver applies them (prune → default → validate).
+
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use super::errors::{FieldError, render_value};
+
+#[derive(Debug)]
+pub struct Schema {
+    root: Value,
+}
+
+/// What processing an object found: fields that were pruned (reported for
+/// `fieldValidation=Strict|Warn`) and schema violations (422).
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub unknown_fields: Vec<String>,
+    pub errors: Vec<FieldError>,
+}
+
+impl Schema {
+    pub fn new(open_api_v3_schema: Value) -> Self {
+        Schema {
+            root: open_api_v3_schema,
+        }
+    }
+
+    pub fn raw(&self) -> &Value {
+        &self.root
+    }
+
+    /// Prunes unknown fields, applies defaults and validates a whole custom object.
+    pub fn process(&self, obj: &mut Value) -> Outcome {
+        let mut out = Outcome::default();
+        let Some(map) = obj.as_object_mut() else {
+            return out;
+        };
+        let props = self.root.get("properties").and_then(Value::as_object);
+        // apiVersion, kind and metadata are the apiserver's; the schema only constrains the rest.
+        let keys: Vec<String> = map.keys().cloned().collect();
+        for key in keys {
+            if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+                continue;
+            }
+            match props.and_then(|p| p.get(&key)) {
+                Some(s) => {
+                    let v = map.get_mut(&key).expect("key exists");
+                    walk(s, v, &key, &mut out);
+                    if v.is_null() && !nullable(s) {
+                        map.remove(&key);
+                    }
+                }
+                None if preserves_unknown(&self.root) => {}
+                None => {
+                    map.remove(&key);
+                    out.unknown_fields.push(key);
+                }
+            }
+        }
+        apply_defaults(&self.root, map, "", &mut out);
+        validate_object_constraints(&self.root, map, "", &mut out, true);
+        out
+    }
+}
+
+fn preserves_unknown(s: &Value) -> bool {
+    s.get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+fn nullable(s: &Value) -> bool {
+    s.get("nullable").and_then(Value::as_bool).unwrap_or(false)
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Prune, default and validate `v` against schema `s`.
+fn walk(s: &Value, v: &mut Value, path: &str, out: &mut Outcome) {
+    if v.is_null() {
+        if !nullable(s) {
+            // Non-nullable nulls are pruned before defaulting, as kube-apiserver does.
+            return;
+        }
+        return;
+    }
+    if let Some(map) = v.as_object_mut() {
+        let props = s.get("properties").and_then(Value::as_object);
+        let additional = s.get("additionalProperties").filter(|a| a.is_object());
+        if props.is_some() || additional.is_some() || !preserves_unknown(s) {
+            let keys: Vec<String> = map.keys().cloned().collect();
+            for key in keys {
+                let child_schema = props.and_then(|p| p.get(&key)).or(additional);
+                let child_path = if props.and_then(|p| p.get(&key)).is_some() {
+                    join(path, &key)
+                } else {
+                    format!("{path}[{key}]")
+                };
+                match child_schema {
+                    Some(cs) => {
+                        let child = map.get_mut(&key).expect("key exists");
+                        walk(cs, child, &child_path, out);
+                        if child.is_null() && !nullable(cs) {
+                            map.remove(&key);
+                        }
+                    }
+                    None if preserves_unknown(s) || is_untyped_object(s) => {}
+                    None => {
+                        map.remove(&key);
+                        out.unknown_fields.push(join(path, &key));
+                    }
+                }
+            }
+        }
+        apply_defaults(s, map, path, out);
+    } else if let Some(items) = v.as_array_mut()
+        && let Some(item_schema) = s.get("items")
+    {
+        for (i, item) in items.iter_mut().enumerate() {
+            walk(item_schema, item, &format!("{path}[{i}]"), out);
+        }
+    }
+    validate(s, v, path, out);
+}
+
+/// `type: object` with neither properties nor additionalProperties and
+/// `x-kubernetes-embedded-resource`/int-or-string is an error in a structural schema; we are
+/// lenient and treat a schema with no `type` at all as accepting anything.
+fn is_untyped_object(s: &Value) -> bool {
+    s.get("type").is_none() && s.get("properties").is_none()
+}
+
+fn apply_defaults(s: &Value, map: &mut Map<String, Value>, _path: &str, _out: &mut Outcome) {
+    let Some(props) = s.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    for (key, ps) in props {
+        if map.contains_key(key) {
+            continue;
+        }
+        if let Some(d) = ps.get("default") {
+            let mut value = d.clone();
+            // Defaults are themselves defaulted (a defaulted object gets its nested defaults).
+            if let Some(m) = value.as_object_mut() {
+                apply_defaults(ps, m, "", &mut Outcome::default());
+            }
+            map.insert(key.clone(), value);
+        }
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn type_matches(expected: &str, v: &Value) -> bool {
+    match expected {
+        "number" => v.is_number(),
+        "integer" => {
+            v.is_i64()
+                || v.is_u64()
+                || v.as_f64()
+                    .is_some_and(|f| f.fract() == 0.0 && f.is_finite())
+        }
+        other => type_name(v) == other,
+    }
+}
+
+fn validate(s: &Value, v: &Value, path: &str, out: &mut Outcome) {
+    let int_or_string = s
+        .get("x-kubernetes-int-or-string")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if int_or_string {
+        if !(v.is_string() || type_matches("integer", v)) {
+            out.errors.push(FieldError::invalid(
+                path,
+                v,
+                format!(
+                    "{path} in body must be of type integer,string: {:?}",
+                    type_name(v)
+                ),
+            ));
+            return;
+        }
+    } else if let Some(t) = s.get("type").and_then(Value::as_str)
+        && !type_matches(t, v)
+    {
+        out.errors.push(FieldError::invalid(
+            path,
+            &Value::String(type_name(v).into()),
+            format!("{path} in body must be of type {t}: {:?}", type_name(v)),
+        ));
+        return;
+    }
+    if let Some(options) = s.get("enum").and_then(Value::as_array)
+        && !options.contains(v)
+    {
+        let supported: Vec<String> = options.iter().map(render_value).collect();
+        out.errors.push(FieldError {
+            reason: "FieldValueNotSupported",
+            field: path.into(),
+            detail: format!(
+                "Unsupported value: {}: supported values: {}",
+                render_value(v),
+                supported.join(", ")
+            ),
+        });
+    }
+    match v {
+        Value::String(text) => validate_string(s, text, v, path, out),
+        Value::Number(_) => validate_number(s, v, path, out),
+        Value::Array(items) => validate_array(s, items, v, path, out),
+        Value::Object(map) => validate_object_constraints(s, map, path, out, false),
+        _ => {}
+    }
+    for (combinator, at_least, at_most) in [
+        ("allOf", usize::MAX, usize::MAX),
+        ("anyOf", 1, usize::MAX),
+        ("oneOf", 1, 1),
+    ] {
+        let Some(alternatives) = s.get(combinator).and_then(Value::as_array) else {
+            continue;
+        };
+        let passing: Vec<Vec<FieldError>> = alternatives
+            .iter()
+            .map(|alt| {
+                let mut o = Outcome::default();
+                validate(alt, v, path, &mut o);
+                o.errors
+            })
+            .collect();
+        let ok = passing.iter().filter(|e| e.is_empty()).count();
+        if combinator == "allOf" {
+            out.errors.extend(passing.into_iter().flatten());
+        } else if ok < at_least || ok > at_most {
+            out.errors.push(FieldError::invalid(
+                path,
+                v,
+                format!(
+                    "{path} in body must validate {} of the schemas ({combinator})",
+                    if combinator == "oneOf" {
+                        "exactly one"
+                    } else {
+                        "at least one"
+                    }
+                ),
+            ));
+        }
+    }
+    if let Some(not) = s.get("not") {
+        let mut o = Outcome::default();
+        validate(not, v, path, &mut o);
+        if o.errors.is_empty() {
+            out.errors.push(FieldError::invalid(
+                path,
+                v,
+                format!("{path} in body must not validate the schema (not)"),
+            ));
+        }
+    }
+}
+
+fn validate_string(s: &Value, text: &str, v: &Value, path: &str, out: &mut Outcome) {
+    let len = text.chars().count() as u64;
+    if let Some(max) = s.get("maxLength").and_then(Value::as_u64)
+        && len > max
+    {
+        out.errors.push(FieldError {
+            reason: "FieldValueTooLong",
+            field: path.into(),
+            detail: format!("Too long: may not be more than {max} bytes"),
+        });
+    }
+    if let Some(min) = s.get("minLength").and_then(Value::as_u64)
+        && len < min
+    {
+        out.errors.push(FieldError::invalid(
+            path,
+            v,
+            format!("{path} in body should be at least {min} chars long"),
+        ));
+    }
+    if let Some(pattern) = s.get("pattern").and_then(Value::as_str) {
+        match Regex::new(pattern) {
+            Ok(re) if re.is_match(text) => {}
+            Ok(_) => out.errors.push(FieldError::invalid(
+                path,
+                v,
+                format!("{path} in body should match '{pattern}'"),
+            )),
+            Err(_) => out.errors.push(FieldError::invalid(
+                path,
+                v,
+                format!("the schema pattern '{pattern}' does not compile"),
+            )),
+        }
+    }
+}
+
+/// Go prints whole float64 bounds without a fraction (`1`, not `1.0`).
+fn number(v: &Value) -> String {
+    match v.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+        _ => v.to_string(),
+    }
+}
+
+fn validate_number(s: &Value, v: &Value, path: &str, out: &mut Outcome) {
+    let x = v.as_f64().unwrap_or(0.0);
+    let exclusive = |k: &str| s.get(k).and_then(Value::as_bool).unwrap_or(false);
+    if let Some(min) = s.get("minimum").and_then(Value::as_f64) {
+        let (bad, word) = if exclusive("exclusiveMinimum") {
+            (x <= min, "greater than")
+        } else {
+            (x < min, "greater than or equal to")
+        };
+        if bad {
+            out.errors.push(FieldError::invalid(
+                path,
+                v,
+                format!("{path} in body should be {word} {}", number(&s["minimum"])),
+            ));
+        }
+    }
+    if let Some(max) = s.get("maximum").and_then(Value::as_f64) {
+        let (bad, word) = if exclusive("exclusiveMaximum") {
+            (x >= max, "less than")
+        } else {
+            (x > max, "less than or equal to")
+        };
+        if bad {
+            out.errors.push(FieldError::invalid(
+                path,
+                v,
+                format!("{path} in body should be {word} {}", number(&s["maximum"])),
+            ));
+        }
+    }
+    if let Some(m) = s.get("multipleOf").and_then(Value::as_f64)
+        && m != 0.0
+        && (x / m).fract() != 0.0
+    {
+        out.errors.push(FieldError::invalid(
+            path,
+            v,
+            format!(
+                "{path} in body should be a multiple of {}",
+                number(&s["multipleOf"])
+            ),
+        ));
+    }
+}
+
+fn validate_array(s: &Value, items: &[Value], v: &Value, path: &str, out: &mut Outcome) {
+    let n = items.len() as u64;
+    if let Some(max) = s.get("maxItems").and_then(Value::as_u64)
+        && n > max
+    {
+        out.errors.push(FieldError {
+            reason: "FieldValueTooMany",
+            field: path.into(),
+            detail: format!("Too many: {n}: must have at most {max} items"),
+        });
+    }
+    if let Some(min) = s.get("minItems").and_then(Value::as_u64)
+        && n < min
+    {
+        out.errors.push(FieldError::invalid(
+            path,
+            v,
+            format!("{path} in body should have at least {min} items"),
+        ));
+    }
+    let list_type = s.get("x-kubernetes-list-type").and_then(Value::as_str);
+    let unique = s
+        .get("uniqueItems")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if unique || list_type == Some("set") {
+        for (i, item) in items.iter().enumerate() {
+            if items[..i].contains(item) {
+                out.errors.push(FieldError {
+                    reason: "FieldValueDuplicate",
+                    field: format!("{path}[{i}]"),
+                    detail: format!("Duplicate value: {}", render_value(item)),
+                });
+            }
+        }
+    }
+    if list_type == Some("map")
+        && let Some(keys) = s
+            .get("x-kubernetes-list-map-keys")
+            .and_then(Value::as_array)
+    {
+        let key_of = |item: &Value| -> Vec<Value> {
+            keys.iter()
+                .filter_map(Value::as_str)
+                .map(|k| item.get(k).cloned().unwrap_or(Value::Null))
+                .collect()
+        };
+        for (i, item) in items.iter().enumerate() {
+            let k = key_of(item);
+            if items[..i].iter().any(|other| key_of(other) == k) {
+                out.errors.push(FieldError {
+                    reason: "FieldValueDuplicate",
+                    field: format!("{path}[{i}]"),
+                    detail: format!("Duplicate value: {}", Value::Array(k)),
+                });
+            }
+        }
+    }
+}
+
+fn validate_object_constraints(
+    s: &Value,
+    map: &Map<String, Value>,
+    path: &str,
+    out: &mut Outcome,
+    root: bool,
+) {
+    if let Some(required) = s.get("required").and_then(Value::as_array) {
+        for r in required.iter().filter_map(Value::as_str) {
+            if root && matches!(r, "apiVersion" | "kind" | "metadata") {
+                continue;
+            }
+            if !map.contains_key(r) {
+                out.errors.push(FieldError::required(join(path, r)));
+            }
+        }
+    }
+    let n = map.len() as u64;
+    if let Some(max) = s.get("maxProperties").and_then(Value::as_u64)
+        && n > max
+    {
+        out.errors.push(FieldError {
+            reason: "FieldValueTooMany",
+            field: path.into(),
+            detail: format!("Too many: {n}: must have at most {max} items"),
+        });
+    }
+    if let Some(min) = s.get("minProperties").and_then(Value::as_u64)
+        && n < min
+    {
+        out.errors.push(FieldError::invalid(
+            path,
+            &Value::Object(map.clone()),
+            format!("{path} in body should have at least {min} properties"),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema() -> Schema {
+        Schema::new(json!({
+            "type": "object",
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "required": ["size"],
+                    "properties": {
+                        "size": {"type": "integer", "minimum": 1, "maximum": 10},
+                        "mode": {"type": "string", "enum": ["a", "b"], "default": "a"},
+                        "every": {"type": "string", "pattern": "^[0-9]+h$"},
+                        "tags": {"type": "array", "maxItems": 2, "items": {"type": "string", "maxLength": 3}},
+                        "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "port": {"x-kubernetes-int-or-string": true},
+                        "opt": {"type": "string", "nullable": true},
+                        "nested": {"type": "object", "default": {}, "properties": {"x": {"type": "integer", "default": 3}}}
+                    }
+                },
+                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+            }
+        }))
+    }
+
+    #[test]
+    fn prunes_unknown_fields_but_keeps_preserved_ones() {
+        let mut obj = json!({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "a", "weird": 1},
+            "spec": {"size": 2, "bogus": true, "free": {"anything": [1]}}, "top": 1});
+        let out = schema().process(&mut obj);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(
+            out.unknown_fields,
+            vec!["spec.bogus".to_string(), "top".into()]
+        );
+        assert!(obj["spec"].get("bogus").is_none() && obj.get("top").is_none());
+        assert_eq!(obj["spec"]["free"]["anything"], json!([1]));
+        assert_eq!(
+            obj["metadata"]["weird"], 1,
+            "metadata belongs to the apiserver, not the schema"
+        );
+    }
+
+    #[test]
+    fn applies_defaults_including_nested_ones() {
+        let mut obj = json!({"spec": {"size": 1}});
+        let out = schema().process(&mut obj);
+        assert!(out.errors.is_empty());
+        assert_eq!(obj["spec"]["mode"], "a");
+        assert_eq!(obj["spec"]["nested"], json!({"x": 3}));
+    }
+
+    #[test]
+    fn reports_every_violation_with_its_field_path() {
+        let mut obj = json!({"spec": {"size": "big", "mode": "c", "every": "30d",
+            "tags": ["abcd", "b", "c"], "labels": {"k": 1}, "port": true}});
+        let out = schema().process(&mut obj);
+        let fields: Vec<(&str, &str)> = out
+            .errors
+            .iter()
+            .map(|e| (e.field.as_str(), e.reason))
+            .collect();
+        assert!(
+            fields.contains(&("spec.size", "FieldValueInvalid")),
+            "{fields:?}"
+        );
+        assert!(fields.contains(&("spec.mode", "FieldValueNotSupported")));
+        assert!(fields.contains(&("spec.every", "FieldValueInvalid")));
+        assert!(fields.contains(&("spec.tags", "FieldValueTooMany")));
+        assert!(fields.contains(&("spec.tags[0]", "FieldValueTooLong")));
+        assert!(fields.contains(&("spec.labels[k]", "FieldValueInvalid")));
+        assert!(fields.contains(&("spec.port", "FieldValueInvalid")));
+        let every = out.errors.iter().find(|e| e.field == "spec.every").unwrap();
+        assert_eq!(
+            every.detail,
+            "Invalid value: \"30d\": spec.every in body should match '^[0-9]+h$'"
+        );
+    }
+
+    #[test]
+    fn required_minimum_and_nullable() {
+        let mut missing = json!({"spec": {"opt": null}});
+        let out = schema().process(&mut missing);
+        assert_eq!(out.errors, vec![FieldError::required("spec.size")]);
+        assert!(missing["spec"]["opt"].is_null(), "nullable nulls are kept");
+        let mut low = json!({"spec": {"size": 0, "mode": null}});
+        let out = schema().process(&mut low);
+        assert_eq!(out.errors.len(), 1);
+        assert!(
+            out.errors[0].detail.ends_with("greater than or equal to 1"),
+            "{}",
+            out.errors[0].detail
+        );
+        assert_eq!(
+            low["spec"]["mode"], "a",
+            "a non-nullable null is pruned, then defaulted"
+        );
+    }
+
+    #[test]
+    fn int_or_string_accepts_both() {
+        for port in [json!(80), json!("http")] {
+            let mut obj = json!({"spec": {"size": 1, "port": port}});
+            assert!(schema().process(&mut obj).errors.is_empty());
+        }
+    }
+}

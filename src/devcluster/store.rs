@@ -1,0 +1,379 @@
+//! Generic object storage: every kind lives here, keyed like etcd (`resource/ns/name`), with
+//! one global resourceVersion counter, a bounded change history (what watches resume from)
+//! and a broadcast of changes to open watches and to the built-in controllers.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use super::resources::StorageKey;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+#[derive(Debug)]
+pub struct Change {
+    pub rv: u64,
+    pub kind: ChangeKind,
+    pub key: StorageKey,
+    /// The object after the change (for DELETED: its last state, at the deletion's rv).
+    pub object: Arc<Value>,
+    /// The object before the change, so selector watches can turn a MODIFIED that leaves
+    /// the selection into DELETED, as kube-apiserver does.
+    pub previous: Option<Arc<Value>>,
+}
+
+impl Change {
+    pub fn namespace(&self) -> &str {
+        meta_str(&self.object, "namespace")
+    }
+    pub fn name(&self) -> &str {
+        meta_str(&self.object, "name")
+    }
+}
+
+pub fn meta_str<'a>(o: &'a Value, field: &str) -> &'a str {
+    o.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// `(namespace, name)`: the etcd key order lists sort by.
+pub type ObjectKey = (String, String);
+
+/// A list result kept for `continue` tokens, so every page comes from one consistent view.
+struct Snapshot {
+    rv: u64,
+    created: Instant,
+    items: Arc<Vec<Arc<Value>>>,
+}
+
+pub struct Store {
+    rv: u64,
+    objects: HashMap<StorageKey, BTreeMap<ObjectKey, Arc<Value>>>,
+    uids: HashMap<String, (StorageKey, ObjectKey)>,
+    history: VecDeque<Arc<Change>>,
+    history_limit: usize,
+    /// Watches and continue tokens older than this resourceVersion get 410 Expired.
+    compacted_rv: u64,
+    snapshots: HashMap<u64, Snapshot>,
+    next_snapshot: u64,
+    tx: broadcast::Sender<Arc<Change>>,
+}
+
+const SNAPSHOT_TTL: Duration = Duration::from_secs(300);
+const MAX_SNAPSHOTS: usize = 256;
+
+impl Store {
+    pub fn new(history_limit: usize) -> Self {
+        let (tx, _) = broadcast::channel(1 << 16);
+        Store {
+            rv: 1,
+            objects: HashMap::new(),
+            uids: HashMap::new(),
+            history: VecDeque::new(),
+            history_limit: history_limit.max(1),
+            compacted_rv: 1,
+            snapshots: HashMap::new(),
+            next_snapshot: 1,
+            tx,
+        }
+    }
+
+    pub fn current_rv(&self) -> u64 {
+        self.rv
+    }
+
+    pub fn compacted_rv(&self) -> u64 {
+        self.compacted_rv
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.tx.subscribe()
+    }
+
+    pub fn get(&self, key: &StorageKey, ns: &str, name: &str) -> Option<Arc<Value>> {
+        self.objects
+            .get(key)?
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    pub fn by_uid(&self, uid: &str) -> Option<(StorageKey, Arc<Value>)> {
+        let (key, (ns, name)) = self.uids.get(uid)?;
+        Some((key.clone(), self.get(key, ns, name)?))
+    }
+
+    /// Objects of one resource, in key order, optionally in one namespace.
+    pub fn list(&self, key: &StorageKey, ns: Option<&str>) -> Vec<Arc<Value>> {
+        let Some(objects) = self.objects.get(key) else {
+            return Vec::new();
+        };
+        match ns {
+            Some(ns) => objects
+                .range((ns.to_string(), String::new())..)
+                .take_while(|((n, _), _)| n == ns)
+                .map(|(_, v)| v.clone())
+                .collect(),
+            None => objects.values().cloned().collect(),
+        }
+    }
+
+    pub fn all_objects(&self) -> impl Iterator<Item = (&StorageKey, &Arc<Value>)> {
+        self.objects
+            .iter()
+            .flat_map(|(k, objs)| objs.values().map(move |v| (k, v)))
+    }
+
+    fn next_rv(&mut self) -> u64 {
+        self.rv += 1;
+        self.rv
+    }
+
+    fn stamp(&mut self, mut obj: Value) -> (u64, Value) {
+        let rv = self.next_rv();
+        obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+        (rv, obj)
+    }
+
+    fn record(&mut self, change: Change) {
+        let change = Arc::new(change);
+        self.history.push_back(change.clone());
+        while self.history.len() > self.history_limit {
+            if let Some(old) = self.history.pop_front() {
+                self.compacted_rv = old.rv;
+            }
+        }
+        // No receivers is fine: nobody is watching.
+        let _ = self.tx.send(change);
+    }
+
+    /// Inserts a new object, assigning its resourceVersion.
+    pub fn insert(&mut self, key: &StorageKey, obj: Value) -> Arc<Value> {
+        let (rv, obj) = self.stamp(obj);
+        let obj = Arc::new(obj);
+        let okey = (
+            meta_str(&obj, "namespace").to_string(),
+            meta_str(&obj, "name").to_string(),
+        );
+        let uid = meta_str(&obj, "uid").to_string();
+        self.objects
+            .entry(key.clone())
+            .or_default()
+            .insert(okey.clone(), obj.clone());
+        self.uids.insert(uid, (key.clone(), okey));
+        self.record(Change {
+            rv,
+            kind: ChangeKind::Added,
+            key: key.clone(),
+            object: obj.clone(),
+            previous: None,
+        });
+        obj
+    }
+
+    /// Replaces an existing object, assigning a new resourceVersion.
+    pub fn replace(&mut self, key: &StorageKey, obj: Value) -> Arc<Value> {
+        let (rv, obj) = self.stamp(obj);
+        let obj = Arc::new(obj);
+        let okey = (
+            meta_str(&obj, "namespace").to_string(),
+            meta_str(&obj, "name").to_string(),
+        );
+        let previous = self
+            .objects
+            .entry(key.clone())
+            .or_default()
+            .insert(okey, obj.clone());
+        self.record(Change {
+            rv,
+            kind: ChangeKind::Modified,
+            key: key.clone(),
+            object: obj.clone(),
+            previous,
+        });
+        obj
+    }
+
+    /// Removes an object; the DELETED event carries it at the deletion's resourceVersion.
+    pub fn remove(&mut self, key: &StorageKey, ns: &str, name: &str) -> Option<Arc<Value>> {
+        let okey = (ns.to_string(), name.to_string());
+        let previous = self.objects.get_mut(key)?.remove(&okey)?;
+        self.uids.remove(meta_str(&previous, "uid"));
+        let (rv, last) = self.stamp((*previous).clone());
+        let last = Arc::new(last);
+        self.record(Change {
+            rv,
+            kind: ChangeKind::Deleted,
+            key: key.clone(),
+            object: last.clone(),
+            previous: Some(previous),
+        });
+        Some(last)
+    }
+
+    /// Changes after `rv`, or `None` when that resourceVersion is no longer retained.
+    pub fn changes_since(&self, rv: u64) -> Option<Vec<Arc<Change>>> {
+        if rv < self.compacted_rv {
+            return None;
+        }
+        let start = self.history.partition_point(|c| c.rv <= rv);
+        Some(self.history.range(start..).cloned().collect())
+    }
+
+    /// The objects of `key` as they were at `rv`, rebuilt by undoing later changes.
+    pub fn list_at(&self, key: &StorageKey, ns: Option<&str>, rv: u64) -> Option<Vec<Arc<Value>>> {
+        let later = self.changes_since(rv)?;
+        let mut objects: BTreeMap<ObjectKey, Arc<Value>> = self
+            .list(key, ns)
+            .into_iter()
+            .map(|o| {
+                (
+                    (
+                        meta_str(&o, "namespace").into(),
+                        meta_str(&o, "name").into(),
+                    ),
+                    o,
+                )
+            })
+            .collect();
+        for change in later.iter().rev().filter(|c| &c.key == key) {
+            if ns.is_some_and(|ns| ns != change.namespace()) {
+                continue;
+            }
+            let okey = (change.namespace().to_string(), change.name().to_string());
+            match (&change.kind, &change.previous) {
+                (ChangeKind::Added, _) => {
+                    objects.remove(&okey);
+                }
+                (_, Some(prev)) => {
+                    objects.insert(okey, prev.clone());
+                }
+                (_, None) => {}
+            }
+        }
+        Some(objects.into_values().collect())
+    }
+
+    /// Drops all history: every older watch or continue token now gets 410 Expired.
+    pub fn compact(&mut self) {
+        self.history.clear();
+        self.compacted_rv = self.rv;
+        self.snapshots.clear();
+    }
+
+    pub fn save_snapshot(&mut self, rv: u64, items: Arc<Vec<Arc<Value>>>) -> u64 {
+        let now = Instant::now();
+        let compacted = self.compacted_rv;
+        self.snapshots
+            .retain(|_, s| now.duration_since(s.created) < SNAPSHOT_TTL && s.rv >= compacted);
+        if self.snapshots.len() >= MAX_SNAPSHOTS
+            && let Some(oldest) = self.snapshots.keys().min().copied()
+        {
+            self.snapshots.remove(&oldest);
+        }
+        let id = self.next_snapshot;
+        self.next_snapshot += 1;
+        self.snapshots.insert(
+            id,
+            Snapshot {
+                rv,
+                created: now,
+                items,
+            },
+        );
+        id
+    }
+
+    pub fn snapshot(&self, id: u64) -> Option<(u64, Arc<Vec<Arc<Value>>>)> {
+        let s = self.snapshots.get(&id)?;
+        (s.rv >= self.compacted_rv && s.created.elapsed() < SNAPSHOT_TTL)
+            .then(|| (s.rv, s.items.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key() -> StorageKey {
+        StorageKey {
+            group: String::new(),
+            resource: "configmaps".into(),
+        }
+    }
+
+    fn cm(ns: &str, name: &str, v: &str) -> Value {
+        json!({"metadata": {"namespace": ns, "name": name, "uid": format!("{ns}-{name}")}, "data": {"v": v}})
+    }
+
+    #[test]
+    fn resource_versions_increase_and_history_replays() {
+        let mut s = Store::new(100);
+        let a = s.insert(&key(), cm("d", "a", "1"));
+        let start: u64 = meta_str(&a, "resourceVersion").parse().unwrap();
+        s.replace(&key(), cm("d", "a", "2"));
+        s.remove(&key(), "d", "a");
+        let kinds: Vec<_> = s
+            .changes_since(start)
+            .unwrap()
+            .iter()
+            .map(|c| c.kind)
+            .collect();
+        assert_eq!(kinds, [ChangeKind::Modified, ChangeKind::Deleted]);
+        assert!(s.get(&key(), "d", "a").is_none());
+    }
+
+    #[test]
+    fn history_limit_expires_old_resource_versions() {
+        let mut s = Store::new(2);
+        for i in 0..5 {
+            s.insert(&key(), cm("d", &format!("o{i}"), "x"));
+        }
+        assert!(
+            s.changes_since(2).is_none(),
+            "evicted history must report expiry"
+        );
+        assert_eq!(s.changes_since(s.current_rv() - 1).unwrap().len(), 1);
+        s.compact();
+        assert!(s.changes_since(s.current_rv() - 1).is_none());
+        assert_eq!(s.changes_since(s.current_rv()).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn list_at_rebuilds_a_past_state() {
+        let mut s = Store::new(100);
+        s.insert(&key(), cm("d", "a", "1"));
+        let rv = s.current_rv();
+        s.replace(&key(), cm("d", "a", "2"));
+        s.insert(&key(), cm("d", "b", "1"));
+        s.remove(&key(), "d", "a");
+        let past = s.list_at(&key(), Some("d"), rv).unwrap();
+        assert_eq!(past.len(), 1);
+        assert_eq!(past[0]["data"]["v"], "1");
+    }
+
+    #[test]
+    fn namespaced_list_is_key_ordered() {
+        let mut s = Store::new(10);
+        for (ns, n) in [("b", "z"), ("a", "y"), ("b", "a"), ("c", "x")] {
+            s.insert(&key(), cm(ns, n, "v"));
+        }
+        let names: Vec<_> = s
+            .list(&key(), Some("b"))
+            .iter()
+            .map(|o| meta_str(o, "name").to_string())
+            .collect();
+        assert_eq!(names, ["a", "z"]);
+        assert_eq!(s.list(&key(), None).len(), 4);
+    }
+}

@@ -1,0 +1,4 @@
+//! apikey-operator: mints, stores, distributes and rotates API keys for Kubernetes
+//! workloads. This crate also carries the dev cluster the operator is tested against.
+
+pub mod devcluster;

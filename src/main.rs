@@ -1,0 +1,96 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use apikey_operator::devcluster::{self, DevCluster};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "apikey-operator", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a local sandbox: an in-memory Kubernetes API server kubectl can talk to.
+    Dev(DevArgs),
+}
+
+#[derive(Args)]
+struct DevArgs {
+    /// Serve only the Kubernetes API (required for now: the operator, OpenBao and moto
+    /// join the sandbox with the controller).
+    #[arg(long)]
+    api_only: bool,
+    /// Port on 127.0.0.1; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Where to write the kubeconfig for kubectl.
+    #[arg(long, default_value = "dev.kubeconfig")]
+    kubeconfig: PathBuf,
+    /// Require this bearer token on every request.
+    #[arg(long, env = "APIKEY_DEV_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Seconds a simulated Deployment/StatefulSet/DaemonSet rollout takes.
+    #[arg(long, default_value_t = 2.0)]
+    rollout_seconds: f64,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Dev(args) => dev(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dev(args: DevArgs) -> Result<(), String> {
+    if !args.api_only {
+        return Err(
+            "the full sandbox (operator, OpenBao, moto) is not available yet; \
+                    run `apikey-operator dev --api-only` for the Kubernetes API alone"
+                .into(),
+        );
+    }
+    let config = devcluster::Config {
+        port: args.port,
+        token: args.token,
+        rollout_delay: Duration::from_secs_f64(args.rollout_seconds.max(0.0)),
+        ..Default::default()
+    };
+    let cluster = DevCluster::start(config)
+        .await
+        .map_err(|e| format!("cannot start the dev cluster: {e}"))?;
+    cluster
+        .write_kubeconfig(&args.kubeconfig)
+        .map_err(|e| format!("cannot write {}: {e}", args.kubeconfig.display()))?;
+    println!("dev cluster serving at {}", cluster.url());
+    println!("kubeconfig: {}", args.kubeconfig.display());
+    println!("  export KUBECONFIG={}", args.kubeconfig.display());
+    shutdown_signal().await;
+    println!("stopping");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
