@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -78,11 +79,14 @@ async fn dev(args: DevArgs) -> Result<(), String> {
     cluster
         .write_kubeconfig(&args.kubeconfig)
         .map_err(|e| format!("cannot write {}: {e}", args.kubeconfig.display()))?;
-    println!("dev cluster serving at {}", cluster.url());
-    println!("kubeconfig: {}", args.kubeconfig.display());
-    println!("  export KUBECONFIG={}", args.kubeconfig.display());
+    // A closed stdout (the launcher stopped reading) must not take the server down.
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "dev cluster serving at {}", cluster.url());
+    let _ = writeln!(out, "kubeconfig: {}", args.kubeconfig.display());
+    let _ = writeln!(out, "  export KUBECONFIG={}", args.kubeconfig.display());
+    let _ = out.flush();
     shutdown_signal().await;
-    println!("stopping");
+    tracing::info!("stopping");
     Ok(())
 }
 

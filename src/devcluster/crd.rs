@@ -73,7 +73,7 @@ pub fn validate_definition(rt: &ResourceType, crd: &Value) -> Vec<FieldError> {
         errors.push(FieldError::invalid(
             "metadata.name",
             &json!(meta_str(crd, "name")),
-            format!("must be spec.names.plural+\".\"+spec.group"),
+            "must be spec.names.plural+\".\"+spec.group",
         ));
     }
     match spec["scope"].as_str() {
@@ -88,13 +88,7 @@ pub fn validate_definition(rt: &ResourceType, crd: &Value) -> Vec<FieldError> {
         }),
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
-    if versions.is_empty() {
-        errors.push(FieldError::invalid(
-            "spec.versions",
-            &json!("array"),
-            "must have exactly one version marked as storage version",
-        ));
-    } else if versions.iter().filter(|v| v["storage"] == true).count() != 1 {
+    if versions.iter().filter(|v| v["storage"] == true).count() != 1 {
         errors.push(FieldError::invalid(
             "spec.versions",
             &json!("array"),

@@ -161,8 +161,11 @@ impl Workloads {
             self.completed.lock().expect("lock").insert(uid, hash);
             return;
         }
-        if paused || (kind != WorkloadKind::Deployment && on_delete_strategy(obj)) {
-            // Paused and OnDelete workloads never roll by themselves.
+        let replaces_pods = previous.is_some();
+        if paused || (replaces_pods && kind != WorkloadKind::Deployment && on_delete_strategy(obj))
+        {
+            // Paused workloads never roll by themselves; OnDelete ones create their first
+            // pods but replace existing ones only when those are deleted.
             return;
         }
         let me = self.clone();
@@ -200,7 +203,10 @@ impl Workloads {
             .pointer("/spec/paused")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        if paused || is_terminating(&obj) {
+        let uid = meta_str(&obj, "uid").to_string();
+        let replaces_pods = self.completed.lock().expect("lock").contains_key(&uid);
+        let on_delete = kind != WorkloadKind::Deployment && on_delete_strategy(&obj);
+        if paused || (replaces_pods && on_delete) || is_terminating(&obj) {
             return;
         }
         let hash = template_hash(&obj);
@@ -208,10 +214,7 @@ impl Workloads {
         api.mutate(&mut st, &kind.key(), ns, name, MANAGER, true, |o| {
             o["status"] = complete_status(kind, o, generation, n, &hash);
         });
-        self.completed
-            .lock()
-            .expect("lock")
-            .insert(meta_str(&obj, "uid").to_string(), hash);
+        self.completed.lock().expect("lock").insert(uid, hash);
     }
 }
 

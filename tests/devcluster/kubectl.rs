@@ -1,0 +1,383 @@
+//! The real kubectl against the dev cluster: the `dev --api-only` binary end to end, and
+//! kubectl's table output for built-in kinds.
+
+use std::process::Stdio;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Resource;
+use kube::api::{Api, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+use crate::support::kubectl::Kubectl;
+use crate::support::*;
+
+const WIDGET: &str = "apiVersion: example.apikey.dev/v1
+kind: Widget
+metadata:
+  name: w1
+spec:
+  size: 3
+  color: green
+";
+
+/// `apikey-operator dev --api-only` as a separate process, stopped on drop.
+struct DevProcess {
+    _child: Child,
+    _stdout: Lines<BufReader<ChildStdout>>,
+    kubeconfig: String,
+    _dir: tempfile::TempDir,
+}
+
+impl DevProcess {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dev.kubeconfig");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_apikey-operator"))
+            .args([
+                "dev",
+                "--api-only",
+                "--rollout-seconds",
+                "0.05",
+                "--kubeconfig",
+            ])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the apikey-operator binary starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(
+            first.starts_with("dev cluster serving at http://127.0.0.1:"),
+            "{first}"
+        );
+        let second = lines.next_line().await.unwrap().unwrap();
+        assert_eq!(second, format!("kubeconfig: {}", path.display()));
+        let kubeconfig = std::fs::read_to_string(&path).expect("kubeconfig written");
+        DevProcess {
+            _child: child,
+            _stdout: lines,
+            kubeconfig,
+            _dir: dir,
+        }
+    }
+}
+
+async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
+    tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .expect("kubectl get -w printed in time")
+        .unwrap()
+        .expect("kubectl get -w still running")
+}
+
+#[tokio::test]
+async fn kubectl_manages_custom_resources_on_the_dev_binary() {
+    let dev = DevProcess::start().await;
+    let k = Kubectl::new(&dev.kubeconfig);
+    let crd = k.file("crd.yaml", WIDGET_CRD);
+    assert!(k.ok(&["apply", "-f", &crd]).await.contains(
+        "customresourcedefinition.apiextensions.k8s.io/widgets.example.apikey.dev created"
+    ));
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/widgets.example.apikey.dev",
+        "--timeout=20s",
+    ])
+    .await;
+    let api_resources = k
+        .ok(&["api-resources", "--api-group=example.apikey.dev"])
+        .await;
+    assert!(
+        api_resources.contains("widgets") && api_resources.contains("wdg"),
+        "{api_resources}"
+    );
+
+    let w = k.file("w1.yaml", WIDGET);
+    assert!(
+        k.ok(&["apply", "-f", &w])
+            .await
+            .contains("widget.example.apikey.dev/w1 created")
+    );
+    let table = k.ok(&["get", "widgets"]).await;
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "SIZE", "READY", "AGE"]
+    );
+    assert!(
+        lines[1].starts_with("w1") && lines[1].contains(" 3 "),
+        "{table}"
+    );
+    let wide = k.ok(&["get", "wdg", "-o", "wide"]).await;
+    assert!(
+        wide.contains("COLOR") && wide.contains("green"),
+        "priority columns with -o wide: {wide}"
+    );
+    assert!(
+        k.ok(&["get", "gadgets"]).await.contains("w1"),
+        "categories resolve"
+    );
+    let yaml = k.ok(&["get", "widget", "w1", "-o", "yaml"]).await;
+    let obj: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(obj["spec"]["size"], 3);
+    assert_eq!(obj["metadata"]["generation"], 1);
+
+    // describe shows events recorded for the object (core/v1 view of events.k8s.io/v1).
+    let client = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::from_yaml(&dev.kubeconfig).unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let widget = Api::<Widget>::default_namespaced(client.clone())
+        .get("w1")
+        .await
+        .unwrap();
+    Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "apikey.dev/test".into(),
+            instance: None,
+        },
+    )
+    .publish(
+        &Event {
+            type_: EventType::Normal,
+            reason: "Minted".into(),
+            note: Some("minted key wj_1".into()),
+            action: "Mint".into(),
+            secondary: None,
+        },
+        &widget.object_ref(&()),
+    )
+    .await
+    .unwrap();
+    let described = k.ok(&["describe", "widget", "w1"]).await;
+    assert!(
+        described.contains("Minted") && described.contains("minted key wj_1"),
+        "{described}"
+    );
+    let events = k.ok(&["get", "events"]).await;
+    let header: Vec<&str> = events
+        .lines()
+        .next()
+        .unwrap()
+        .split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(header, ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]);
+    assert!(
+        events.contains("widget/w1") && events.contains("minted key wj_1"),
+        "{events}"
+    );
+
+    // get -w streams changes.
+    let mut watch = k
+        .command(&["get", "widgets", "-w"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    assert!(next_line(&mut lines).await.starts_with("NAME"));
+    assert!(next_line(&mut lines).await.starts_with("w1"));
+
+    k.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"size":5}}"#,
+    ])
+    .await;
+    let line = next_line(&mut lines).await;
+    assert!(line.starts_with("w1") && line.contains(" 5 "), "{line}");
+    k.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/size","value":6}]"#,
+    ])
+    .await;
+    assert!(next_line(&mut lines).await.contains(" 6 "));
+    let smp = k
+        .run(&["patch", "widget", "w1", "-p", r#"{"spec":{"size":7}}"#])
+        .await;
+    assert!(
+        !smp.ok
+            && smp
+                .stderr
+                .contains("application/strategic-merge-patch+json is not supported"),
+        "{}",
+        smp.stderr
+    );
+    k.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--subresource",
+        "status",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#,
+    ])
+    .await;
+    let line = next_line(&mut lines).await;
+    assert!(
+        line.contains("True"),
+        "printer column from a status JSONPath filter: {line}"
+    );
+
+    let editor = k.file(
+        "editor.sh",
+        "#!/bin/sh\nsed -i 's/size: 6/size: 8/' \"$1\"\n",
+    );
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let edited = k
+        .run_with_env(&["edit", "widget", "w1"], &[("KUBE_EDITOR", &editor)])
+        .await;
+    assert!(
+        edited.ok && edited.stdout.contains("edited"),
+        "{} {}",
+        edited.stdout,
+        edited.stderr
+    );
+    assert!(next_line(&mut lines).await.contains(" 8 "));
+
+    let bad = k.file("bad.yaml", "apiVersion: example.apikey.dev/v1\nkind: Widget\nmetadata: {name: bad}\nspec: {size: 0, color: pink}\n");
+    let rejected = k.run(&["apply", "-f", &bad]).await;
+    assert!(!rejected.ok);
+    assert!(
+        rejected.stderr.contains("The Widget \"bad\" is invalid"),
+        "{}",
+        rejected.stderr
+    );
+    assert!(
+        rejected
+            .stderr
+            .contains("spec.color: Unsupported value: \"pink\""),
+        "{}",
+        rejected.stderr
+    );
+    let unknown = k.file("unknown.yaml", "apiVersion: example.apikey.dev/v1\nkind: Widget\nmetadata: {name: unk}\nspec: {size: 1, bogus: 1}\n");
+    let strict = k.run(&["apply", "-f", &unknown]).await;
+    assert!(
+        !strict.ok && strict.stderr.contains("unknown field \"spec.bogus\""),
+        "{}",
+        strict.stderr
+    );
+    let warned = k.run(&["apply", "-f", &unknown, "--validate=warn"]).await;
+    assert!(
+        warned.ok
+            && warned
+                .stderr
+                .contains("Warning: unknown field \"spec.bogus\""),
+        "{}",
+        warned.stderr
+    );
+
+    let deleted = k.ok(&["delete", "widget", "w1"]).await;
+    assert!(
+        deleted.contains("widget.example.apikey.dev \"w1\" deleted"),
+        "{deleted}"
+    );
+    let _final_row = next_line(&mut lines).await;
+    let after = k.run(&["get", "widget", "w1"]).await;
+    assert!(
+        !after.ok && after.stderr.contains("NotFound"),
+        "{}",
+        after.stderr
+    );
+    watch.kill().await.unwrap();
+    drop(dev);
+}
+
+#[tokio::test]
+async fn kubectl_tables_for_builtin_kinds_and_rollout_status() {
+    let t = cluster().await;
+    let k = Kubectl::new(&t.cluster.kubeconfig());
+    let deployment = k.file(
+        "deploy.yaml",
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: app, image: example/web:1}]
+",
+    );
+    k.ok(&["apply", "-f", &deployment]).await;
+    let status = k
+        .ok(&["rollout", "status", "deployment/web", "--timeout=20s"])
+        .await;
+    assert!(status.contains("successfully rolled out"), "{status}");
+    let table = k.ok(&["get", "deployments"]).await;
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    );
+    assert_eq!(
+        lines[1].split_whitespace().take(4).collect::<Vec<_>>(),
+        ["web", "2/2", "2", "2"]
+    );
+
+    Api::<Secret>::default_namespaced(t.client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "creds"}, "stringData": {"token": "x", "id": "y"}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let secrets = k.ok(&["get", "secrets"]).await;
+    let lines: Vec<&str> = secrets.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "TYPE", "DATA", "AGE"]
+    );
+    assert_eq!(
+        lines[1].split_whitespace().take(3).collect::<Vec<_>>(),
+        ["creds", "Opaque", "2"]
+    );
+
+    let namespaces = k.ok(&["get", "ns"]).await;
+    assert!(
+        namespaces
+            .lines()
+            .any(|l| l.starts_with("default") && l.contains("Active")),
+        "{namespaces}"
+    );
+    let ns = k.file(
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: temp}\n",
+    );
+    k.ok(&["apply", "-f", &ns]).await;
+    let deleted = k.ok(&["delete", "-f", &ns, "--timeout=20s"]).await;
+    assert!(deleted.contains("namespace \"temp\" deleted"), "{deleted}");
+    let gone = k.run(&["get", "ns", "temp"]).await;
+    assert!(!gone.ok, "kubectl waited until the namespace was gone");
+}

@@ -1,0 +1,11 @@
+//! Conformance of the dev cluster with kube-apiserver, through the real kube client,
+//! kube-runtime and kubectl.
+
+mod controller;
+mod crd;
+mod deletion;
+mod hooks;
+mod kubectl;
+mod list_watch;
+mod objects;
+mod workloads;
