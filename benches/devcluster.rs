@@ -49,20 +49,35 @@ async fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(10_000);
-    let cluster = DevCluster::start(Config::default()).await.expect("dev cluster");
+    let cluster = DevCluster::start(Config::default())
+        .await
+        .expect("dev cluster");
     let client = cluster.client().await.expect("client");
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
-        .create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata": {"name": "bench"}})).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "bench"}})).unwrap(),
+        )
         .await
         .unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "bench");
     let rss_before = rss_mib();
 
-    let rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let rv = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
     let watch_api = cms.clone();
     let watcher = tokio::spawn(async move {
-        let mut stream = watch_api.watch(&WatchParams::default().timeout(600), &rv).await.unwrap().boxed();
+        let mut stream = watch_api
+            .watch(&WatchParams::default().timeout(600), &rv)
+            .await
+            .unwrap()
+            .boxed();
         let mut added = 0;
         while let Some(ev) = stream.try_next().await.unwrap() {
             if let WatchEvent::Added(_) = ev {
@@ -79,7 +94,11 @@ async fn main() {
     futures::stream::iter(0..n)
         .map(|i| {
             let cms = cms.clone();
-            async move { cms.create(&PostParams::default(), &config_map(i)).await.unwrap() }
+            async move {
+                cms.create(&PostParams::default(), &config_map(i))
+                    .await
+                    .unwrap()
+            }
         })
         .buffer_unordered(64)
         .for_each(|_| async {})
@@ -118,16 +137,31 @@ async fn main() {
     let mut selected = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let list = cms.list(&ListParams::default().fields("metadata.name=cm-00042")).await.unwrap();
+        let list = cms
+            .list(&ListParams::default().fields("metadata.name=cm-00042"))
+            .await
+            .unwrap();
         assert_eq!(list.items.len(), 1);
         selected.push(t.elapsed());
     }
 
-    println!("dev cluster benchmark: {n} ConfigMaps in one namespace (in-process server + kube client)");
-    println!("  create burst (64 in flight): {:.2} s, {:.0} objects/s", created.as_secs_f64(), n as f64 / created.as_secs_f64());
-    println!("  watch: all {n} ADDED events received {:.1} ms after the last create returned", watch_lag.as_secs_f64() * 1e3);
+    println!(
+        "dev cluster benchmark: {n} ConfigMaps in one namespace (in-process server + kube client)"
+    );
+    println!(
+        "  create burst (64 in flight): {:.2} s, {:.0} objects/s",
+        created.as_secs_f64(),
+        n as f64 / created.as_secs_f64()
+    );
+    println!(
+        "  watch: all {n} ADDED events received {:.1} ms after the last create returned",
+        watch_lag.as_secs_f64() * 1e3
+    );
     println!("  full list, unpaginated:      {}", summary(full));
     println!("  full list, pages of 500:     {}", summary(paged));
     println!("  field-selector list (1 hit): {}", summary(selected));
-    println!("  process RSS: {rss_before:.0} MiB before, {:.0} MiB after", rss_mib());
+    println!(
+        "  process RSS: {rss_before:.0} MiB before, {:.0} MiB after",
+        rss_mib()
+    );
 }

@@ -311,6 +311,7 @@ impl ApiServer {
     fn admit_content(
         rt: &ResourceType,
         obj: &mut Value,
+        old: Option<&Value>,
         opts: &WriteOptions,
     ) -> ApiResult<Vec<String>> {
         let name = meta_str(obj, "name").to_string();
@@ -332,7 +333,7 @@ impl ApiServer {
             *obj = normalized;
         }
         if let Some(schema) = &rt.schema {
-            let outcome = schema.process(obj);
+            let outcome = schema.process(obj, old);
             unknown.extend(outcome.unknown_fields);
             if !outcome.errors.is_empty() {
                 return Err(ApiError::invalid(
@@ -544,7 +545,7 @@ impl ApiServer {
             }
         }
         let name = meta_str(&obj, "name").to_string();
-        let mut warnings = Self::admit_content(rt, &mut obj, opts)?;
+        let mut warnings = Self::admit_content(rt, &mut obj, None, opts)?;
         prepare_for_create(rt, &mut obj);
         let mut errors = Self::validate_metadata(rt, &obj);
         errors.extend(crd::validate_definition(rt, &obj));
@@ -692,7 +693,7 @@ impl ApiServer {
                 old_meta["resourceVersion"].clone(),
             );
         }
-        let mut warnings = Self::admit_content(rt, &mut obj, opts)?;
+        let mut warnings = Self::admit_content(rt, &mut obj, Some(old), opts)?;
         let mut errors = Self::validate_metadata(rt, &obj);
         if is_terminating(old) {
             let before = finalizers(old);

@@ -96,10 +96,18 @@ pub fn validate_definition(rt: &ResourceType, crd: &Value) -> Vec<FieldError> {
         ));
     }
     for (i, v) in versions.iter().enumerate() {
-        if v.pointer("/schema/openAPIV3Schema").is_none() {
-            errors.push(FieldError::required(format!(
-                "spec.versions[{i}].schema.openAPIV3Schema"
-            )));
+        let field = format!("spec.versions[{i}].schema.openAPIV3Schema");
+        match v.pointer("/schema/openAPIV3Schema") {
+            None => errors.push(FieldError::required(field)),
+            Some(schema) => {
+                for e in Schema::new(schema.clone()).rule_errors() {
+                    errors.push(FieldError::invalid(
+                        &field,
+                        &json!("object"),
+                        format!("compilation failed: {e}"),
+                    ));
+                }
+            }
         }
     }
     errors

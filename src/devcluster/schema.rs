@@ -6,9 +6,18 @@ use serde_json::{Map, Value};
 
 use super::errors::{FieldError, render_value};
 
-#[derive(Debug)]
 pub struct Schema {
     root: Value,
+    /// Compiled `x-kubernetes-validations`, when the schema has any.
+    cel: Option<kube_cel::CompiledSchema>,
+}
+
+impl std::fmt::Debug for Schema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schema")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What processing an object found: fields that were pruned (reported for
@@ -21,17 +30,46 @@ pub struct Outcome {
 
 impl Schema {
     pub fn new(open_api_v3_schema: Value) -> Self {
+        let cel = open_api_v3_schema
+            .to_string()
+            .contains("x-kubernetes-validations")
+            .then(|| kube_cel::compile_schema(&open_api_v3_schema));
         Schema {
             root: open_api_v3_schema,
+            cel,
         }
+    }
+
+    /// Rules that do not compile (kube-apiserver refuses such a CRD).
+    pub fn rule_errors(&self) -> Vec<String> {
+        fn collect(c: &kube_cel::CompiledSchema, out: &mut Vec<String>) {
+            out.extend(c.compilation_errors().iter().map(|e| e.to_string()));
+            let children = c
+                .properties
+                .values()
+                .chain(c.items.as_deref())
+                .chain(c.additional_properties.as_deref())
+                .chain(&c.all_of)
+                .chain(&c.one_of)
+                .chain(&c.any_of);
+            for child in children {
+                collect(child, out);
+            }
+        }
+        let mut out = Vec::new();
+        if let Some(c) = &self.cel {
+            collect(c, &mut out);
+        }
+        out
     }
 
     pub fn raw(&self) -> &Value {
         &self.root
     }
 
-    /// Prunes unknown fields, applies defaults and validates a whole custom object.
-    pub fn process(&self, obj: &mut Value) -> Outcome {
+    /// Prunes unknown fields, applies defaults and validates a whole custom object; on
+    /// updates `old` is the stored object, for CEL transition rules (`oldSelf`).
+    pub fn process(&self, obj: &mut Value, old: Option<&Value>) -> Outcome {
         let mut out = Outcome::default();
         let Some(map) = obj.as_object_mut() else {
             return out;
@@ -60,8 +98,69 @@ impl Schema {
         }
         apply_defaults(&self.root, map, "", &mut out);
         validate_object_constraints(&self.root, map, "", &mut out, true);
+        // CEL runs only on structurally valid objects, as in kube-apiserver.
+        if out.errors.is_empty()
+            && let Some(cel) = &self.cel
+            && let Err(failures) = kube_cel::validate_compiled(cel, obj, old)
+        {
+            out.errors
+                .extend(failures.iter().map(|f| cel_field_error(&self.root, f)));
+        }
         out
     }
+}
+
+/// kube-apiserver's rendering of a failed rule: the schema type stands in for the value,
+/// and the rule's `reason` picks the error kind.
+fn cel_field_error(root: &Value, f: &kube_cel::ValidationError) -> FieldError {
+    let field = if f.field_path.is_empty() {
+        "<nil>".to_string()
+    } else {
+        f.field_path.clone()
+    };
+    let message = match f.kind {
+        kube_cel::ErrorKind::ValidationFailure => f.message.clone(),
+        _ => format!("rule evaluation failed: {}: {}", f.rule, f.message),
+    };
+    match f.reason.as_deref() {
+        Some("FieldValueForbidden") => FieldError::forbidden(field, message),
+        Some("FieldValueRequired") => FieldError {
+            reason: "FieldValueRequired",
+            field,
+            detail: format!("Required value: {message}"),
+        },
+        Some("FieldValueDuplicate") => FieldError {
+            reason: "FieldValueDuplicate",
+            field,
+            detail: format!("Duplicate value: {message}"),
+        },
+        _ => {
+            let type_name = schema_type_at(root, &f.field_path);
+            FieldError::invalid(field, &Value::String(type_name), message)
+        }
+    }
+}
+
+/// The `type` of the schema node at a field path like `spec.consumers[0].name`.
+fn schema_type_at(root: &Value, path: &str) -> String {
+    let mut node = root;
+    for segment in path.split('.').filter(|s| !s.is_empty()) {
+        let (name, indexed) = match segment.split_once('[') {
+            Some((n, _)) => (n, true),
+            None => (segment, false),
+        };
+        node = node
+            .pointer(&format!("/properties/{name}"))
+            .or_else(|| node.get("additionalProperties"))
+            .unwrap_or(&Value::Null);
+        if indexed {
+            node = node.get("items").unwrap_or(&Value::Null);
+        }
+    }
+    node.get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("object")
+        .to_string()
 }
 
 fn preserves_unknown(s: &Value) -> bool {
@@ -498,7 +597,7 @@ mod tests {
     fn prunes_unknown_fields_but_keeps_preserved_ones() {
         let mut obj = json!({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "a", "weird": 1},
             "spec": {"size": 2, "bogus": true, "free": {"anything": [1]}}, "top": 1});
-        let out = schema().process(&mut obj);
+        let out = schema().process(&mut obj, None);
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert_eq!(
             out.unknown_fields,
@@ -515,7 +614,7 @@ mod tests {
     #[test]
     fn applies_defaults_including_nested_ones() {
         let mut obj = json!({"spec": {"size": 1}});
-        let out = schema().process(&mut obj);
+        let out = schema().process(&mut obj, None);
         assert!(out.errors.is_empty());
         assert_eq!(obj["spec"]["mode"], "a");
         assert_eq!(obj["spec"]["nested"], json!({"x": 3}));
@@ -525,7 +624,7 @@ mod tests {
     fn reports_every_violation_with_its_field_path() {
         let mut obj = json!({"spec": {"size": "big", "mode": "c", "every": "30d",
             "tags": ["abcd", "b", "c"], "labels": {"k": 1}, "port": true}});
-        let out = schema().process(&mut obj);
+        let out = schema().process(&mut obj, None);
         let fields: Vec<(&str, &str)> = out
             .errors
             .iter()
@@ -551,11 +650,11 @@ mod tests {
     #[test]
     fn required_minimum_and_nullable() {
         let mut missing = json!({"spec": {"opt": null}});
-        let out = schema().process(&mut missing);
+        let out = schema().process(&mut missing, None);
         assert_eq!(out.errors, vec![FieldError::required("spec.size")]);
         assert!(missing["spec"]["opt"].is_null(), "nullable nulls are kept");
         let mut low = json!({"spec": {"size": 0, "mode": null}});
-        let out = schema().process(&mut low);
+        let out = schema().process(&mut low, None);
         assert_eq!(out.errors.len(), 1);
         assert!(
             out.errors[0].detail.ends_with("greater than or equal to 1"),
@@ -572,7 +671,105 @@ mod tests {
     fn int_or_string_accepts_both() {
         for port in [json!(80), json!("http")] {
             let mut obj = json!({"spec": {"size": 1, "port": port}});
-            assert!(schema().process(&mut obj).errors.is_empty());
+            assert!(schema().process(&mut obj, None).errors.is_empty());
         }
+    }
+
+    fn rotation_schema() -> Schema {
+        Schema::new(json!({
+            "type": "object",
+            "x-kubernetes-validations": [{"rule": "size(self.metadata.name) <= 5", "message": "name too long"}],
+            "properties": {"spec": {
+                "type": "object",
+                "x-kubernetes-validations": [
+                    {"rule": "has(self.every) != has(self.schedule)", "message": "set exactly one of every or schedule"},
+                    {"rule": "!has(self.overlap) || !has(self.every) || duration(self.overlap) < duration(self.every)",
+                     "messageExpression": "'overlap ' + self.overlap + ' must be shorter than every ' + self.every",
+                     "fieldPath": ".overlap"}
+                ],
+                "properties": {
+                    "every": {"type": "string"},
+                    "schedule": {"type": "string"},
+                    "overlap": {"type": "string"},
+                    "owner": {"type": "string", "x-kubernetes-validations": [
+                        {"rule": "self == oldSelf", "message": "owner is immutable", "reason": "FieldValueForbidden"}]}
+                }
+            }}
+        }))
+    }
+
+    fn cel_errors(obj: Value, old: Option<Value>) -> Vec<(String, String)> {
+        let mut obj = obj;
+        rotation_schema()
+            .process(&mut obj, old.as_ref())
+            .errors
+            .into_iter()
+            .map(|e| (e.field, e.detail))
+            .collect()
+    }
+
+    #[test]
+    fn cel_rules_report_like_kube_apiserver() {
+        let meta = json!({"name": "ok"});
+        assert!(
+            cel_errors(
+                json!({"metadata": meta, "spec": {"every": "720h", "overlap": "24h"}}),
+                None
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            cel_errors(
+                json!({"metadata": meta, "spec": {"every": "1h", "overlap": "90m"}}),
+                None
+            ),
+            [(
+                "spec.overlap".to_string(),
+                "Invalid value: \"string\": overlap 90m must be shorter than every 1h".to_string()
+            )]
+        );
+        assert_eq!(
+            cel_errors(json!({"metadata": meta, "spec": {}}), None),
+            [(
+                "spec".to_string(),
+                "Invalid value: \"object\": set exactly one of every or schedule".to_string()
+            )]
+        );
+        assert_eq!(
+            cel_errors(
+                json!({"metadata": {"name": "too-long"}, "spec": {"schedule": "0 3 * * 1"}}),
+                None
+            ),
+            [(
+                "<nil>".to_string(),
+                "Invalid value: \"object\": name too long".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn transition_rules_run_on_updates_only() {
+        let old = json!({"metadata": {"name": "a"}, "spec": {"every": "1h", "owner": "x"}});
+        let new = json!({"metadata": {"name": "a"}, "spec": {"every": "1h", "owner": "y"}});
+        assert!(
+            cel_errors(new.clone(), None).is_empty(),
+            "no oldSelf on create"
+        );
+        assert_eq!(
+            cel_errors(new, Some(old)),
+            [(
+                "spec.owner".to_string(),
+                "Forbidden: owner is immutable".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn rules_that_do_not_compile_are_reported() {
+        let s = Schema::new(
+            json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.spec.size >", "message": "m"}]}),
+        );
+        assert_eq!(s.rule_errors().len(), 1);
+        assert!(schema().rule_errors().is_empty());
     }
 }

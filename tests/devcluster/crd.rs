@@ -158,6 +158,79 @@ async fn schema_violations_are_422_with_field_causes() {
 }
 
 #[tokio::test]
+async fn cel_validation_rules_and_transition_rules() {
+    let t = cluster().await;
+    t.install_widgets().await;
+    let api = dynamic(&t);
+    let fast = api_error(
+        api.create(
+            &PostParams::default(),
+            &raw_widget(json!({"size": 1, "every": "500ms"})),
+        )
+        .await,
+    );
+    assert_eq!(fast.code, 422);
+    assert_eq!(
+        fast.message,
+        "Widget.example.apikey.dev \"raw\" is invalid: spec.every: Invalid value: \"string\": every must be at least 1s, got 500ms"
+    );
+    api.create(
+        &PostParams::default(),
+        &raw_widget(json!({"size": 1, "every": "1m30s"})),
+    )
+    .await
+    .unwrap();
+    let recolor = api_error(
+        api.patch(
+            "raw",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"color": "blue"}})),
+        )
+        .await,
+    );
+    assert_eq!(recolor.code, 422);
+    let cause = &recolor.details.unwrap().causes[0];
+    assert_eq!(
+        (cause.field.as_str(), cause.reason.as_str()),
+        ("spec.color", "FieldValueForbidden")
+    );
+    assert_eq!(cause.message, "Forbidden: color is immutable");
+    api.patch(
+        "raw",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"size": 2}})),
+    )
+    .await
+    .expect("other changes pass the transition rule");
+    let mut crd: CustomResourceDefinition = serde_yaml::from_str(WIDGET_CRD).unwrap();
+    crd.metadata.name = Some("gadgets.example.apikey.dev".into());
+    crd.spec.names.plural = "gadgets".into();
+    crd.spec.names.kind = "Gadget".into();
+    crd.spec.names.short_names = None;
+    crd.spec.versions[0]
+        .schema
+        .as_mut()
+        .unwrap()
+        .open_api_v3_schema
+        .as_mut()
+        .unwrap()
+        .x_kubernetes_validations = Some(vec![
+        serde_json::from_value(json!({"rule": "self.spec.size >", "message": "broken"})).unwrap(),
+    ]);
+    let broken = api_error(
+        Api::<CustomResourceDefinition>::all(t.client.clone())
+            .create(&PostParams::default(), &crd)
+            .await,
+    );
+    assert_eq!(broken.code, 422);
+    assert!(
+        broken.message.contains("compilation failed"),
+        "{}",
+        broken.message
+    );
+}
+
+#[tokio::test]
 async fn invalid_crds_are_rejected() {
     let t = cluster().await;
     let mut crd: CustomResourceDefinition = serde_yaml::from_str(WIDGET_CRD).unwrap();
