@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::http::StatusCode;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value, json};
 
 use super::crd;
@@ -316,19 +317,26 @@ impl ApiServer {
     ) -> ApiResult<Vec<String>> {
         let name = meta_str(obj, "name").to_string();
         let mut unknown = Vec::new();
+        let cannot_handle = |e: String| {
+            ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {e}",
+                rt.kind, rt.version, rt.kind
+            ))
+        };
+        if rt.group.is_empty() && rt.kind == "Secret" {
+            fold_string_data(obj);
+        }
+        // Metadata is typed for every kind, custom ones included.
+        let metadata = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
+        let typed: ObjectMeta = serde_json::from_value(metadata.clone())
+            .map_err(|e| cannot_handle(format!("metadata: {e}")))?;
+        let normalized_meta =
+            serde_json::to_value(typed).map_err(|e| cannot_handle(e.to_string()))?;
+        collect_dropped(&metadata, &normalized_meta, "metadata", &mut unknown);
+        obj["metadata"] = normalized_meta;
         if let Some(normalize) = rt.normalize {
             let original = obj.clone();
-            let metadata = obj.get("metadata").cloned();
-            let mut normalized = normalize(obj.clone()).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "{} in version \"{}\" cannot be handled as a {}: {e}",
-                    rt.kind, rt.version, rt.kind
-                ))
-            })?;
-            // Timestamps and other metadata keep the exact form the server wrote.
-            if let Some(m) = metadata {
-                normalized["metadata"] = m;
-            }
+            let normalized = normalize(obj.clone()).map_err(cannot_handle)?;
             collect_dropped(&original, &normalized, "", &mut unknown);
             *obj = normalized;
         }
@@ -480,13 +488,23 @@ impl ApiServer {
         &self,
         rt: &ResourceType,
         ns: Option<&str>,
+        obj: Value,
+        opts: &WriteOptions,
+        operation: &str,
+    ) -> ApiResult<Written> {
+        Self::create_locked(&mut self.lock(), rt, ns, obj, opts, operation)
+    }
+
+    fn create_locked(
+        st: &mut State,
+        rt: &ResourceType,
+        ns: Option<&str>,
         mut obj: Value,
         opts: &WriteOptions,
         operation: &str,
     ) -> ApiResult<Written> {
         Self::check_type_and_namespace(rt, &mut obj, ns)?;
-        let mut st = self.lock();
-        if rt.is_custom() && crd::is_terminating(&st, rt) {
+        if rt.is_custom() && crd::is_terminating(st, rt) {
             return Err(ApiError {
                 code: StatusCode::METHOD_NOT_ALLOWED,
                 reason: "MethodNotAllowed",
@@ -495,7 +513,7 @@ impl ApiServer {
                 details: None,
             });
         }
-        Self::check_namespace(&st, rt, ns, true)?;
+        Self::check_namespace(st, rt, ns, true)?;
         {
             let m = meta_mut(&mut obj);
             let name = m
@@ -579,7 +597,7 @@ impl ApiServer {
             },
             fields,
         );
-        crd::on_write(&mut st, rt, &mut obj);
+        crd::on_write(st, rt, &mut obj);
         warnings.dedup();
         if opts.dry_run {
             return Ok(Written {
@@ -589,7 +607,7 @@ impl ApiServer {
             });
         }
         let stored = st.store.insert(&key, to_storage(rt, obj));
-        crd::after_write(&mut st, rt, &stored);
+        crd::after_write(st, rt, &stored);
         Ok(Written {
             object: present(rt, &stored),
             warnings,
@@ -630,8 +648,31 @@ impl ApiServer {
             .ok_or_else(|| ApiError::not_found(&rt.qualified_resource(), name))?;
         let old = present(rt, &old);
         let body_rv = meta_str(&obj, "resourceVersion");
+        if body_rv.is_empty() && rt.is_custom() {
+            // Custom resources do not allow unconditional updates.
+            return Err(ApiError::invalid(
+                &rt.qualified_kind(),
+                name,
+                &[FieldError {
+                    reason: "FieldValueInvalid",
+                    field: "metadata.resourceVersion".into(),
+                    detail: "Invalid value: 0x0: must be specified for an update".into(),
+                }],
+            ));
+        }
         if !body_rv.is_empty() && body_rv != meta_str(&old, "resourceVersion") {
             return Err(ApiError::modified(&rt.qualified_resource(), name));
+        }
+        let body_uid = meta_str(&obj, "uid");
+        if !body_uid.is_empty() && body_uid != meta_str(&old, "uid") {
+            return Err(ApiError::conflict(
+                &rt.qualified_resource(),
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {body_uid}, UID in object meta: {}",
+                    meta_str(&old, "uid")
+                ),
+            ));
         }
         self.write_update(&mut st, rt, &old, obj, status, opts, "Update")
     }
@@ -706,6 +747,7 @@ impl ApiServer {
         }
         errors.extend(crd::validate_definition(rt, &obj));
         errors.extend(crd::validate_update(rt, old, &obj));
+        errors.extend(immutable_data_changes(rt, old, &obj));
         if !errors.is_empty() {
             return Err(ApiError::invalid(&rt.qualified_kind(), &name, &errors));
         }
@@ -847,15 +889,16 @@ impl ApiServer {
             )));
         }
         meta_mut(&mut applied).insert("name".into(), json!(name));
-        let existing = self
-            .lock()
-            .store
-            .get(&rt.storage, ns.unwrap_or_default(), name);
-        let Some(old) = existing else {
-            // Apply creates the object when it does not exist.
-            return self.create_as(rt, ns, applied, opts, "Apply");
-        };
+        // Read and write under one lock, so no concurrent write is lost in between.
         let mut st = self.lock();
+        let existing = st.store.get(&rt.storage, ns.unwrap_or_default(), name);
+        let Some(old) = existing else {
+            if status {
+                return Err(ApiError::not_found(&rt.qualified_resource(), name));
+            }
+            // Apply creates the object when it does not exist.
+            return Self::create_locked(&mut st, rt, ns, applied, opts, "Apply");
+        };
         let old = present(rt, &old);
         let rv = meta_str(&applied, "resourceVersion");
         if !rv.is_empty() && rv != meta_str(&old, "resourceVersion") {
@@ -870,7 +913,9 @@ impl ApiServer {
             }
         } else {
             if let Some(m) = applied.as_object_mut() {
-                m.remove("status");
+                if rt.status_subresource {
+                    m.remove("status");
+                }
                 if let Some(md) = m.get_mut("metadata").and_then(Value::as_object_mut) {
                     md.remove("resourceVersion");
                 }
@@ -935,6 +980,18 @@ impl ApiServer {
         }
         let mut obj = (*stored).clone();
         if rt.storage.resource == "namespaces" && rt.storage.group.is_empty() {
+            if matches!(name, "default" | "kube-system" | "kube-public") {
+                return Err(ApiError::forbidden(format!(
+                    "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+                )));
+            }
+            if is_terminating(&obj) {
+                return Err(ApiError::conflict(
+                    "namespaces",
+                    name,
+                    "The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system.",
+                ));
+            }
             // Namespaces terminate: the namespace controller empties them, then removes them.
             if !is_terminating(&obj) && !opts.dry_run {
                 meta_mut(&mut obj).insert("deletionTimestamp".into(), json!(meta::now_rfc3339()));
@@ -993,12 +1050,35 @@ impl ApiServer {
     ) -> ApiResult<ListResult> {
         let mut st = self.lock();
         let current = st.store.current_rv();
+        let scope = format!(
+            "{}/{}/{}",
+            rt.storage.group,
+            rt.storage.resource,
+            filter.namespace.as_deref().unwrap_or_default()
+        );
         if let Some(token) = &opts.continue_token {
+            if opts
+                .resource_version
+                .as_deref()
+                .is_some_and(|v| !v.is_empty())
+            {
+                return Err(ApiError::bad_request(
+                    "specifying resource version is not allowed when using continue",
+                ));
+            }
             let (id, offset, rv) = decode_continue(token)?;
-            let (snap_rv, items) = st.store.snapshot(id).filter(|(r, _)| *r == rv).ok_or_else(|| {
+            let (snap_rv, items) = st.store.snapshot(&scope, id).filter(|(r, _)| *r == rv).ok_or_else(|| {
                 ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.")
             })?;
-            return Ok(page(&mut st, items, offset, opts.limit, snap_rv, Some(id)));
+            return Ok(page(
+                &mut st,
+                &scope,
+                items,
+                offset,
+                opts.limit,
+                snap_rv,
+                Some(id),
+            ));
         }
         let requested: Option<u64> = match opts.resource_version.as_deref() {
             None | Some("") | Some("0") => None,
@@ -1009,14 +1089,7 @@ impl ApiServer {
         };
         let stored = match (requested, opts.resource_version_match.as_deref()) {
             (Some(rv), _) if rv > current => {
-                return Err(ApiError {
-                    code: StatusCode::GATEWAY_TIMEOUT,
-                    reason: "Timeout",
-                    message: format!("Too large resource version: {rv}, current: {current}"),
-                    details: Some(
-                        json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}),
-                    ),
-                });
+                return Err(ApiError::too_large_resource_version(rv, current));
             }
             (Some(rv), Some("Exact")) => st
                 .store
@@ -1043,7 +1116,15 @@ impl ApiServer {
             .map(|o| Arc::new(present(rt, &o)))
             .filter(|o| filter.matches(o))
             .collect();
-        Ok(page(&mut st, Arc::new(items), 0, opts.limit, rv, None))
+        Ok(page(
+            &mut st,
+            &scope,
+            Arc::new(items),
+            0,
+            opts.limit,
+            rv,
+            None,
+        ))
     }
 
     /// A write by a built-in controller: `f` edits the served form of the object, which then
@@ -1084,6 +1165,7 @@ impl ApiServer {
 
 fn page(
     st: &mut State,
+    scope: &str,
     items: Arc<Vec<Arc<Value>>>,
     offset: usize,
     limit: Option<usize>,
@@ -1097,7 +1179,8 @@ fn page(
         .map(|o| (**o).clone())
         .collect();
     let (continue_token, remaining) = if end < items.len() {
-        let id = snapshot.unwrap_or_else(|| st.store.save_snapshot(rv, items.clone()));
+        let id = snapshot
+            .unwrap_or_else(|| st.store.save_snapshot(scope.to_string(), rv, items.clone()));
         (Some(encode_continue(id, end, rv)), Some(items.len() - end))
     } else {
         (None, None)
@@ -1151,29 +1234,37 @@ fn prepare_for_create(rt: &ResourceType, obj: &mut Value) {
             let labels = meta_mut(obj).entry("labels").or_insert_with(|| json!({}));
             labels["kubernetes.io/metadata.name"] = json!(name);
         }
-        ("", "Secret") => {
-            // stringData is write-only: it is folded into data.
-            if let Some(Value::Object(sd)) =
-                obj.as_object_mut().and_then(|m| m.remove("stringData"))
-            {
-                use base64::Engine;
-                let data = obj
-                    .as_object_mut()
-                    .expect("object")
-                    .entry("data")
-                    .or_insert_with(|| json!({}));
-                for (k, v) in sd {
-                    data[k] = json!(
-                        base64::engine::general_purpose::STANDARD
-                            .encode(v.as_str().unwrap_or_default())
-                    );
-                }
-            }
-            if obj.get("type").is_none() {
-                obj["type"] = json!("Opaque");
-            }
-        }
+        ("", "Secret") if obj.get("type").is_none() => obj["type"] = json!("Opaque"),
         _ => {}
+    }
+}
+
+/// Secrets and ConfigMaps marked `immutable: true` keep their data and the flag.
+fn immutable_data_changes(rt: &ResourceType, old: &Value, new: &Value) -> Vec<FieldError> {
+    let applies = rt.group.is_empty() && matches!(rt.kind.as_str(), "Secret" | "ConfigMap");
+    if !applies || old.get("immutable") != Some(&json!(true)) {
+        return Vec::new();
+    }
+    ["data", "binaryData", "immutable"]
+        .into_iter()
+        .filter(|f| old.get(*f) != new.get(*f))
+        .map(|f| FieldError::forbidden(f, "field is immutable when `immutable` is set"))
+        .collect()
+}
+
+/// `stringData` is write-only: on every write it is merged into `data`, overwriting.
+fn fold_string_data(obj: &mut Value) {
+    use base64::Engine;
+    let Some(Value::Object(string_data)) = obj.as_object_mut().and_then(|m| m.remove("stringData"))
+    else {
+        return;
+    };
+    if !obj.get("data").is_some_and(Value::is_object) {
+        obj["data"] = json!({});
+    }
+    for (k, v) in string_data {
+        obj["data"][k] =
+            json!(base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default()));
     }
 }
 
@@ -1189,6 +1280,7 @@ fn collect_dropped(original: &Value, normalized: &Value, path: &str, out: &mut V
     };
     for (k, v) in o {
         if path.is_empty() && k == "metadata" || v.is_null() {
+            // Metadata is compared on its own, before the object.
             continue;
         }
         let p = if path.is_empty() {

@@ -10,7 +10,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::apiserver::{ApiServer, DeleteOptions, Propagation, State, finalizers, is_terminating};
 use super::crd::{self, CLEANUP_FINALIZER};
 use super::resources::StorageKey;
-use super::store::{Change, ChangeKind, meta_str};
+use super::store::{Change, ChangeKind, meta_str, owner_uids};
 use super::workloads::Workloads;
 
 const GC: &str = "garbage-collector";
@@ -20,17 +20,6 @@ fn namespaces_key() -> StorageKey {
         group: String::new(),
         resource: "namespaces".into(),
     }
-}
-
-fn owner_uids(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .map(|refs| {
-            refs.iter()
-                .filter_map(|r| r["uid"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Runs until the store's change stream closes.
@@ -74,16 +63,7 @@ fn handle(api: &ApiServer, change: &Change) {
             if owners_changed && !owner_uids(obj).is_empty() {
                 delete_if_all_owners_absent(api, &mut st, &change.key, obj);
             }
-            if is_terminating(obj) {
-                let fins = finalizers(obj);
-                if fins.iter().any(|f| f == "orphan") {
-                    orphan_dependents(api, &mut st, &change.key, obj);
-                }
-                if fins.iter().any(|f| f == "foregroundDeletion") {
-                    delete_dependents(api, &mut st, obj);
-                    finish_foreground(api, &mut st, &change.key, obj);
-                }
-            }
+            process_deletion_finalizers(api, &mut st, &change.key, obj);
         }
     }
     if change.key == namespaces_key() {
@@ -100,6 +80,21 @@ fn handle(api: &ApiServer, change: &Change) {
             .and_then(|rt| rt.crd.clone())
     {
         sync_crd(api, &mut st, &crd_name);
+    }
+}
+
+/// The garbage collector's own finalizers on an object being deleted.
+fn process_deletion_finalizers(api: &ApiServer, st: &mut State, key: &StorageKey, obj: &Value) {
+    if !is_terminating(obj) {
+        return;
+    }
+    let fins = finalizers(obj);
+    if fins.iter().any(|f| f == "orphan") {
+        orphan_dependents(api, st, key, obj);
+    }
+    if fins.iter().any(|f| f == "foregroundDeletion") {
+        delete_dependents(api, st, obj);
+        finish_foreground(api, st, key, obj);
     }
 }
 
@@ -125,23 +120,22 @@ fn resync(api: &ApiServer) {
     for c in crds {
         sync_crd(api, &mut st, &c);
     }
-    let dependents: Vec<(StorageKey, Arc<Value>)> = st
+    let candidates: Vec<(StorageKey, Arc<Value>)> = st
         .store
         .all_objects()
-        .filter(|(_, o)| !owner_uids(o).is_empty())
+        .filter(|(_, o)| !owner_uids(o).is_empty() || is_terminating(o))
         .map(|(k, o)| (k.clone(), o.clone()))
         .collect();
-    for (key, o) in dependents {
-        delete_if_all_owners_absent(api, &mut st, &key, &o);
+    for (key, o) in candidates {
+        if !owner_uids(&o).is_empty() {
+            delete_if_all_owners_absent(api, &mut st, &key, &o);
+        }
+        process_deletion_finalizers(api, &mut st, &key, &o);
     }
 }
 
 fn dependents_of(st: &State, uid: &str) -> Vec<(StorageKey, Arc<Value>)> {
-    st.store
-        .all_objects()
-        .filter(|(_, o)| owner_uids(o).iter().any(|u| u == uid))
-        .map(|(k, o)| (k.clone(), o.clone()))
-        .collect()
+    st.store.dependents_of(uid)
 }
 
 /// An owner exists when an object with its uid lives in the dependent's namespace (or is
@@ -260,15 +254,25 @@ fn orphan_dependents(api: &ApiServer, st: &mut State, key: &StorageKey, owner: &
     remove_finalizer(api, st, key, owner, "orphan");
 }
 
+/// Foreground deletion: dependents go first, except those another live owner keeps,
+/// which only lose their reference to this owner.
 fn delete_dependents(api: &ApiServer, st: &mut State, owner: &Value) {
-    for (dkey, dep) in dependents_of(st, meta_str(owner, "uid")) {
-        if !is_terminating(&dep) {
+    let uid = meta_str(owner, "uid").to_string();
+    for (dkey, dep) in dependents_of(st, &uid) {
+        let dep_ns = meta_str(&dep, "namespace").to_string();
+        let kept_elsewhere = owner_uids(&dep)
+            .iter()
+            .any(|u| *u != uid && owner_exists(st, u, &dep_ns));
+        if kept_elsewhere {
+            remove_owner_ref(api, st, &dkey, &dep, &uid);
+        } else if !is_terminating(&dep) {
             delete_object(api, st, &dkey, &dep, Propagation::Foreground);
         }
     }
 }
 
-/// Foreground deletion completes once no dependent remains.
+/// Foreground deletion completes once no dependent that blocks it
+/// (`blockOwnerDeletion: true`) remains.
 fn finish_foreground(api: &ApiServer, st: &mut State, key: &StorageKey, owner: &Value) {
     let current = st
         .store
@@ -283,7 +287,16 @@ fn finish_foreground(api: &ApiServer, st: &mut State, key: &StorageKey, owner: &
     {
         return;
     }
-    if dependents_of(st, meta_str(&current, "uid")).is_empty() {
+    let uid = meta_str(&current, "uid").to_string();
+    let blocked = dependents_of(st, &uid).iter().any(|(_, dep)| {
+        dep.pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .is_some_and(|refs| {
+                refs.iter()
+                    .any(|r| r["uid"] == uid.as_str() && r["blockOwnerDeletion"] == true)
+            })
+    });
+    if !blocked {
         remove_finalizer(api, st, key, &current, "foregroundDeletion");
     }
 }

@@ -241,6 +241,18 @@ fn resource_details(qualified_resource: &str, name: &str) -> Value {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
+    /// A list or watch from a resourceVersion the server has not reached (kube-apiserver
+    /// answers 504 after waiting for it).
+    pub fn too_large_resource_version(rv: u64, current: u64) -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Timeout",
+            format!("Too large resource version: {rv}, current: {current}"),
+        )
+        .with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge",
+            "message": "Too large resource version"}], "retryAfterSeconds": 1}))
+    }
+
     /// A patch that could not be applied (a failed JSON-patch `test`, a missing path).
     pub fn invalid_patch(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message)

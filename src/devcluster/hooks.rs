@@ -91,7 +91,7 @@ impl Hooks {
         let i = faults.iter().position(|f| f.matches(verb, resource))?;
         let fault = faults[i].clone();
         if let Some(n) = &mut faults[i].times {
-            *n -= 1;
+            *n = n.saturating_sub(1);
             if *n == 0 {
                 faults.remove(i);
             }

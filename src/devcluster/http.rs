@@ -622,6 +622,7 @@ impl RequestContext<'_> {
             .query
             .get("timeoutSeconds")
             .and_then(|t| t.parse().ok())
+            .filter(|t| *t > 0)
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_WATCH_TIMEOUT);
         let req = WatchRequest {

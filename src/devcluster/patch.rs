@@ -54,8 +54,9 @@ pub fn apply_patch(pt: PatchType, current: &Value, body: &[u8]) -> ApiResult<Val
             json_patch::merge(&mut doc, &patch);
         }
         PatchType::Json => {
-            let patch: json_patch::Patch = serde_json::from_slice(body)
+            let mut patch: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+            drop_null_tests_of_missing_keys(&mut patch, current);
             json_patch::patch(&mut doc, &patch).map_err(|e| {
                 ApiError::invalid_patch(format!(
                     "the server rejected our request due to an error in our request: {e}"
@@ -65,6 +66,19 @@ pub fn apply_patch(pt: PatchType, current: &Value, body: &[u8]) -> ApiResult<Val
         PatchType::Apply => unreachable!("apply patches are merged by apply_merge"),
     }
     Ok(doc)
+}
+
+/// Go's json-patch (which kube-apiserver uses) passes `{"op":"test","value":null}` when the
+/// key is absent but its parent exists; kube-runtime's finalizer helper relies on that.
+fn drop_null_tests_of_missing_keys(patch: &mut json_patch::Patch, doc: &Value) {
+    patch.0.retain(|op| {
+        let json_patch::PatchOperation::Test(t) = op else {
+            return true;
+        };
+        let path = t.path.as_str();
+        let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+        !(t.value.is_null() && doc.pointer(path).is_none() && doc.pointer(parent).is_some())
+    });
 }
 
 /// Server-side apply, part 1: the applied configuration is merged into the live object
@@ -117,6 +131,19 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.code.as_u16(), 422);
+    }
+
+    #[test]
+    fn null_test_of_a_missing_key_passes_like_go_json_patch() {
+        let cur = json!({"metadata": {"name": "a"}});
+        let add_first_finalizer = br#"[{"op":"test","path":"/metadata/finalizers","value":null},
+            {"op":"add","path":"/metadata/finalizers","value":["x"]}]"#;
+        let out = apply_patch(PatchType::Json, &cur, add_first_finalizer).unwrap();
+        assert_eq!(out["metadata"]["finalizers"], json!(["x"]));
+        let missing_parent = br#"[{"op":"test","path":"/nope/finalizers","value":null}]"#;
+        assert!(apply_patch(PatchType::Json, &cur, missing_parent).is_err());
+        let present = json!({"metadata": {"finalizers": ["y"]}});
+        assert!(apply_patch(PatchType::Json, &present, add_first_finalizer).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! one global resourceVersion counter, a bounded change history (what watches resume from)
 //! and a broadcast of changes to open watches and to the built-in controllers.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,8 +49,21 @@ pub fn meta_str<'a>(o: &'a Value, field: &str) -> &'a str {
 /// `(namespace, name)`: the etcd key order lists sort by.
 pub type ObjectKey = (String, String);
 
+pub fn owner_uids(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r["uid"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A list result kept for `continue` tokens, so every page comes from one consistent view.
 struct Snapshot {
+    /// What was listed (resource and namespace): a token only continues its own list.
+    scope: String,
     rv: u64,
     created: Instant,
     items: Arc<Vec<Arc<Value>>>,
@@ -60,6 +73,8 @@ pub struct Store {
     rv: u64,
     objects: HashMap<StorageKey, BTreeMap<ObjectKey, Arc<Value>>>,
     uids: HashMap<String, (StorageKey, ObjectKey)>,
+    /// Owner uid → objects naming it in `ownerReferences` (the garbage collector's graph).
+    dependents: HashMap<String, BTreeSet<(StorageKey, ObjectKey)>>,
     history: VecDeque<Arc<Change>>,
     history_limit: usize,
     /// Watches and continue tokens older than this resourceVersion get 410 Expired.
@@ -75,13 +90,19 @@ const MAX_SNAPSHOTS: usize = 256;
 impl Store {
     pub fn new(history_limit: usize) -> Self {
         let (tx, _) = broadcast::channel(1 << 16);
+        // Seeded from the clock, so a restarted dev cluster never reuses resourceVersions:
+        // clients resuming from the previous instance get 410 and relist.
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis() as u64 * 1000);
         Store {
-            rv: 1,
+            rv: start,
             objects: HashMap::new(),
             uids: HashMap::new(),
+            dependents: HashMap::new(),
             history: VecDeque::new(),
             history_limit: history_limit.max(1),
-            compacted_rv: 1,
+            compacted_rv: start,
             snapshots: HashMap::new(),
             next_snapshot: 1,
             tx,
@@ -133,6 +154,49 @@ impl Store {
             .flat_map(|(k, objs)| objs.values().map(move |v| (k, v)))
     }
 
+    /// Objects whose ownerReferences name `owner_uid`.
+    pub fn dependents_of(&self, owner_uid: &str) -> Vec<(StorageKey, Arc<Value>)> {
+        self.dependents
+            .get(owner_uid)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, (ns, name))| Some((k.clone(), self.get(k, ns, name)?)))
+            .collect()
+    }
+
+    fn index(
+        &mut self,
+        key: &StorageKey,
+        okey: &ObjectKey,
+        old: Option<&Value>,
+        new: Option<&Value>,
+    ) {
+        for uid in old.map(owner_uids).unwrap_or_default() {
+            if let Some(set) = self.dependents.get_mut(&uid) {
+                set.remove(&(key.clone(), okey.clone()));
+                if set.is_empty() {
+                    self.dependents.remove(&uid);
+                }
+            }
+        }
+        for uid in new.map(owner_uids).unwrap_or_default() {
+            self.dependents
+                .entry(uid)
+                .or_default()
+                .insert((key.clone(), okey.clone()));
+        }
+        match (old, new) {
+            (Some(o), None) => {
+                self.uids.remove(meta_str(o, "uid"));
+            }
+            (_, Some(n)) => {
+                self.uids
+                    .insert(meta_str(n, "uid").to_string(), (key.clone(), okey.clone()));
+            }
+            (None, None) => {}
+        }
+    }
+
     fn next_rv(&mut self) -> u64 {
         self.rv += 1;
         self.rv
@@ -164,12 +228,11 @@ impl Store {
             meta_str(&obj, "namespace").to_string(),
             meta_str(&obj, "name").to_string(),
         );
-        let uid = meta_str(&obj, "uid").to_string();
         self.objects
             .entry(key.clone())
             .or_default()
             .insert(okey.clone(), obj.clone());
-        self.uids.insert(uid, (key.clone(), okey));
+        self.index(key, &okey, None, Some(&obj));
         self.record(Change {
             rv,
             kind: ChangeKind::Added,
@@ -192,7 +255,8 @@ impl Store {
             .objects
             .entry(key.clone())
             .or_default()
-            .insert(okey, obj.clone());
+            .insert(okey.clone(), obj.clone());
+        self.index(key, &okey, previous.as_deref(), Some(&obj));
         self.record(Change {
             rv,
             kind: ChangeKind::Modified,
@@ -207,7 +271,7 @@ impl Store {
     pub fn remove(&mut self, key: &StorageKey, ns: &str, name: &str) -> Option<Arc<Value>> {
         let okey = (ns.to_string(), name.to_string());
         let previous = self.objects.get_mut(key)?.remove(&okey)?;
-        self.uids.remove(meta_str(&previous, "uid"));
+        self.index(key, &okey, Some(&previous), None);
         let (rv, last) = self.stamp((*previous).clone());
         let last = Arc::new(last);
         self.record(Change {
@@ -270,7 +334,7 @@ impl Store {
         self.snapshots.clear();
     }
 
-    pub fn save_snapshot(&mut self, rv: u64, items: Arc<Vec<Arc<Value>>>) -> u64 {
+    pub fn save_snapshot(&mut self, scope: String, rv: u64, items: Arc<Vec<Arc<Value>>>) -> u64 {
         let now = Instant::now();
         let compacted = self.compacted_rv;
         self.snapshots
@@ -285,6 +349,7 @@ impl Store {
         self.snapshots.insert(
             id,
             Snapshot {
+                scope,
                 rv,
                 created: now,
                 items,
@@ -293,8 +358,8 @@ impl Store {
         id
     }
 
-    pub fn snapshot(&self, id: u64) -> Option<(u64, Arc<Vec<Arc<Value>>>)> {
-        let s = self.snapshots.get(&id)?;
+    pub fn snapshot(&self, scope: &str, id: u64) -> Option<(u64, Arc<Vec<Arc<Value>>>)> {
+        let s = self.snapshots.get(&id).filter(|s| s.scope == scope)?;
         (s.rv >= self.compacted_rv && s.created.elapsed() < SNAPSHOT_TTL)
             .then(|| (s.rv, s.items.clone()))
     }
@@ -347,6 +412,22 @@ mod tests {
         s.compact();
         assert!(s.changes_since(s.current_rv() - 1).is_none());
         assert_eq!(s.changes_since(s.current_rv()).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn dependents_are_indexed_by_owner() {
+        let mut s = Store::new(10);
+        let mut owned = cm("d", "dep", "1");
+        owned["metadata"]["ownerReferences"] = json!([{"uid": "owner-1"}]);
+        s.insert(&key(), owned.clone());
+        assert_eq!(s.dependents_of("owner-1").len(), 1);
+        owned["metadata"]["ownerReferences"] = json!([{"uid": "owner-2"}]);
+        s.replace(&key(), owned);
+        assert!(s.dependents_of("owner-1").is_empty());
+        assert_eq!(s.dependents_of("owner-2").len(), 1);
+        s.remove(&key(), "d", "dep");
+        assert!(s.dependents_of("owner-2").is_empty());
+        assert!(s.by_uid("d-dep").is_none());
     }
 
     #[test]

@@ -102,7 +102,13 @@ impl WatchState {
             (ChangeKind::Added, _, true) => "ADDED",
             (ChangeKind::Modified, Some(true), true) => "MODIFIED",
             (ChangeKind::Modified, _, true) => "ADDED",
-            (ChangeKind::Modified, Some(true), false) => "DELETED",
+            (ChangeKind::Modified, Some(true), false) => {
+                // Leaving the selection: the last state the watcher matched, at this rv.
+                let mut last = present(&self.req.rt, change.previous.as_ref()?);
+                last["metadata"]["resourceVersion"] = json!(change.rv.to_string());
+                let rendered = self.render(&last);
+                return Some(line("DELETED", rendered));
+            }
             (ChangeKind::Deleted, _, true) => "DELETED",
             _ => return None,
         };
@@ -196,6 +202,11 @@ pub fn start(
     let mut pending = VecDeque::new();
     let st = api.lock();
     let current = st.store.current_rv();
+    if let Some(rv) = requested
+        && rv > current
+    {
+        return Err(ApiError::too_large_resource_version(rv, current));
+    }
     let rx = st.store.subscribe();
     let mut expired = None;
     let initial: Vec<Value> = match requested {
@@ -216,21 +227,13 @@ pub fn start(
                 Vec::new()
             }
         },
-        _ => {
-            if let Some(rv) = requested
-                && rv > current
-            {
-                return Err(ApiError::bad_request(format!(
-                    "Too large resource version: {rv}, current: {current}"
-                )));
-            }
-            st.store
-                .list(&req.rt.storage, req.filter.namespace.as_deref())
-                .iter()
-                .map(|o| present(&req.rt, o))
-                .filter(|o| req.filter.matches(o))
-                .collect()
-        }
+        _ => st
+            .store
+            .list(&req.rt.storage, req.filter.namespace.as_deref())
+            .iter()
+            .map(|o| present(&req.rt, o))
+            .filter(|o| req.filter.matches(o))
+            .collect(),
     };
     drop(st);
     let send_initial = req.send_initial_events;

@@ -124,6 +124,8 @@ async fn foreground_deletion_waits_for_dependents() {
     let secrets: Api<Secret> = t.api("default");
     let mut dep = owned_secret("blocker", &owner);
     dep.metadata.finalizers = Some(vec!["example.apikey.dev/hold".into()]);
+    // Only dependents with blockOwnerDeletion hold their owner's foreground deletion.
+    dep.metadata.owner_references.as_mut().unwrap()[0].block_owner_deletion = Some(true);
     secrets.create(&PostParams::default(), &dep).await.unwrap();
     widgets
         .delete("fg", &DeleteParams::foreground())
@@ -301,4 +303,95 @@ async fn namespace_deletion_terminates_then_removes_everything() {
         .await
         .unwrap();
     wait_deleted(namespaces, "doomed").await;
+}
+
+#[tokio::test]
+async fn foreground_deletion_dereferences_dependents_kept_by_other_owners() {
+    let t = cluster().await;
+    let widgets = t.install_widgets().await;
+    let a = widgets
+        .create(&PostParams::default(), &widget("fa", 1))
+        .await
+        .unwrap();
+    let b = widgets
+        .create(&PostParams::default(), &widget("fb", 1))
+        .await
+        .unwrap();
+    let refs = vec![
+        a.controller_owner_ref(&()).unwrap(),
+        OwnerReference {
+            controller: None,
+            ..b.controller_owner_ref(&()).unwrap()
+        },
+    ];
+    let cms: Api<ConfigMap> = t.api("default");
+    cms.create(
+        &PostParams::default(),
+        &ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("kept".into()),
+                owner_references: Some(refs),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    widgets
+        .delete("fa", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    wait_deleted(widgets, "fa").await;
+    let kept = cms.get("kept").await.expect("the other owner keeps it");
+    assert_eq!(kept.owner_references().len(), 1);
+    assert_eq!(kept.owner_references()[0].name, "fb");
+}
+
+#[tokio::test]
+async fn system_namespaces_cannot_be_deleted_and_terminating_ones_conflict() {
+    let t = cluster().await;
+    let namespaces: Api<Namespace> = Api::all(t.client.clone());
+    for ns in ["default", "kube-system", "kube-public"] {
+        let status = api_error(namespaces.delete(ns, &DeleteParams::default()).await);
+        assert_eq!(status.code, 403, "{ns}");
+    }
+    namespaces
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some("twice".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = t.api("twice");
+    let mut held = Secret {
+        metadata: ObjectMeta {
+            name: Some("held".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    held.metadata.finalizers = Some(vec!["example.apikey.dev/hold".into()]);
+    secrets.create(&PostParams::default(), &held).await.unwrap();
+    namespaces
+        .delete("twice", &DeleteParams::default())
+        .await
+        .unwrap();
+    let again = api_error(namespaces.delete("twice", &DeleteParams::default()).await);
+    assert_eq!(again.code, 409);
+    secrets
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    wait_deleted(namespaces, "twice").await;
 }

@@ -182,13 +182,14 @@ async fn list_at_an_exact_resource_version() {
         .unwrap();
     assert_eq!(now.items.len(), 2);
     // kube retries 504s by default; this assertion wants to see the first one.
+    let ahead = (t.cluster.current_resource_version() + 1000).to_string();
     let no_retry: Api<ConfigMap> =
         Api::namespaced(t.client_with(|c| c.default_retry = false).await, "default");
     let future = api_error(
         no_retry
             .list(
                 &ListParams::default()
-                    .at("99999999")
+                    .at(&ahead)
                     .matching(VersionMatch::NotOlderThan),
             )
             .await,
@@ -197,7 +198,7 @@ async fn list_at_an_exact_resource_version() {
     assert!(
         future
             .message
-            .starts_with("Too large resource version: 99999999"),
+            .starts_with(&format!("Too large resource version: {ahead}")),
         "{}",
         future.message
     );
@@ -286,7 +287,14 @@ async fn selector_watches_see_objects_enter_and_leave() {
         match stream.try_next().await.unwrap().unwrap() {
             WatchEvent::Added(_) => seen.push("ADDED"),
             WatchEvent::Modified(_) => seen.push("MODIFIED"),
-            WatchEvent::Deleted(_) => seen.push("DELETED"),
+            WatchEvent::Deleted(last) => {
+                assert_eq!(
+                    last.labels()["app"],
+                    "shop",
+                    "DELETED carries the last matching state"
+                );
+                seen.push("DELETED");
+            }
             _ => {}
         }
     }
@@ -415,6 +423,84 @@ async fn metadata_only_lists_and_watches() {
     .unwrap();
     match stream.try_next().await.unwrap().unwrap() {
         WatchEvent::Modified(m) => assert_eq!(m.labels()["k"], "w"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn continue_tokens_belong_to_their_list() {
+    let t = cluster().await;
+    let cms: Api<ConfigMap> = t.api("default");
+    for i in 0..3 {
+        cms.create(&PostParams::default(), &cm(&format!("c{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let first = cms.list(&ListParams::default().limit(1)).await.unwrap();
+    let token = first.metadata.continue_.unwrap();
+    // kube never sends both; kubectl users can.
+    let uri = format!(
+        "/api/v1/namespaces/default/configmaps?limit=1&continue={token}&resourceVersion={}",
+        first.metadata.resource_version.as_deref().unwrap()
+    );
+    let with_rv = t
+        .client
+        .request_text(http::Request::get(uri).body(vec![]).unwrap())
+        .await;
+    assert_eq!(api_error(with_rv).code, 400);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = t.api("default");
+    let foreign = api_error(
+        secrets
+            .list(&ListParams::default().limit(1).continue_token(&token))
+            .await,
+    );
+    assert_eq!(
+        foreign.code, 410,
+        "a configmaps token does not continue a secrets list"
+    );
+}
+
+#[tokio::test]
+async fn watching_from_the_future_is_a_504() {
+    let t = cluster().await;
+    let no_retry: Api<ConfigMap> =
+        Api::namespaced(t.client_with(|c| c.default_retry = false).await, "default");
+    let future = (t.cluster.current_resource_version() + 1000).to_string();
+    let status = match no_retry.watch(&WatchParams::default(), &future).await {
+        Err(kube::Error::Api(s)) => *s,
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("a watch from a future resourceVersion must fail"),
+    };
+    assert_eq!((status.code, status.reason.as_str()), (504, "Timeout"));
+}
+
+#[tokio::test]
+async fn a_restarted_dev_cluster_expires_the_old_resource_versions() {
+    let old = cluster().await;
+    let cms: Api<ConfigMap> = old.api("default");
+    cms.create(&PostParams::default(), &cm("x", &[]))
+        .await
+        .unwrap();
+    let old_rv = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    drop(old);
+    let restarted = cluster().await;
+    let cms: Api<ConfigMap> = restarted.api("default");
+    let mut stream = cms
+        .watch(&WatchParams::default(), &old_rv)
+        .await
+        .unwrap()
+        .boxed();
+    match stream.try_next().await.unwrap().unwrap() {
+        WatchEvent::Error(e) => assert_eq!(
+            e.code, 410,
+            "clients relist instead of trusting a stale cache"
+        ),
         other => panic!("{other:?}"),
     }
 }

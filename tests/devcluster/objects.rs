@@ -457,3 +457,194 @@ async fn bearer_token_is_required_when_configured() {
         401
     );
 }
+
+#[tokio::test]
+async fn kube_runtime_finalizer_patch_works_on_objects_without_finalizers() {
+    let t = cluster().await;
+    let widgets = t.install_widgets().await;
+    widgets
+        .create(&PostParams::default(), &widget("fin", 1))
+        .await
+        .unwrap();
+    // The exact patch kube::runtime::finalizer sends to add the first finalizer.
+    let ops: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": null},
+        {"op": "add", "path": "/metadata/finalizers", "value": ["apikey.dev/cleanup"]}
+    ]))
+    .unwrap();
+    let w = widgets
+        .patch("fin", &PatchParams::default(), &Patch::Json::<()>(ops))
+        .await
+        .unwrap();
+    assert_eq!(w.finalizers(), ["apikey.dev/cleanup"]);
+}
+
+#[tokio::test]
+async fn secret_string_data_is_folded_into_data_on_every_write() {
+    let t = cluster().await;
+    let secrets: Api<Secret> = t.api("default");
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+            "metadata": {"name": "k"}, "stringData": {"api-key": "old", "id": "1"}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let patched = secrets
+        .patch(
+            "k",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"api-key": "new"}})),
+        )
+        .await
+        .unwrap();
+    let data = patched.data.unwrap();
+    assert_eq!(
+        (data["api-key"].0.as_slice(), data["id"].0.as_slice()),
+        (&b"new"[..], &b"1"[..])
+    );
+    assert!(patched.string_data.is_none());
+    let applied = secrets
+        .patch(
+            "k",
+            &PatchParams::apply("rotator"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "k"}, "stringData": {"api-key": "newer"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.data.unwrap()["api-key"].0, b"newer");
+}
+
+#[tokio::test]
+async fn immutable_secrets_keep_their_data() {
+    let t = cluster().await;
+    let secrets: Api<Secret> = t.api("default");
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+            "metadata": {"name": "frozen"}, "immutable": true, "stringData": {"a": "1"}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let changed = api_error(
+        secrets
+            .patch(
+                "frozen",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"stringData": {"a": "2"}})),
+            )
+            .await,
+    );
+    assert_eq!(changed.code, 422);
+    assert!(
+        changed
+            .message
+            .contains("data: Forbidden: field is immutable when `immutable` is set"),
+        "{}",
+        changed.message
+    );
+    secrets
+        .patch(
+            "frozen",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"ok": "yes"}}})),
+        )
+        .await
+        .expect("metadata stays mutable");
+}
+
+#[tokio::test]
+async fn custom_resource_updates_need_a_resource_version_and_the_right_uid() {
+    let t = cluster().await;
+    let widgets = t.install_widgets().await;
+    let w = widgets
+        .create(&PostParams::default(), &widget("u", 1))
+        .await
+        .unwrap();
+    let mut unconditional = widget("u", 2);
+    unconditional.metadata.resource_version = None;
+    let status = api_error(
+        widgets
+            .replace("u", &PostParams::default(), &unconditional)
+            .await,
+    );
+    assert_eq!(status.code, 422);
+    assert_eq!(
+        status.message,
+        "Widget.example.apikey.dev \"u\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
+    );
+    let mut wrong_uid = w.clone();
+    wrong_uid.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
+    let status = api_error(
+        widgets
+            .replace("u", &PostParams::default(), &wrong_uid)
+            .await,
+    );
+    assert_eq!(status.code, 409);
+    assert!(
+        status
+            .message
+            .contains("Precondition failed: UID in precondition"),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test]
+async fn metadata_is_typed_and_checked_for_every_kind() {
+    let t = cluster().await;
+    t.install_widgets().await;
+    let cms: Api<ConfigMap> = t.api("default");
+    let typo = api_error(
+        cms.patch(
+            "m",
+            &PatchParams::apply("t").validation_strict(),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "m", "lables": {"a": "b"}}})),
+        )
+        .await,
+    );
+    assert_eq!(typo.code, 400);
+    assert_eq!(
+        typo.message,
+        "strict decoding error: unknown field \"metadata.lables\""
+    );
+    // kube cannot even express this object; send it raw.
+    let bad_labels = json!({"apiVersion": "example.apikey.dev/v1",
+        "kind": "Widget", "metadata": {"name": "b", "labels": {"v": 1}}, "spec": {"size": 1}});
+    let req = http::Request::post("/apis/example.apikey.dev/v1/namespaces/default/widgets")
+        .header("Content-Type", "application/json")
+        .body(serde_json::to_vec(&bad_labels).unwrap())
+        .unwrap();
+    let status = api_error(t.client.request_text(req).await);
+    assert_eq!(status.code, 400);
+    assert!(
+        status
+            .message
+            .starts_with("Widget in version \"v1\" cannot be handled as a Widget: metadata:"),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test]
+async fn apply_to_the_status_of_a_missing_object_is_not_found() {
+    let t = cluster().await;
+    let widgets = t.install_widgets().await;
+    let status = api_error(
+        widgets
+            .patch_status(
+                "ghost",
+                &PatchParams::apply("t"),
+                &Patch::Apply(json!({"apiVersion": "example.apikey.dev/v1",
+                "kind": "Widget", "status": {"observed": 1}})),
+            )
+            .await,
+    );
+    assert_eq!(status.code, 404);
+}
