@@ -15,6 +15,7 @@ mod resources;
 mod schema;
 mod selectors;
 mod store;
+mod strategic;
 mod table;
 mod watch;
 mod workloads;

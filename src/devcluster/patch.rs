@@ -42,9 +42,11 @@ pub fn parse_body(body: &[u8], yaml: bool) -> ApiResult<Value> {
 pub fn apply_patch(pt: PatchType, current: &Value, body: &[u8]) -> ApiResult<Value> {
     let mut doc = current.clone();
     match pt {
-        // Strategic merge for built-ins degrades to a merge patch until list merge keys are
-        // implemented (see docs/devcluster.md, "Known differences").
-        PatchType::Merge | PatchType::Strategic => {
+        PatchType::Strategic => {
+            let patch: Value = parse_body(body, false)?;
+            doc = super::strategic::apply(current, &patch).map_err(ApiError::bad_request)?;
+        }
+        PatchType::Merge => {
             let patch: Value = parse_body(body, false)?;
             if !patch.is_object() {
                 return Err(ApiError::bad_request(

@@ -381,3 +381,98 @@ spec:
     let gone = k.run(&["get", "ns", "temp"]).await;
     assert!(!gone.ok, "kubectl waited until the namespace was gone");
 }
+
+#[tokio::test]
+async fn kubectl_apply_patch_and_edit_merge_builtin_lists_by_key() {
+    let t = cluster().await;
+    let k = Kubectl::new(&t.cluster.kubeconfig());
+    let manifest = |image: &str, env: &str, sidecar: bool| {
+        let sidecar = if sidecar {
+            "\n      - {name: sidecar, image: example/side:1}"
+        } else {
+            ""
+        };
+        format!(
+            "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: app
+        image: {image}
+        env: [{env}]{sidecar}
+"
+        )
+    };
+    let v1 = k.file(
+        "v1.yaml",
+        &manifest("example/web:1", "{name: A, value: '1'}", true),
+    );
+    k.ok(&["apply", "-f", &v1]).await;
+    let v2 = k.file(
+        "v2.yaml",
+        &manifest(
+            "example/web:2",
+            "{name: A, value: '2'}, {name: B, value: '3'}",
+            false,
+        ),
+    );
+    k.ok(&["apply", "-f", &v2]).await;
+    let d: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "deploy", "web", "-o", "json"]).await).unwrap();
+    let containers = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(
+        containers.len(),
+        1,
+        "the sidecar dropped from the manifest is removed: {containers:?}"
+    );
+    assert_eq!(containers[0]["image"], "example/web:2");
+    assert_eq!(
+        containers[0]["env"],
+        serde_json::json!([{"name": "A", "value": "2"}, {"name": "B", "value": "3"}])
+    );
+    assert!(
+        !d.to_string().contains("$setElementOrder"),
+        "directives are never stored"
+    );
+
+    k.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"example/web:3"}]}}}}"#,
+    ])
+    .await;
+    let d: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "deploy", "web", "-o", "json"]).await).unwrap();
+    let app = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(app["image"], "example/web:3");
+    assert_eq!(
+        app["env"].as_array().unwrap().len(),
+        2,
+        "a strategic patch keeps the fields it does not name"
+    );
+
+    let editor = k.file(
+        "editor.sh",
+        "#!/bin/sh\nsed -i 's/replicas: 1/replicas: 3/' \"$1\"\n",
+    );
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let edited = k
+        .run_with_env(&["edit", "deployment", "web"], &[("KUBE_EDITOR", &editor)])
+        .await;
+    assert!(edited.ok, "{} {}", edited.stdout, edited.stderr);
+    assert_eq!(
+        k.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"])
+            .await,
+        "3"
+    );
+}
