@@ -10,7 +10,9 @@ use serde_json::{Map, Value, json};
 use super::crd;
 use super::errors::{ApiError, ApiResult, FieldError};
 use super::events;
-use super::meta::{self, ManagerEntry, Scope};
+use super::fieldset::{Scope, Walker};
+use super::meta;
+use super::ownership::{self, Writer};
 use super::patch::{self, PatchType};
 use super::resources::{GenerationPolicy, Registry, ResourceType, StorageKey, View};
 use super::selectors::{FieldSelector, LabelSelector};
@@ -52,6 +54,8 @@ pub struct WriteOptions {
     pub user_agent: String,
     pub dry_run: bool,
     pub validation: FieldValidation,
+    /// Server-side apply: take fields from other managers instead of reporting conflicts.
+    pub force: bool,
 }
 
 impl WriteOptions {
@@ -62,6 +66,7 @@ impl WriteOptions {
             user_agent: manager.into(),
             dry_run: false,
             validation: FieldValidation::Ignore,
+            force: false,
         }
     }
 
@@ -69,6 +74,25 @@ impl WriteOptions {
         self.field_manager
             .clone()
             .unwrap_or_else(|| meta::manager_from_user_agent(&self.user_agent))
+    }
+}
+
+/// How a write's managedFields are determined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ownership {
+    /// PUT or patch: the writer takes the fields it changed.
+    Update,
+    /// Server-side apply: already computed, with conflicts resolved.
+    Applied,
+}
+
+fn scope_of(rt: &ResourceType, status: bool) -> Scope {
+    if status {
+        Scope::Status
+    } else {
+        Scope::Main {
+            exclude_status: rt.status_subresource,
+        }
     }
 }
 
@@ -582,21 +606,15 @@ impl ApiServer {
                 m.insert("generation".into(), json!(1));
             }
         }
-        let scope = Scope::Main {
-            exclude_status: rt.status_subresource,
-        };
-        let fields = meta::fields_of(&obj, scope);
         let manager = opts.manager();
-        meta::record_managed_fields(
-            &mut obj,
-            ManagerEntry {
-                manager: &manager,
-                operation,
-                api_version: &rt.api_version(),
-                subresource: None,
+        let writer = Writer {
+            manager: &manager,
+            api_version: &rt.api_version(),
+            scope: Scope::Main {
+                exclude_status: rt.status_subresource,
             },
-            fields,
-        );
+        };
+        ownership::record_create(&Walker::new(rt), &mut obj, &writer, operation);
         crd::on_write(st, rt, &mut obj);
         warnings.dedup();
         if opts.dry_run {
@@ -674,7 +692,7 @@ impl ApiServer {
                 ),
             ));
         }
-        self.write_update(&mut st, rt, &old, obj, status, opts, "Update")
+        self.write_update(&mut st, rt, &old, obj, status, opts, Ownership::Update)
     }
 
     /// The shared tail of update, patch and apply: admission, generation, managed fields,
@@ -688,7 +706,7 @@ impl ApiServer {
         mut obj: Value,
         status: bool,
         opts: &WriteOptions,
-        operation: &str,
+        ownership: Ownership,
     ) -> ApiResult<Written> {
         let name = meta_str(old, "name").to_string();
         if status {
@@ -716,14 +734,24 @@ impl ApiServer {
         {
             let old_meta = old.get("metadata").cloned().unwrap_or_default();
             let m = meta_mut(&mut obj);
-            for f in [
-                "uid",
-                "creationTimestamp",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-                "generation",
-                "managedFields",
-            ] {
+            let server_owned: &[&str] = match ownership {
+                Ownership::Update => &[
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "generation",
+                    "managedFields",
+                ],
+                Ownership::Applied => &[
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "generation",
+                ],
+            };
+            for f in server_owned.iter().copied() {
                 match old_meta.get(f) {
                     Some(v) => m.insert(f.into(), v.clone()),
                     None => m.remove(f),
@@ -774,28 +802,15 @@ impl ApiServer {
                 .unwrap_or(0);
             meta_mut(&mut obj).insert("generation".into(), json!(g + 1));
         }
-        let scope = if status {
-            Scope::Status
-        } else {
-            Scope::Main {
-                exclude_status: rt.status_subresource,
-            }
-        };
-        let fields = if operation == "Apply" {
-            meta::fields_of(&obj, scope)
-        } else {
-            meta::changed_fields(old, &obj, scope)
-        };
-        meta::record_managed_fields(
-            &mut obj,
-            ManagerEntry {
-                manager: &opts.manager(),
-                operation,
+        if ownership == Ownership::Update {
+            let manager = opts.manager();
+            let writer = Writer {
+                manager: &manager,
                 api_version: &rt.api_version(),
-                subresource: status.then_some("status"),
-            },
-            fields,
-        );
+                scope: scope_of(rt, status),
+            };
+            ownership::record_update(&Walker::new(rt), old, &mut obj, &writer);
+        }
         crd::on_write(st, rt, &mut obj);
         warnings.dedup();
         if opts.dry_run {
@@ -858,7 +873,7 @@ impl ApiServer {
         if !rv.is_empty() && rv != meta_str(&old, "resourceVersion") {
             return Err(ApiError::modified(&rt.qualified_resource(), name));
         }
-        self.write_update(&mut st, rt, &old, patched, status, opts, "Update")
+        self.write_update(&mut st, rt, &old, patched, status, opts, Ownership::Update)
     }
 
     fn apply(
@@ -904,25 +919,26 @@ impl ApiServer {
         if !rv.is_empty() && rv != meta_str(&old, "resourceVersion") {
             return Err(ApiError::modified(&rt.qualified_resource(), name));
         }
-        let mut merged = old.clone();
-        if status {
-            if let Some(s) = applied.get("status") {
-                let mut current = merged.get("status").cloned().unwrap_or_else(|| json!({}));
-                patch::apply_merge(&mut current, s);
-                merged["status"] = current;
+        if let Some(m) = applied.as_object_mut() {
+            if status {
+                // Apply to /status only touches status.
+                m.retain(|k, _| k == "status");
+            } else if rt.status_subresource {
+                m.remove("status");
             }
-        } else {
-            if let Some(m) = applied.as_object_mut() {
-                if rt.status_subresource {
-                    m.remove("status");
-                }
-                if let Some(md) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-                    md.remove("resourceVersion");
-                }
+            if let Some(md) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+                md.remove("resourceVersion");
             }
-            patch::apply_merge(&mut merged, &applied);
         }
-        self.write_update(&mut st, rt, &old, merged, status, opts, "Apply")
+        let manager = opts.manager();
+        let writer = Writer {
+            manager: &manager,
+            api_version: &rt.api_version(),
+            scope: scope_of(rt, status),
+        };
+        let merged = ownership::apply(&Walker::new(rt), &old, &applied, &writer, opts.force)
+            .map_err(|conflicts| ApiError::apply_conflicts(&conflicts))?;
+        self.write_update(&mut st, rt, &old, merged, status, opts, Ownership::Applied)
     }
 
     pub fn delete(
@@ -1152,7 +1168,7 @@ impl ApiServer {
             new,
             status,
             &WriteOptions::internal(manager),
-            "Update",
+            Ownership::Update,
         ) {
             Ok(w) => Some(w.object),
             Err(e) => {

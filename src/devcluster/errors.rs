@@ -253,6 +253,51 @@ impl ApiError {
             "message": "Too large resource version"}], "retryAfterSeconds": 1}))
     }
 
+    /// Server-side apply conflicts, as kube-apiserver words them.
+    pub fn apply_conflicts(conflicts: &[super::ownership::Conflict]) -> Self {
+        let n = conflicts.len();
+        let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+        for c in conflicts {
+            let who = format!("\"{}\" using {}", c.manager, c.api_version);
+            match groups.iter_mut().find(|(w, _)| *w == who) {
+                Some((_, paths)) => paths.push(&c.path),
+                None => groups.push((who, vec![&c.path])),
+            }
+        }
+        let body = if n == 1 {
+            format!("conflict with {}: {}", groups[0].0, groups[0].1[0])
+        } else {
+            groups
+                .iter()
+                .map(|(who, paths)| {
+                    let word = if paths.len() == 1 {
+                        "conflict"
+                    } else {
+                        "conflicts"
+                    };
+                    let lines: Vec<String> = paths.iter().map(|p| format!("- {p}")).collect();
+                    format!("{word} with {who}:\n{}", lines.join("\n"))
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let causes: Vec<Value> = conflicts
+            .iter()
+            .map(|c| {
+                json!({"reason": "FieldManagerConflict",
+                "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version),
+                "field": c.path})
+            })
+            .collect();
+        let plural = if n == 1 { "" } else { "s" };
+        Self::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!("Apply failed with {n} conflict{plural}: {body}"),
+        )
+        .with_details(json!({"causes": causes}))
+    }
+
     /// A patch that could not be applied (a failed JSON-patch `test`, a missing path).
     pub fn invalid_patch(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message)

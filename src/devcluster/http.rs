@@ -323,6 +323,7 @@ impl RequestContext<'_> {
             user_agent: self.user_agent.clone(),
             dry_run: self.query.get("dryRun") == Some("All"),
             validation: FieldValidation::parse(self.query.get("fieldValidation"))?,
+            force: self.query.flag("force"),
         })
     }
 

@@ -1,10 +1,10 @@
 //! Object metadata rules kube-apiserver applies to every kind: name and label syntax,
-//! generated names and `managedFields` bookkeeping.
+//! generated names and field manager names.
 
 use std::sync::LazyLock;
 
 use regex::Regex;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::errors::FieldError;
 
@@ -130,170 +130,6 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// Metadata fields owned by the server, never tracked as anyone's managed fields.
-const SERVER_METADATA: &[&str] = &[
-    "name",
-    "namespace",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "managedFields",
-    "generateName",
-    "selfLink",
-];
-
-/// Which part of the object an operation touched: the main resource or `/status`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    Main { exclude_status: bool },
-    Status,
-}
-
-/// FieldsV1 (`{"f:spec": {"f:replicas": {}}}`) of every field set in `obj`. Lists are
-/// tracked atomically (part 2 of the dev cluster refines list ownership).
-pub fn fields_of(obj: &Value, scope: Scope) -> Value {
-    let Some(map) = obj.as_object() else {
-        return json!({});
-    };
-    let mut out = Map::new();
-    for (k, v) in map {
-        let keep = match (scope, k.as_str()) {
-            (_, "apiVersion" | "kind") => false,
-            (Scope::Status, key) => key == "status",
-            (Scope::Main { exclude_status }, "status") => !exclude_status,
-            _ => true,
-        };
-        if !keep {
-            continue;
-        }
-        let fields = if k == "metadata" {
-            let mut m = v.clone();
-            if let Some(mm) = m.as_object_mut() {
-                mm.retain(|key, _| !SERVER_METADATA.contains(&key.as_str()));
-            }
-            nested_fields(&m)
-        } else {
-            nested_fields(v)
-        };
-        if k == "metadata" && fields.as_object().is_some_and(Map::is_empty) {
-            continue;
-        }
-        out.insert(format!("f:{k}"), fields);
-    }
-    Value::Object(out)
-}
-
-fn nested_fields(v: &Value) -> Value {
-    match v.as_object() {
-        Some(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (format!("f:{k}"), nested_fields(v)))
-                .collect(),
-        ),
-        None => json!({}),
-    }
-}
-
-/// Fields whose value differs between `old` and `new` (added or changed), as FieldsV1.
-pub fn changed_fields(old: &Value, new: &Value, scope: Scope) -> Value {
-    fn diff(old: Option<&Value>, new: &Value) -> Option<Value> {
-        match (old.and_then(Value::as_object), new.as_object()) {
-            (Some(o), Some(n)) => {
-                let m: Map<String, Value> = n
-                    .iter()
-                    .filter_map(|(k, v)| diff(o.get(k), v).map(|d| (format!("f:{k}"), d)))
-                    .collect();
-                (!m.is_empty()).then_some(Value::Object(m))
-            }
-            _ if old == Some(new) => None,
-            _ => Some(nested_fields(new)),
-        }
-    }
-    let all = fields_of(new, scope);
-    let scoped_new = strip_to(new, &all);
-    let scoped_old = strip_to(old, &all);
-    diff(Some(&scoped_old), &scoped_new).unwrap_or_else(|| json!({}))
-}
-
-/// Keeps only the top-level keys of `v` named in `fields`.
-fn strip_to(v: &Value, fields: &Value) -> Value {
-    let keep = |k: &str| fields.get(format!("f:{k}")).is_some();
-    match v.as_object() {
-        Some(m) => Value::Object(
-            m.iter()
-                .filter(|(k, _)| keep(k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
-        None => json!({}),
-    }
-}
-
-pub fn merge_fields(a: &Value, b: &Value) -> Value {
-    match (a.as_object(), b.as_object()) {
-        (Some(x), Some(y)) => {
-            let mut out = x.clone();
-            for (k, v) in y {
-                let merged = match out.get(k) {
-                    Some(existing) => merge_fields(existing, v),
-                    None => v.clone(),
-                };
-                out.insert(k.clone(), merged);
-            }
-            Value::Object(out)
-        }
-        _ => b.clone(),
-    }
-}
-
-pub struct ManagerEntry<'a> {
-    pub manager: &'a str,
-    pub operation: &'a str,
-    pub api_version: &'a str,
-    pub subresource: Option<&'a str>,
-}
-
-/// Records that `entry.manager` set `fields`: Apply replaces the manager's set, Update adds
-/// to it. Nothing is recorded for an empty field set.
-pub fn record_managed_fields(obj: &mut Value, entry: ManagerEntry<'_>, fields: Value) {
-    if fields.as_object().is_none_or(Map::is_empty) {
-        return;
-    }
-    let list = obj["metadata"]
-        .as_object_mut()
-        .map(|m| m.entry("managedFields").or_insert_with(|| json!([])));
-    let Some(Value::Array(list)) = list else {
-        return;
-    };
-    let same = |e: &Value| {
-        e["manager"] == entry.manager
-            && e["operation"] == entry.operation
-            && e.get("subresource").and_then(Value::as_str) == entry.subresource
-    };
-    let fields = match list.iter().find(|e| same(e)) {
-        Some(existing) if entry.operation == "Update" => {
-            merge_fields(&existing["fieldsV1"], &fields)
-        }
-        _ => fields,
-    };
-    list.retain(|e| !same(e));
-    let mut e = json!({
-        "manager": entry.manager,
-        "operation": entry.operation,
-        "apiVersion": entry.api_version,
-        "time": now_rfc3339(),
-        "fieldsType": "FieldsV1",
-        "fieldsV1": fields,
-    });
-    if let Some(s) = entry.subresource {
-        e["subresource"] = json!(s);
-    }
-    list.push(e);
-}
-
 /// The manager name kube-apiserver derives from a User-Agent when no `fieldManager` is
 /// given (`kubectl/v1.32 (linux/amd64)` → `kubectl`).
 pub fn manager_from_user_agent(ua: &str) -> String {
@@ -308,6 +144,7 @@ pub fn manager_from_user_agent(ua: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn names_follow_kind_rules() {
@@ -332,62 +169,11 @@ mod tests {
     }
 
     #[test]
-    fn fields_skip_server_metadata_and_status_when_asked() {
-        let o = json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a", "uid": "u",
-            "labels": {"k": "v"}}, "spec": {"a": {"b": 1}, "l": [1]}, "status": {"s": 1}});
-        let f = fields_of(
-            &o,
-            Scope::Main {
-                exclude_status: true,
-            },
-        );
-        assert_eq!(
-            f,
-            json!({"f:metadata": {"f:labels": {"f:k": {}}},
-            "f:spec": {"f:a": {"f:b": {}}, "f:l": {}}})
-        );
-        assert_eq!(
-            fields_of(&o, Scope::Status),
-            json!({"f:status": {"f:s": {}}})
-        );
-    }
-
-    #[test]
-    fn changed_fields_lists_only_differences() {
-        let old = json!({"metadata": {"name": "a"}, "spec": {"a": 1, "b": 2}});
-        let new = json!({"metadata": {"name": "a"}, "spec": {"a": 1, "b": 3, "c": {"d": 1}}});
-        assert_eq!(
-            changed_fields(
-                &old,
-                &new,
-                Scope::Main {
-                    exclude_status: true
-                }
-            ),
-            json!({"f:spec": {"f:b": {}, "f:c": {"f:d": {}}}})
-        );
-    }
-
-    #[test]
-    fn managed_fields_entries_merge_for_update_and_replace_for_apply() {
-        let mut o = json!({"metadata": {"name": "a"}});
-        let e = |op| ManagerEntry {
-            manager: "m",
-            operation: op,
-            api_version: "v1",
-            subresource: None,
-        };
-        record_managed_fields(&mut o, e("Update"), json!({"f:a": {}}));
-        record_managed_fields(&mut o, e("Update"), json!({"f:b": {}}));
-        record_managed_fields(&mut o, e("Apply"), json!({"f:c": {}}));
-        record_managed_fields(&mut o, e("Apply"), json!({"f:d": {}}));
-        let mf = o["metadata"]["managedFields"].as_array().unwrap();
-        assert_eq!(mf.len(), 2);
-        assert_eq!(mf[0]["fieldsV1"], json!({"f:a": {}, "f:b": {}}));
-        assert_eq!(mf[1]["fieldsV1"], json!({"f:d": {}}));
+    fn managers_are_named_after_the_user_agent() {
         assert_eq!(
             manager_from_user_agent("kubectl/v1.32.4 (linux/amd64)"),
             "kubectl"
         );
+        assert_eq!(manager_from_user_agent(""), "unknown");
     }
 }

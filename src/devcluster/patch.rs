@@ -1,4 +1,5 @@
-//! PATCH bodies: JSON merge patch (RFC 7386), JSON patch (RFC 6902) and server-side apply.
+//! PATCH bodies: JSON merge patch (RFC 7386), JSON patch (RFC 6902) and strategic merge
+//! patch; server-side apply lives in `ownership.rs`.
 
 use serde_json::Value;
 
@@ -83,27 +84,6 @@ fn drop_null_tests_of_missing_keys(patch: &mut json_patch::Patch, doc: &Value) {
     });
 }
 
-/// Server-side apply, part 1: the applied configuration is merged into the live object
-/// (maps merge recursively, lists and scalars are replaced). Field ownership, conflicts
-/// and removal of dropped fields are part 2.
-pub fn apply_merge(live: &mut Value, applied: &Value) {
-    match (live.as_object_mut(), applied.as_object()) {
-        (Some(l), Some(a)) => {
-            for (k, v) in a {
-                match l.get_mut(k) {
-                    Some(existing) if existing.is_object() && v.is_object() => {
-                        apply_merge(existing, v)
-                    }
-                    _ => {
-                        l.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-        }
-        _ => *live = applied.clone(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,18 +126,5 @@ mod tests {
         assert!(apply_patch(PatchType::Json, &cur, missing_parent).is_err());
         let present = json!({"metadata": {"finalizers": ["y"]}});
         assert!(apply_patch(PatchType::Json, &present, add_first_finalizer).is_err());
-    }
-
-    #[test]
-    fn apply_merges_maps_and_replaces_lists() {
-        let mut live = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"l": [1, 2], "x": 1}});
-        apply_merge(
-            &mut live,
-            &json!({"metadata": {"labels": {"b": "2"}}, "spec": {"l": [3]}}),
-        );
-        assert_eq!(
-            live,
-            json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"l": [3], "x": 1}})
-        );
     }
 }

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ListStrategy {
+pub(super) enum ListStrategy {
     Replace,
     MergeByKey(&'static str),
     MergePrimitives,
@@ -13,7 +13,7 @@ enum ListStrategy {
 
 /// The `patchStrategy:"merge"` lists of the built-in kinds we serve. `parent` is the
 /// dotted path of the map holding `field` (list elements appear as `name[]`).
-fn list_strategy(parent: &str, field: &str) -> ListStrategy {
+pub(super) fn list_strategy(parent: &str, field: &str) -> ListStrategy {
     use ListStrategy::*;
     let in_container = ["containers[]", "initContainers[]", "ephemeralContainers[]"]
         .iter()

@@ -476,3 +476,69 @@ spec:
         "3"
     );
 }
+
+#[tokio::test]
+async fn kubectl_server_side_apply_reports_conflicts_and_forces() {
+    let t = cluster().await;
+    let k = Kubectl::new(&t.cluster.kubeconfig());
+    let cm = |value: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: shared}}\ndata: {{mode: {value}}}\n"
+        )
+    };
+    let mine = k.file("mine.yaml", &cm("fast"));
+    let theirs = k.file("theirs.yaml", &cm("safe"));
+    k.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=team-a",
+        "-f",
+        &mine,
+    ])
+    .await;
+    let conflict = k
+        .run(&[
+            "apply",
+            "--server-side",
+            "--field-manager=team-b",
+            "-f",
+            &theirs,
+        ])
+        .await;
+    assert!(!conflict.ok);
+    assert!(
+        conflict.stderr.contains("conflict with \"team-a\""),
+        "{}",
+        conflict.stderr
+    );
+    assert!(
+        conflict.stderr.contains(".data.mode"),
+        "{}",
+        conflict.stderr
+    );
+    k.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=team-b",
+        "--force-conflicts",
+        "-f",
+        &theirs,
+    ])
+    .await;
+    assert_eq!(
+        k.ok(&["get", "cm", "shared", "-o", "jsonpath={.data.mode}"])
+            .await,
+        "safe"
+    );
+    let managers = k
+        .ok(&[
+            "get",
+            "cm",
+            "shared",
+            "--show-managed-fields",
+            "-o",
+            "jsonpath={.metadata.managedFields[*].manager}",
+        ])
+        .await;
+    assert_eq!(managers, "team-b", "team-a lost its only field");
+}

@@ -269,12 +269,55 @@ async fn merge_json_and_apply_patches() {
     let again = json!({"apiVersion": "example.apikey.dev/v1", "kind": "Widget",
         "metadata": {"name": "sa", "labels": {"tier": "b"}}, "spec": {"size": 5}});
     let merged = widgets
-        .patch("sa", &apply.clone().force(), &Patch::Apply(&again))
+        .patch("sa", &apply, &Patch::Apply(&again))
         .await
         .unwrap();
     assert_eq!(merged.spec.size, 5);
-    assert_eq!(merged.labels().get("team").map(String::as_str), Some("a"));
+    assert_eq!(
+        merged.labels().get("team"),
+        None,
+        "a field the manager stopped applying is removed"
+    );
     assert_eq!(merged.labels().get("tier").map(String::as_str), Some("b"));
+
+    // Another manager: equal values are shared, different ones conflict unless forced.
+    let other = PatchParams::apply("other");
+    let shared = json!({"apiVersion": "example.apikey.dev/v1", "kind": "Widget",
+        "metadata": {"name": "sa"}, "spec": {"size": 5, "color": "red"}});
+    widgets
+        .patch("sa", &other, &Patch::Apply(&shared))
+        .await
+        .expect("same value: no conflict");
+    let contested = json!({"apiVersion": "example.apikey.dev/v1", "kind": "Widget",
+        "metadata": {"name": "sa"}, "spec": {"size": 6}});
+    let conflict = api_error(widgets.patch("sa", &other, &Patch::Apply(&contested)).await);
+    assert_eq!((conflict.code, conflict.reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        conflict.message,
+        "Apply failed with 1 conflict: conflict with \"tester\" using example.apikey.dev/v1: .spec.size"
+    );
+    let cause = &conflict.details.unwrap().causes[0];
+    assert_eq!(
+        (cause.reason.as_str(), cause.field.as_str()),
+        ("FieldManagerConflict", ".spec.size")
+    );
+    let forced = widgets
+        .patch("sa", &other.clone().force(), &Patch::Apply(&contested))
+        .await
+        .unwrap();
+    assert_eq!(forced.spec.size, 6);
+    let tester_fields = forced
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .find(|e| e.manager.as_deref() == Some("tester"))
+        .map(|e| serde_json::to_value(e.fields_v1).unwrap())
+        .unwrap();
+    assert!(
+        tester_fields["f:spec"].get("f:size").is_none(),
+        "force took .spec.size: {tester_fields}"
+    );
     let no_manager = api_error(
         widgets
             .patch("sa", &PatchParams::default(), &Patch::Apply(&again))
