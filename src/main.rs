@@ -33,6 +33,10 @@ struct DevArgs {
     /// Require this bearer token on every request.
     #[arg(long, env = "APIKEY_DEV_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Enforce RBAC for ServiceAccount tokens and impersonated users (the admin token is
+    /// always allowed).
+    #[arg(long)]
+    rbac: bool,
     /// Seconds a simulated Deployment/StatefulSet/DaemonSet rollout takes.
     #[arg(long, default_value_t = 2.0)]
     rollout_seconds: f64,
@@ -70,6 +74,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
     let config = devcluster::Config {
         port: args.port,
         token: args.token,
+        rbac: args.rbac,
         rollout_delay: Duration::from_secs_f64(args.rollout_seconds.max(0.0)),
         ..Default::default()
     };

@@ -591,6 +591,7 @@ impl ApiServer {
         prepare_for_create(rt, &mut obj);
         let mut errors = Self::validate_metadata(rt, &obj);
         errors.extend(crd::validate_definition(rt, &obj));
+        errors.extend(validate_data(rt, &obj));
         if !errors.is_empty() {
             return Err(ApiError::invalid(&rt.qualified_kind(), &name, &errors));
         }
@@ -776,6 +777,7 @@ impl ApiServer {
         errors.extend(crd::validate_definition(rt, &obj));
         errors.extend(crd::validate_update(rt, old, &obj));
         errors.extend(immutable_data_changes(rt, old, &obj));
+        errors.extend(validate_data(rt, &obj));
         if !errors.is_empty() {
             return Err(ApiError::invalid(&rt.qualified_kind(), &name, &errors));
         }
@@ -1253,6 +1255,43 @@ fn prepare_for_create(rt: &ResourceType, obj: &mut Value) {
         ("", "Secret") if obj.get("type").is_none() => obj["type"] = json!("Opaque"),
         _ => {}
     }
+}
+
+/// Secret and ConfigMap data: key syntax and the 1 MiB total (kube-apiserver's
+/// `ValidateSecret` / `ValidateConfigMap`).
+fn validate_data(rt: &ResourceType, obj: &Value) -> Vec<FieldError> {
+    if !(rt.group.is_empty() && matches!(rt.kind.as_str(), "Secret" | "ConfigMap")) {
+        return Vec::new();
+    }
+    static KEY: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"^[-._a-zA-Z0-9]+$").expect("static regex"));
+    let mut errors = Vec::new();
+    let mut total = 0usize;
+    for field in ["data", "binaryData"] {
+        let Some(map) = obj.get(field).and_then(Value::as_object) else {
+            continue;
+        };
+        for (k, v) in map {
+            if !KEY.is_match(k) || k == "." || k == ".." || k.len() > 253 {
+                errors.push(FieldError::invalid(format!("{field}[{k}]"), &json!(k), "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"));
+            }
+            let len = v.as_str().map_or(0, str::len);
+            // Secrets hold base64 (3 bytes per 4 characters); ConfigMaps hold text.
+            total += if rt.kind == "Secret" || field == "binaryData" {
+                len / 4 * 3
+            } else {
+                len
+            };
+        }
+    }
+    if total > 1024 * 1024 {
+        errors.push(FieldError {
+            reason: "FieldValueTooLong",
+            field: "data".into(),
+            detail: "Too long: must have at most 1048576 bytes".into(),
+        });
+    }
+    errors
 }
 
 /// Secrets and ConfigMaps marked `immutable: true` keep their data and the flag.

@@ -291,6 +291,7 @@ pub fn served_types(crd: &Value) -> Vec<ResourceType> {
                 .unwrap_or_default(),
             crd: Some(meta_str(crd, "name").to_string()),
             preferred: v["storage"] == true,
+            review: None,
         })
         .collect()
 }

@@ -91,7 +91,7 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
             "singularName": t.singular,
             "namespaced": t.namespaced,
             "kind": t.kind,
-            "verbs": VERBS,
+            "verbs": if t.review.is_some() { &["create"][..] } else { VERBS },
         });
         if !t.short_names.is_empty() {
             r["shortNames"] = json!(t.short_names);
@@ -105,6 +105,11 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
                 json!({"name": format!("{}/status", t.plural), "singularName": "",
                 "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"]}),
             );
+        }
+        if t.group.is_empty() && t.plural == "serviceaccounts" {
+            resources.push(json!({"name": "serviceaccounts/token", "singularName": "",
+                "namespaced": true, "group": "authentication.k8s.io", "version": "v1",
+                "kind": "TokenRequest", "verbs": ["create"]}));
         }
         if t.group.is_empty() && t.plural == "namespaces" {
             resources.push(json!({"name": "namespaces/finalize", "singularName": "",

@@ -15,10 +15,14 @@ use super::Shared;
 use super::apiserver::{
     DeleteOptions, Deleted, FieldValidation, Filter, ListOptions, WriteOptions,
 };
+use super::auth::{self, UserInfo};
 use super::discovery;
+use super::errors::FieldError;
 use super::errors::{ApiError, ApiResult};
 use super::patch::{self, PatchType};
-use super::resources::ResourceType;
+use super::protobuf;
+use super::rbac;
+use super::resources::{ResourceType, Review, StorageKey};
 use super::table::{self, IncludeObject};
 use super::watch::{self, Format, WatchRequest};
 
@@ -37,6 +41,8 @@ enum Route {
     OpenApiV2,
     OpenApiV3Index,
     OpenApiV3(String, String),
+    OpenIdConfiguration,
+    Jwks,
     Resource(ResourcePath),
 }
 
@@ -68,6 +74,8 @@ fn parse_route(path: &str) -> Option<Route> {
         ["apis", g] => Route::Group(owned(g)),
         ["apis", g, v] => Route::GroupVersion(owned(g), owned(v)),
         ["apis", g, v, rest @ ..] => Route::Resource(parse_resource(g, v, rest)?),
+        [".well-known", "openid-configuration"] => Route::OpenIdConfiguration,
+        ["openid", "v1", "jwks"] => Route::Jwks,
         ["openapi", "v2"] => Route::OpenApiV2,
         ["openapi", "v3"] => Route::OpenApiV3Index,
         ["openapi", "v3", "api", v] => Route::OpenApiV3(String::new(), owned(v)),
@@ -214,21 +222,31 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     let q = Query::parse(&parts.uri);
     let route = parse_route(parts.uri.path());
     let ua = user_agent(&parts.headers);
-    if let Some(token) = &shared.config.token {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if presented != Some(token.as_str()) && !matches!(route, Some(Route::Health)) {
-            return ApiError::unauthorized().into_response();
-        }
-    }
+    let public = matches!(
+        route,
+        Some(Route::Health | Route::OpenIdConfiguration | Route::Jwks)
+    );
+    let user = match authenticate(&shared, &parts.headers) {
+        Ok(user) => user,
+        Err(_) if public => UserInfo::admin(),
+        Err(e) => return e.into_response(),
+    };
     let Some(route) = route else {
         return ApiError::path_not_found().into_response();
     };
     let (verb, resource) = verb_of(&parts.method, &route, &q);
     shared.hooks.count(verb, &resource, &ua);
+    if shared.config.rbac && !user.is_admin() {
+        let attrs = attributes(verb, &route, parts.uri.path());
+        let allowed = rbac::allowed_by_default(&attrs)
+            || rbac::authorize(&shared.api.lock(), &user, &attrs).is_ok();
+        if !allowed {
+            let mut e = ApiError::forbidden(attrs.forbidden_message(&user));
+            e.details =
+                Some(json!({"name": attrs.name, "group": attrs.group, "kind": attrs.resource}));
+            return e.into_response();
+        }
+    }
     if let Some(fault) = shared.hooks.take_fault(verb, &resource) {
         if let Some(d) = fault.delay {
             tokio::time::sleep(d).await;
@@ -251,6 +269,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         query: q,
         body,
         user_agent: ua,
+        user,
     };
     match ctx.dispatch(route).await {
         Ok(r) => r,
@@ -265,6 +284,86 @@ struct RequestContext<'a> {
     query: Query,
     body: Bytes,
     user_agent: String,
+    user: UserInfo,
+}
+
+/// Who is asking: the admin token (or no token when none is configured), a
+/// ServiceAccount token, or a user the admin impersonates.
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> ApiResult<UserInfo> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let user = match (bearer, &shared.config.token) {
+        (Some(b), Some(admin)) if b == admin => UserInfo::admin(),
+        (None, None) => UserInfo::admin(),
+        (None, Some(_)) => return Err(ApiError::unauthorized()),
+        (Some(b), _) => {
+            let st = shared.api.lock();
+            shared
+                .signer
+                .verify(&st, b)
+                .map(|v| v.user)
+                .map_err(|_| ApiError::unauthorized())?
+        }
+    };
+    let Some(as_user) = headers
+        .get("Impersonate-User")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(user);
+    };
+    if !user.is_admin() {
+        return Err(ApiError::forbidden(format!(
+            "users \"{as_user}\" is forbidden: User \"{}\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope",
+            user.username
+        )));
+    }
+    let mut groups: Vec<String> = headers
+        .get_all("Impersonate-Group")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(String::from)
+        .collect();
+    if let Some((ns, _)) = as_user
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+    {
+        groups.push("system:serviceaccounts".into());
+        groups.push(format!("system:serviceaccounts:{ns}"));
+    }
+    groups.push("system:authenticated".into());
+    Ok(UserInfo {
+        username: as_user.to_string(),
+        uid: String::new(),
+        groups,
+    })
+}
+
+/// The request in RBAC terms.
+fn attributes(verb: &str, route: &Route, path: &str) -> rbac::Attributes {
+    let Route::Resource(r) = route else {
+        return rbac::Attributes {
+            verb: "get".into(),
+            path: Some(path.to_string()),
+            ..Default::default()
+        };
+    };
+    let name = r.name.clone().unwrap_or_default();
+    let namespace = match (&r.namespace, r.group.is_empty() && r.plural == "namespaces") {
+        (Some(ns), _) => ns.clone(),
+        (None, true) => name.clone(),
+        (None, false) => String::new(),
+    };
+    rbac::Attributes {
+        verb: verb.into(),
+        group: r.group.clone(),
+        resource: r.plural.clone(),
+        subresource: r.subresource.clone().unwrap_or_default(),
+        namespace,
+        name,
+        path: None,
+    }
 }
 
 impl RequestContext<'_> {
@@ -287,6 +386,11 @@ impl RequestContext<'_> {
             Route::OpenApiV3Index => ok(discovery::openapi_v3_index(&api.lock().registry)),
             Route::OpenApiV3(g, v) => discovery::openapi_v3_document(&api.lock().registry, &g, &v)
                 .map_or_else(|| Err(ApiError::path_not_found()), ok),
+            Route::OpenIdConfiguration => ok(self
+                .shared
+                .signer
+                .openid_configuration(&format!("http://{}", self.shared.addr))),
+            Route::Jwks => ok(self.shared.signer.jwks()),
             Route::Resource(r) => self.resource(r).await,
         }
     }
@@ -334,7 +438,11 @@ impl RequestContext<'_> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("application/json");
         if ct.contains("protobuf") {
-            return Err(ApiError::unsupported_media_type(ct));
+            return protobuf::decode(&self.body).map_err(|why| {
+                let mut e = ApiError::unsupported_media_type(ct);
+                e.message = why;
+                e
+            });
         }
         patch::parse_body(&self.body, ct.contains("yaml"))
     }
@@ -358,9 +466,25 @@ impl RequestContext<'_> {
         {
             return Err(ApiError::path_not_found());
         }
+        if let Some(review) = rt.review {
+            if self.method != Method::POST || r.name.is_some() {
+                return Err(ApiError::method_not_allowed());
+            }
+            return self.review(review, &rt, ns);
+        }
         let status = match r.subresource.as_deref() {
             None => false,
             Some("status") if rt.status_subresource => true,
+            Some("token")
+                if rt.group.is_empty()
+                    && rt.plural == "serviceaccounts"
+                    && self.method == Method::POST =>
+            {
+                return self.token_request(
+                    ns.unwrap_or_default(),
+                    r.name.as_deref().unwrap_or_default(),
+                );
+            }
             Some("finalize")
                 if rt.group.is_empty()
                     && rt.plural == "namespaces"
@@ -439,6 +563,99 @@ impl RequestContext<'_> {
             (Method::DELETE, None) => self.delete_collection(rt, ns),
             _ => Err(ApiError::method_not_allowed()),
         }
+    }
+
+    /// TokenReview and the access reviews: computed, answered with 201, never stored.
+    fn review(&self, review: Review, rt: &ResourceType, ns: Option<&str>) -> ApiResult<Response> {
+        let mut body = self.body_json()?;
+        body["apiVersion"] = json!(rt.api_version());
+        body["kind"] = json!(rt.kind);
+        let st = self.shared.api.lock();
+        let answered = match review {
+            Review::Token => auth::token_review(&self.shared.signer, &st, body),
+            Review::SelfSubjectAccess => access_review(&st, &self.user, body),
+            Review::SubjectAccess | Review::LocalSubjectAccess => {
+                if review == Review::LocalSubjectAccess {
+                    body["spec"]["resourceAttributes"]["namespace"] = json!(ns.unwrap_or_default());
+                }
+                let spec = &body["spec"];
+                let strings = |v: &Value| -> Vec<String> {
+                    v.as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .map(String::from)
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                let subject = UserInfo {
+                    username: spec["user"].as_str().unwrap_or_default().into(),
+                    uid: spec["uid"].as_str().unwrap_or_default().into(),
+                    groups: strings(&spec["groups"]),
+                };
+                access_review(&st, &subject, body)
+            }
+        };
+        Ok(json_response(StatusCode::CREATED, &answered))
+    }
+
+    /// `serviceaccounts/{name}/token`: a signed, bound token with audiences and expiry.
+    fn token_request(&self, ns: &str, name: &str) -> ApiResult<Response> {
+        let body = if self.body.is_empty() {
+            json!({})
+        } else {
+            self.body_json()?
+        };
+        let st = self.shared.api.lock();
+        let key = StorageKey {
+            group: String::new(),
+            resource: "serviceaccounts".into(),
+        };
+        let sa = st
+            .store
+            .get(&key, ns, name)
+            .ok_or_else(|| ApiError::not_found("serviceaccounts", name))?;
+        let expiration = body
+            .pointer("/spec/expirationSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(3600);
+        if expiration < 600 {
+            return Err(ApiError::invalid(
+                "TokenRequest",
+                name,
+                &[FieldError::invalid(
+                    "spec.expirationSeconds",
+                    &json!(expiration),
+                    "may not specify a duration less than 10 minutes",
+                )],
+            ));
+        }
+        let audiences: Vec<String> = body
+            .pointer("/spec/audiences")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .filter(|a: &Vec<String>| !a.is_empty())
+            .unwrap_or_else(|| vec![auth::ISSUER.to_string()]);
+        let (token, exp) = self.shared.signer.issue(&sa, &audiences, expiration);
+        let expires = jiff::Timestamp::from_second(exp)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        Ok(json_response(
+            StatusCode::CREATED,
+            &json!({
+                "kind": "TokenRequest",
+                "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"name": name, "namespace": ns, "creationTimestamp": crate::devcluster::meta::now_rfc3339()},
+                "spec": {"audiences": audiences, "expirationSeconds": expiration, "boundObjectRef": body.pointer("/spec/boundObjectRef")},
+                "status": {"token": token, "expirationTimestamp": expires},
+            }),
+        ))
     }
 
     fn delete_options(&self) -> ApiResult<DeleteOptions> {
@@ -649,6 +866,43 @@ impl RequestContext<'_> {
         );
         Ok(r)
     }
+}
+
+/// Answers a (self) subject access review for `user` from RBAC; admins may do anything.
+fn access_review(st: &super::apiserver::State, user: &UserInfo, mut review: Value) -> Value {
+    let spec = &review["spec"];
+    let attrs = if let Some(r) = spec.get("resourceAttributes").filter(|r| r.is_object()) {
+        let field = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+        rbac::Attributes {
+            verb: field("verb"),
+            group: field("group"),
+            resource: field("resource"),
+            subresource: field("subresource"),
+            namespace: field("namespace"),
+            name: field("name"),
+            path: None,
+        }
+    } else {
+        let n = &spec["nonResourceAttributes"];
+        rbac::Attributes {
+            verb: n["verb"].as_str().unwrap_or_default().into(),
+            path: Some(n["path"].as_str().unwrap_or_default().into()),
+            ..Default::default()
+        }
+    };
+    let decision = if user.is_admin() {
+        Ok(String::new())
+    } else if rbac::allowed_by_default(&attrs) {
+        Ok("allowed for every authenticated user".into())
+    } else {
+        rbac::authorize(st, user, &attrs)
+    };
+    review["status"] = match decision {
+        Ok(reason) if reason.is_empty() => json!({"allowed": true}),
+        Ok(reason) => json!({"allowed": true, "reason": reason}),
+        Err(()) => json!({"allowed": false}),
+    };
+    review
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! `kube-runtime` controllers and `kubectl` use unchanged. See `docs/devcluster.md`.
 
 mod apiserver;
+mod auth;
 mod controllers;
 mod crd;
 mod discovery;
@@ -13,6 +14,8 @@ mod http;
 mod meta;
 mod ownership;
 mod patch;
+mod protobuf;
+mod rbac;
 mod resources;
 mod schema;
 mod selectors;
@@ -50,6 +53,9 @@ pub struct Config {
     pub rollout_delay: Duration,
     /// Nodes a DaemonSet is scheduled on.
     pub daemonset_nodes: i64,
+    /// Enforce RBAC for every identity but the admin (ServiceAccount tokens, impersonated
+    /// users). Access reviews evaluate RBAC either way.
+    pub rbac: bool,
 }
 
 impl Default for Config {
@@ -61,6 +67,7 @@ impl Default for Config {
             bookmark_interval: Duration::from_secs(60),
             rollout_delay: Duration::from_secs(2),
             daemonset_nodes: 1,
+            rbac: false,
         }
     }
 }
@@ -68,6 +75,7 @@ impl Default for Config {
 pub(crate) struct Shared {
     api: Arc<ApiServer>,
     hooks: Hooks,
+    signer: auth::TokenSigner,
     config: Config,
     addr: SocketAddr,
 }
@@ -96,6 +104,7 @@ impl DevCluster {
         let shared = Arc::new(Shared {
             api: api.clone(),
             hooks: Hooks::default(),
+            signer: auth::TokenSigner::new(),
             config,
             addr,
         });

@@ -78,6 +78,17 @@ pub struct ResourceType {
     pub crd: Option<String>,
     /// Whether this is the version objects are stored in (CRDs) / the preferred version.
     pub preferred: bool,
+    /// Create-only review resources, answered and never stored.
+    pub review: Option<Review>,
+}
+
+/// The review resources kube-apiserver computes on create.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Review {
+    Token,
+    SelfSubjectAccess,
+    SubjectAccess,
+    LocalSubjectAccess,
 }
 
 impl ResourceType {
@@ -240,15 +251,28 @@ impl Builtin {
             printer_columns: Vec::new(),
             crd: None,
             preferred: true,
+            review: None,
         }
     }
+}
+
+fn review(
+    group: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+    r: Review,
+) -> ResourceType {
+    let mut t = kind_of(group, "v1", kind, plural, namespaced).into_type(None);
+    t.review = Some(r);
+    t
 }
 
 fn builtin<K: DeserializeOwned + Serialize>(b: Builtin) -> ResourceType {
     b.into_type(Some(roundtrip::<K>))
 }
 
-const fn kind(
+const fn kind_of(
     group: &'static str,
     version: &'static str,
     kind: &'static str,
@@ -293,7 +317,7 @@ fn builtin_types() -> Vec<ResourceType> {
     use GenerationPolicy::*;
     let rbac = "rbac.authorization.k8s.io";
     let mut events_v1 = builtin::<events::v1::Event>(
-        kind("events.k8s.io", "v1", "Event", "events", true)
+        kind_of("events.k8s.io", "v1", "Event", "events", true)
             .short(&["ev"])
             .table(TableKind::EventsV1),
     );
@@ -305,63 +329,63 @@ fn builtin_types() -> Vec<ResourceType> {
     events_v1.view = View::EventsV1;
     vec![
         builtin::<core::v1::Namespace>(
-            kind("", "v1", "Namespace", "namespaces", false)
+            kind_of("", "v1", "Namespace", "namespaces", false)
                 .short(&["ns"])
                 .with_status(None)
                 .table(TableKind::Namespace),
         ),
         builtin::<core::v1::Secret>(
-            kind("", "v1", "Secret", "secrets", true).table(TableKind::Secret),
+            kind_of("", "v1", "Secret", "secrets", true).table(TableKind::Secret),
         ),
         builtin::<core::v1::ConfigMap>(
-            kind("", "v1", "ConfigMap", "configmaps", true)
+            kind_of("", "v1", "ConfigMap", "configmaps", true)
                 .short(&["cm"])
                 .table(TableKind::ConfigMap),
         ),
         builtin::<core::v1::ServiceAccount>(
-            kind("", "v1", "ServiceAccount", "serviceaccounts", true)
+            kind_of("", "v1", "ServiceAccount", "serviceaccounts", true)
                 .short(&["sa"])
                 .table(TableKind::ServiceAccount),
         ),
         builtin::<core::v1::Service>(
-            kind("", "v1", "Service", "services", true)
+            kind_of("", "v1", "Service", "services", true)
                 .short(&["svc"])
                 .categories(&["all"])
                 .with_status(None)
                 .table(TableKind::Service),
         ),
         builtin::<core::v1::Event>(
-            kind("", "v1", "Event", "events", true)
+            kind_of("", "v1", "Event", "events", true)
                 .short(&["ev"])
                 .table(TableKind::Event),
         ),
         events_v1,
         builtin::<apps::v1::Deployment>(
-            kind("apps", "v1", "Deployment", "deployments", true)
+            kind_of("apps", "v1", "Deployment", "deployments", true)
                 .short(&["deploy"])
                 .categories(&["all"])
                 .with_status(SpecAndAnnotations)
                 .table(TableKind::Deployment),
         ),
         builtin::<apps::v1::StatefulSet>(
-            kind("apps", "v1", "StatefulSet", "statefulsets", true)
+            kind_of("apps", "v1", "StatefulSet", "statefulsets", true)
                 .short(&["sts"])
                 .categories(&["all"])
                 .with_status(Spec)
                 .table(TableKind::StatefulSet),
         ),
         builtin::<apps::v1::DaemonSet>(
-            kind("apps", "v1", "DaemonSet", "daemonsets", true)
+            kind_of("apps", "v1", "DaemonSet", "daemonsets", true)
                 .short(&["ds"])
                 .categories(&["all"])
                 .with_status(Spec)
                 .table(TableKind::DaemonSet),
         ),
         builtin::<coordination::v1::Lease>(
-            kind("coordination.k8s.io", "v1", "Lease", "leases", true).table(TableKind::Lease),
+            kind_of("coordination.k8s.io", "v1", "Lease", "leases", true).table(TableKind::Lease),
         ),
         builtin::<CustomResourceDefinition>(
-            kind(
+            kind_of(
                 "apiextensions.k8s.io",
                 "v1",
                 "CustomResourceDefinition",
@@ -373,16 +397,16 @@ fn builtin_types() -> Vec<ResourceType> {
             .table(TableKind::CreatedAt),
         ),
         builtin::<rbac::v1::Role>(
-            kind(rbac, "v1", "Role", "roles", true).table(TableKind::CreatedAt),
+            kind_of(rbac, "v1", "Role", "roles", true).table(TableKind::CreatedAt),
         ),
         builtin::<rbac::v1::RoleBinding>(
-            kind(rbac, "v1", "RoleBinding", "rolebindings", true).table(TableKind::Binding),
+            kind_of(rbac, "v1", "RoleBinding", "rolebindings", true).table(TableKind::Binding),
         ),
         builtin::<rbac::v1::ClusterRole>(
-            kind(rbac, "v1", "ClusterRole", "clusterroles", false).table(TableKind::CreatedAt),
+            kind_of(rbac, "v1", "ClusterRole", "clusterroles", false).table(TableKind::CreatedAt),
         ),
         builtin::<rbac::v1::ClusterRoleBinding>(
-            kind(
+            kind_of(
                 rbac,
                 "v1",
                 "ClusterRoleBinding",
@@ -390,6 +414,34 @@ fn builtin_types() -> Vec<ResourceType> {
                 false,
             )
             .table(TableKind::Binding),
+        ),
+        review(
+            "authentication.k8s.io",
+            "TokenReview",
+            "tokenreviews",
+            false,
+            Review::Token,
+        ),
+        review(
+            "authorization.k8s.io",
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            false,
+            Review::SelfSubjectAccess,
+        ),
+        review(
+            "authorization.k8s.io",
+            "SubjectAccessReview",
+            "subjectaccessreviews",
+            false,
+            Review::SubjectAccess,
+        ),
+        review(
+            "authorization.k8s.io",
+            "LocalSubjectAccessReview",
+            "localsubjectaccessreviews",
+            true,
+            Review::LocalSubjectAccess,
         ),
     ]
 }

@@ -542,3 +542,91 @@ async fn kubectl_server_side_apply_reports_conflicts_and_forces() {
         .await;
     assert_eq!(managers, "team-b", "team-a lost its only field");
 }
+
+#[tokio::test]
+async fn kubectl_typed_create_commands_send_protobuf_we_decode() {
+    let t = cluster().await;
+    let k = Kubectl::new(&t.cluster.kubeconfig());
+    k.ok(&["create", "namespace", "team-a"]).await;
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "-n",
+        "team-a",
+        "--from-literal=api-key=s3cret",
+        "--from-literal=id=wj_1",
+        "--type=example.com/key",
+    ])
+    .await;
+    k.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "-n",
+        "team-a",
+        "--from-literal=mode=fast",
+    ])
+    .await;
+    k.ok(&["create", "serviceaccount", "vault-auth", "-n", "team-a"])
+        .await;
+    let secret: serde_json::Value = serde_json::from_str(
+        &k.ok(&["get", "secret", "creds", "-n", "team-a", "-o", "json"])
+            .await,
+    )
+    .unwrap();
+    assert_eq!(secret["type"], "example.com/key");
+    assert_eq!(secret["data"]["api-key"], "czNjcmV0", "base64 of s3cret");
+    assert_eq!(secret["data"]["id"], "d2pfMQ==");
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "cm",
+            "settings",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.data.mode}"
+        ])
+        .await,
+        "fast"
+    );
+    let ns = k
+        .ok(&[
+            "get",
+            "ns",
+            "team-a",
+            "-o",
+            "jsonpath={.metadata.labels.kubernetes\\.io/metadata\\.name}",
+        ])
+        .await;
+    assert_eq!(ns, "team-a");
+
+    let jwt = k
+        .ok(&[
+            "create",
+            "token",
+            "vault-auth",
+            "-n",
+            "team-a",
+            "--audience=vault",
+            "--duration=15m",
+        ])
+        .await;
+    let review = Api::<k8s_openapi::api::authentication::v1::TokenReview>::all(t.client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+            "spec": {"token": jwt.trim(), "audiences": ["vault"]}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = review.status.unwrap();
+    assert_eq!(status.authenticated, Some(true), "{:?}", status.error);
+    assert_eq!(
+        status.user.unwrap().username.as_deref(),
+        Some("system:serviceaccount:team-a:vault-auth")
+    );
+}

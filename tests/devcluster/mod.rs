@@ -1,6 +1,7 @@
 //! Conformance of the dev cluster with kube-apiserver, through the real kube client,
 //! kube-runtime and kubectl.
 
+mod auth;
 mod controller;
 mod crd;
 mod deletion;
