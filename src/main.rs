@@ -30,7 +30,7 @@ struct DevArgs {
     /// Where to write the kubeconfig for kubectl.
     #[arg(long, default_value = "dev.kubeconfig")]
     kubeconfig: PathBuf,
-    /// Require this bearer token on every request.
+    /// The admin's bearer token (default: a random one, written to the kubeconfig).
     #[arg(long, env = "APIKEY_DEV_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Enforce RBAC for ServiceAccount tokens and impersonated users (the admin token is

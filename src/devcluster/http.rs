@@ -287,18 +287,17 @@ struct RequestContext<'a> {
     user: UserInfo,
 }
 
-/// Who is asking: the admin token (or no token when none is configured), a
-/// ServiceAccount token, or a user the admin impersonates.
+/// Who is asking: the admin token, a ServiceAccount token, or a user the admin
+/// impersonates.
 fn authenticate(shared: &Shared, headers: &HeaderMap) -> ApiResult<UserInfo> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let user = match (bearer, &shared.config.token) {
-        (Some(b), Some(admin)) if b == admin => UserInfo::admin(),
-        (None, None) => UserInfo::admin(),
-        (None, Some(_)) => return Err(ApiError::unauthorized()),
-        (Some(b), _) => {
+    let user = match bearer {
+        Some(b) if b == shared.admin_token => UserInfo::admin(),
+        None => return Err(ApiError::unauthorized()),
+        Some(b) => {
             let st = shared.api.lock();
             shared
                 .signer
@@ -389,7 +388,7 @@ impl RequestContext<'_> {
             Route::OpenIdConfiguration => ok(self
                 .shared
                 .signer
-                .openid_configuration(&format!("http://{}", self.shared.addr))),
+                .openid_configuration(&format!("https://{}", self.shared.addr))),
             Route::Jwks => ok(self.shared.signer.jwks()),
             Route::Resource(r) => self.resource(r).await,
         }

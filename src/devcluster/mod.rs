@@ -22,6 +22,7 @@ mod selectors;
 mod store;
 mod strategic;
 mod table;
+mod tls;
 mod watch;
 mod workloads;
 
@@ -44,7 +45,8 @@ use workloads::Workloads;
 pub struct Config {
     /// 0 picks a free port.
     pub port: u16,
-    /// When set, every request must carry `Authorization: Bearer <token>`.
+    /// The admin's bearer token (generated when not given; it is in the kubeconfig).
+    /// Requests without a valid token get 401, as on a real cluster.
     pub token: Option<String>,
     /// Changes retained for watches to resume from; older resourceVersions get 410.
     pub history_limit: usize,
@@ -74,6 +76,8 @@ impl Default for Config {
 
 pub(crate) struct Shared {
     api: Arc<ApiServer>,
+    admin_token: String,
+    ca_pem: String,
     hooks: Hooks,
     signer: auth::TokenSigner,
     config: Config,
@@ -89,8 +93,10 @@ pub struct DevCluster {
 
 impl DevCluster {
     pub async fn start(config: Config) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", config.port))?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let certs = tls::generate()?;
         let api = Arc::new(ApiServer::new(config.history_limit));
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
@@ -103,6 +109,11 @@ impl DevCluster {
         let workloads = Arc::new(Workloads::new(config.rollout_delay, config.daemonset_nodes));
         let shared = Arc::new(Shared {
             api: api.clone(),
+            admin_token: config
+                .token
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
+            ca_pem: certs.ca_pem,
             hooks: Hooks::default(),
             signer: auth::TokenSigner::new(),
             config,
@@ -111,8 +122,10 @@ impl DevCluster {
         let app = axum::Router::new()
             .fallback(http::handle)
             .with_state(shared.clone());
+        let tls = axum_server::tls_rustls::RustlsConfig::from_config(certs.server);
+        let server = axum_server::tls_rustls::from_tcp_rustls(listener, tls)?;
         let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            if let Err(e) = server.serve(app.into_make_service()).await {
                 tracing::error!(error = %e, "dev cluster server stopped");
             }
         });
@@ -129,18 +142,24 @@ impl DevCluster {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.shared.addr)
+        format!("https://{}", self.shared.addr)
+    }
+
+    /// The CA that signed the server's certificate (PEM), as in the kubeconfig.
+    pub fn ca_pem(&self) -> &str {
+        &self.shared.ca_pem
     }
 
     /// A kubeconfig for `kubectl` and `kube::Client` (context `apikey-dev`).
     pub fn kubeconfig(&self) -> String {
-        let user = match &self.shared.config.token {
-            Some(t) => format!("{{token: {t}}}"),
-            None => "{}".into(),
-        };
+        let user = format!("{{token: {}}}", self.shared.admin_token);
         format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: apikey-dev\nclusters:\n- name: apikey-dev\n  cluster:\n    server: {}\ncontexts:\n- name: apikey-dev\n  context:\n    cluster: apikey-dev\n    user: apikey-dev\n    namespace: default\nusers:\n- name: apikey-dev\n  user: {user}\npreferences: {{}}\n",
-            self.url()
+            "apiVersion: v1\nkind: Config\ncurrent-context: apikey-dev\nclusters:\n- name: apikey-dev\n  cluster:\n    server: {}\n    certificate-authority-data: {}\ncontexts:\n- name: apikey-dev\n  context:\n    cluster: apikey-dev\n    user: apikey-dev\n    namespace: default\nusers:\n- name: apikey-dev\n  user: {user}\npreferences: {{}}\n",
+            self.url(),
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                &self.shared.ca_pem
+            ),
         )
     }
 

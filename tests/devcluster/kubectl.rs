@@ -55,7 +55,7 @@ impl DevProcess {
             .unwrap()
             .unwrap();
         assert!(
-            first.starts_with("dev cluster serving at http://127.0.0.1:"),
+            first.starts_with("dev cluster serving at https://127.0.0.1:"),
             "{first}"
         );
         let second = lines.next_line().await.unwrap().unwrap();

@@ -478,18 +478,16 @@ async fn bearer_token_is_required_when_configured() {
     ok.list(&Default::default())
         .await
         .expect("the kubeconfig carries the token");
-    let mut config = kube::Config::new(t.cluster.url().parse().unwrap());
-    config.default_namespace = "default".into();
-    let anonymous = kube::Client::try_from(config).unwrap();
+    let anonymous = t.client_with(|c| c.auth_info.token = None).await;
     let status = api_error(
         Api::<ConfigMap>::default_namespaced(anonymous)
             .list(&Default::default())
             .await,
     );
     assert_eq!((status.code, status.reason.as_str()), (401, "Unauthorized"));
-    let mut wrong = kube::Config::new(t.cluster.url().parse().unwrap());
-    wrong.auth_info.token = Some("nope".to_string().into());
-    let wrong = kube::Client::try_from(wrong).unwrap();
+    let wrong = t
+        .client_with(|c| c.auth_info.token = Some("nope".to_string().into()))
+        .await;
     assert_eq!(
         api_error(
             Api::<ConfigMap>::default_namespaced(wrong)
