@@ -342,3 +342,134 @@ async fn secret_keys_and_sizes_are_validated() {
         status.message
     );
 }
+
+#[tokio::test]
+async fn openbao_kubernetes_auth_logs_in_with_service_account_tokens() {
+    let t = cluster_with(Config {
+        rbac: true,
+        ..test_config()
+    })
+    .await;
+    let bao = crate::support::openbao::OpenBao::start().await;
+    // The reviewer may create TokenReviews, as system:auth-delegator allows.
+    let k = Kubectl::new(&t.cluster.kubeconfig());
+    k.ok(&[
+        "create",
+        "serviceaccount",
+        "vault-reviewer",
+        "-n",
+        "kube-system",
+    ])
+    .await;
+    let rbac = k.file(
+        "rbac.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: token-reviewer}
+rules: [{apiGroups: [authentication.k8s.io], resources: [tokenreviews], verbs: [create]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: vault-reviewer}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: token-reviewer}
+subjects: [{kind: ServiceAccount, name: vault-reviewer, namespace: kube-system}]
+",
+    );
+    k.ok(&["apply", "-f", &rbac]).await;
+    k.ok(&["create", "serviceaccount", "billing"]).await;
+    let reviewer = k
+        .ok(&[
+            "create",
+            "token",
+            "vault-reviewer",
+            "-n",
+            "kube-system",
+            "--duration=1h",
+        ])
+        .await;
+    let billing = k
+        .ok(&[
+            "create",
+            "token",
+            "billing",
+            "--audience=vault",
+            "--duration=1h",
+        ])
+        .await;
+    let ca = k.file("ca.pem", t.cluster.ca_pem());
+
+    bao.ok(&["auth", "enable", "kubernetes"]).await;
+    bao.ok(&[
+        "write",
+        "auth/kubernetes/config",
+        &format!("kubernetes_host={}", t.cluster.url()),
+        &format!("kubernetes_ca_cert=@{ca}"),
+        &format!("token_reviewer_jwt={}", reviewer.trim()),
+        "disable_local_ca_jwt=true",
+    ])
+    .await;
+    bao.ok(&[
+        "write",
+        "auth/kubernetes/role/billing",
+        "bound_service_account_names=billing",
+        "bound_service_account_namespaces=default",
+        "audience=vault",
+        "policies=default",
+        "ttl=10m",
+    ])
+    .await;
+
+    let login = bao
+        .ok(&[
+            "write",
+            "-format=json",
+            "auth/kubernetes/login",
+            "role=billing",
+            &format!("jwt={}", billing.trim()),
+        ])
+        .await;
+    let login: serde_json::Value = serde_json::from_str(&login).unwrap();
+    assert_eq!(login["auth"]["metadata"]["service_account_name"], "billing");
+    assert_eq!(
+        login["auth"]["metadata"]["service_account_namespace"],
+        "default"
+    );
+
+    let wrong_audience = k
+        .ok(&[
+            "create",
+            "token",
+            "billing",
+            "--audience=other",
+            "--duration=1h",
+        ])
+        .await;
+    let refused = bao
+        .cli(&[
+            "write",
+            "auth/kubernetes/login",
+            "role=billing",
+            &format!("jwt={}", wrong_audience.trim()),
+        ])
+        .await;
+    assert!(!refused.ok, "a token for another audience must not log in");
+
+    k.ok(&["delete", "serviceaccount", "billing"]).await;
+    let dead = bao
+        .cli(&[
+            "write",
+            "auth/kubernetes/login",
+            "role=billing",
+            &format!("jwt={}", billing.trim()),
+        ])
+        .await;
+    assert!(
+        !dead.ok,
+        "a deleted ServiceAccount's token must not log in: {}",
+        dead.stdout
+    );
+    assert!(
+        t.cluster.requests("create", "tokenreviews") >= 2,
+        "OpenBao asked the dev cluster"
+    );
+}

@@ -2,6 +2,7 @@
 //! watch-driven waiting (never sleeps).
 
 pub mod kubectl;
+pub mod openbao;
 
 use std::fmt::Debug;
 use std::time::Duration;
