@@ -255,15 +255,7 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
 }
 
 pub fn finalizers(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .map(|f| {
-            f.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
+    meta::string_list(obj.pointer("/metadata/finalizers")).unwrap_or_default()
 }
 
 fn set_finalizers(obj: &mut Value, f: &[String]) {
@@ -496,6 +488,18 @@ impl ApiServer {
         Ok(())
     }
 
+    /// A body naming another object than the URL is a 400; an unnamed body takes the URL's.
+    fn check_url_name(obj: &mut Value, name: &str) -> ApiResult<()> {
+        let body_name = meta_str(obj, "name");
+        if !body_name.is_empty() && body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        meta_mut(obj).insert("name".into(), json!(name));
+        Ok(())
+    }
+
     pub fn create(
         &self,
         rt: &ResourceType,
@@ -653,13 +657,7 @@ impl ApiServer {
         opts: &WriteOptions,
     ) -> ApiResult<Written> {
         Self::check_type_and_namespace(rt, &mut obj, ns)?;
-        let body_name = meta_str(&obj, "name");
-        if !body_name.is_empty() && body_name != name {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({body_name}) does not match the name on the URL ({name})"
-            )));
-        }
-        meta_mut(&mut obj).insert("name".into(), json!(name));
+        Self::check_url_name(&mut obj, name)?;
         let mut st = self.lock();
         let old = st
             .store
@@ -899,13 +897,7 @@ impl ApiServer {
             ));
         }
         Self::check_type_and_namespace(rt, &mut applied, ns)?;
-        let applied_name = meta_str(&applied, "name");
-        if !applied_name.is_empty() && applied_name != name {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({applied_name}) does not match the name on the URL ({name})"
-            )));
-        }
-        meta_mut(&mut applied).insert("name".into(), json!(name));
+        Self::check_url_name(&mut applied, name)?;
         // Read and write under one lock, so no concurrent write is lost in between.
         let mut st = self.lock();
         let existing = st.store.get(&rt.storage, ns.unwrap_or_default(), name);
@@ -966,35 +958,21 @@ impl ApiServer {
             .store
             .get(&rt.storage, ns, name)
             .ok_or_else(|| ApiError::not_found(&rt.qualified_resource(), name))?;
-        if opts
-            .precondition_uid
-            .as_deref()
-            .is_some_and(|u| u != meta_str(&stored, "uid"))
-        {
-            return Err(ApiError::conflict(
-                &rt.qualified_resource(),
-                name,
-                &format!(
-                    "Precondition failed: UID in precondition: {}, UID in object meta: {}",
-                    opts.precondition_uid.as_deref().unwrap_or_default(),
-                    meta_str(&stored, "uid")
-                ),
-            ));
-        }
-        if opts
-            .precondition_rv
-            .as_deref()
-            .is_some_and(|r| r != meta_str(&stored, "resourceVersion"))
-        {
-            return Err(ApiError::conflict(
-                &rt.qualified_resource(),
-                name,
-                &format!(
-                    "Precondition failed: ResourceVersion in precondition: {}, ResourceVersion in object meta: {}",
-                    opts.precondition_rv.as_deref().unwrap_or_default(),
-                    meta_str(&stored, "resourceVersion")
-                ),
-            ));
+        let preconditions = [
+            ("UID", &opts.precondition_uid, "uid"),
+            ("ResourceVersion", &opts.precondition_rv, "resourceVersion"),
+        ];
+        for (label, wanted, field) in preconditions {
+            if let Some(w) = wanted.as_deref().filter(|w| *w != meta_str(&stored, field)) {
+                return Err(ApiError::conflict(
+                    &rt.qualified_resource(),
+                    name,
+                    &format!(
+                        "Precondition failed: {label} in precondition: {w}, {label} in object meta: {}",
+                        meta_str(&stored, field)
+                    ),
+                ));
+            }
         }
         let mut obj = (*stored).clone();
         if rt.storage.resource == "namespaces" && rt.storage.group.is_empty() {

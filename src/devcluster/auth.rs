@@ -12,6 +12,7 @@ use ring::signature::{self, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
 
 use super::apiserver::State;
+use super::meta::string_list;
 use super::resources::StorageKey;
 use super::store::meta_str;
 
@@ -169,15 +170,7 @@ impl TokenSigner {
             }
             None => return Err(format!("service account {ns}/{name} has been deleted")),
         }
-        let audiences = claims["aud"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let audiences = string_list(claims.get("aud")).unwrap_or_default();
         Ok(Verified {
             user: UserInfo::service_account(ns, name, uid),
             audiences,
@@ -211,16 +204,8 @@ pub fn token_review(signer: &TokenSigner, st: &State, mut review: Value) -> Valu
         .pointer("/spec/token")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let wanted: Vec<String> = review
-        .pointer("/spec/audiences")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_else(|| vec![ISSUER.to_string()]);
+    let wanted =
+        string_list(review.pointer("/spec/audiences")).unwrap_or_else(|| vec![ISSUER.to_string()]);
     let status = match signer.verify(st, token) {
         Ok(v) => {
             let matched: Vec<&String> = v.audiences.iter().filter(|a| wanted.contains(a)).collect();

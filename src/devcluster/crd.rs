@@ -228,14 +228,7 @@ pub fn after_delete(st: &mut State, rt: &ResourceType, crd: &Value) {
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
+    meta::string_list(Some(v)).unwrap_or_default()
 }
 
 pub fn served_types(crd: &Value) -> Vec<ResourceType> {

@@ -82,15 +82,7 @@ impl<'a> Walker<'a> {
     fn list_kind(&self, schema: Option<&Value>, parent: &str, field: &str) -> ListKind {
         if self.rt.is_custom() {
             let keys = |s: &Value| -> Vec<String> {
-                s.get("x-kubernetes-list-map-keys")
-                    .and_then(Value::as_array)
-                    .map(|k| {
-                        k.iter()
-                            .filter_map(Value::as_str)
-                            .map(String::from)
-                            .collect()
-                    })
-                    .unwrap_or_default()
+                super::meta::string_list(s.get("x-kubernetes-list-map-keys")).unwrap_or_default()
             };
             return match schema
                 .and_then(|s| s.get("x-kubernetes-list-type"))

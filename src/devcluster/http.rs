@@ -19,6 +19,7 @@ use super::auth::{self, UserInfo};
 use super::discovery;
 use super::errors::FieldError;
 use super::errors::{ApiError, ApiResult};
+use super::meta;
 use super::patch::{self, PatchType};
 use super::protobuf;
 use super::rbac;
@@ -578,20 +579,10 @@ impl RequestContext<'_> {
                     body["spec"]["resourceAttributes"]["namespace"] = json!(ns.unwrap_or_default());
                 }
                 let spec = &body["spec"];
-                let strings = |v: &Value| -> Vec<String> {
-                    v.as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .map(String::from)
-                                .collect()
-                        })
-                        .unwrap_or_default()
-                };
                 let subject = UserInfo {
                     username: spec["user"].as_str().unwrap_or_default().into(),
                     uid: spec["uid"].as_str().unwrap_or_default().into(),
-                    groups: strings(&spec["groups"]),
+                    groups: meta::string_list(spec.get("groups")).unwrap_or_default(),
                 };
                 access_review(&st, &subject, body)
             }
@@ -630,15 +621,7 @@ impl RequestContext<'_> {
                 )],
             ));
         }
-        let audiences: Vec<String> = body
-            .pointer("/spec/audiences")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect()
-            })
+        let audiences: Vec<String> = meta::string_list(body.pointer("/spec/audiences"))
             .filter(|a: &Vec<String>| !a.is_empty())
             .unwrap_or_else(|| vec![auth::ISSUER.to_string()]);
         let (token, exp) = self.shared.signer.issue(&sa, &audiences, expiration);
@@ -650,7 +633,7 @@ impl RequestContext<'_> {
             &json!({
                 "kind": "TokenRequest",
                 "apiVersion": "authentication.k8s.io/v1",
-                "metadata": {"name": name, "namespace": ns, "creationTimestamp": crate::devcluster::meta::now_rfc3339()},
+                "metadata": {"name": name, "namespace": ns, "creationTimestamp": meta::now_rfc3339()},
                 "spec": {"audiences": audiences, "expirationSeconds": expiration, "boundObjectRef": body.pointer("/spec/boundObjectRef")},
                 "status": {"token": token, "expirationTimestamp": expires},
             }),

@@ -123,6 +123,17 @@ pub fn generated_suffix() -> String {
         .collect()
 }
 
+/// A JSON array of strings (non-strings skipped), or `None` when `v` is not an array.
+pub fn string_list(v: Option<&Value>) -> Option<Vec<String>> {
+    Some(
+        v?.as_array()?
+            .iter()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect(),
+    )
+}
+
 pub fn now_rfc3339() -> String {
     jiff::Timestamp::now()
         .round(jiff::Unit::Second)

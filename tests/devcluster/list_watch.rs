@@ -148,13 +148,7 @@ async fn list_at_an_exact_resource_version() {
     cms.create(&PostParams::default(), &cm("x", &[("v", "1")]))
         .await
         .unwrap();
-    let rv = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = list_rv(&cms).await;
     cms.patch(
         "x",
         &PatchParams::default(),
@@ -211,13 +205,7 @@ async fn watch_from_a_resource_version_replays_and_follows() {
     cms.create(&PostParams::default(), &cm("before", &[]))
         .await
         .unwrap();
-    let rv = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = list_rv(&cms).await;
     cms.create(&PostParams::default(), &cm("w", &[]))
         .await
         .unwrap();
@@ -263,13 +251,7 @@ async fn selector_watches_see_objects_enter_and_leave() {
     cms.create(&PostParams::default(), &cm("m", &[]))
         .await
         .unwrap();
-    let rv = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = list_rv(&cms).await;
     let mut stream = cms
         .watch(&WatchParams::default().labels("app=shop").timeout(10), &rv)
         .await
@@ -305,13 +287,7 @@ async fn selector_watches_see_objects_enter_and_leave() {
 async fn bookmarks_carry_the_latest_resource_version() {
     let t = cluster().await;
     let cms: Api<ConfigMap> = t.api("default");
-    let rv = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = list_rv(&cms).await;
     let mut stream = cms
         .watch(&WatchParams::default().timeout(10), &rv)
         .await
@@ -339,13 +315,7 @@ async fn bookmarks_carry_the_latest_resource_version() {
 async fn expired_resource_versions_get_an_in_stream_410() {
     let t = cluster().await;
     let cms: Api<ConfigMap> = t.api("default");
-    let rv = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = list_rv(&cms).await;
     cms.create(&PostParams::default(), &cm("after", &[]))
         .await
         .unwrap();
@@ -376,13 +346,7 @@ async fn expired_resource_versions_get_an_in_stream_410() {
 async fn watches_end_at_their_timeout() {
     let t = cluster().await;
     let cms: Api<ConfigMap> = t.api("default");
-    let rv = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = list_rv(&cms).await;
     let mut stream = cms
         .watch(&WatchParams::default().timeout(1), &rv)
         .await
@@ -481,13 +445,7 @@ async fn a_restarted_dev_cluster_expires_the_old_resource_versions() {
     cms.create(&PostParams::default(), &cm("x", &[]))
         .await
         .unwrap();
-    let old_rv = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let old_rv = list_rv(&cms).await;
     drop(old);
     let restarted = cluster().await;
     let cms: Api<ConfigMap> = restarted.api("default");

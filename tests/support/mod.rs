@@ -154,6 +154,17 @@ where
     .expect("watch works");
 }
 
+/// The resourceVersion a list of `api` reports now (where a watch can start).
+pub async fn list_rv<K>(api: &Api<K>) -> String
+where
+    K: Clone + Debug + DeserializeOwned + Resource,
+{
+    let list = api.list(&Default::default()).await.expect("list");
+    list.metadata
+        .resource_version
+        .expect("lists carry a resourceVersion")
+}
+
 /// The `Status` a failed request returned.
 pub fn api_error<T: Debug>(r: kube::Result<T>) -> kube::core::Status {
     match r {
