@@ -1,4 +1,5 @@
 //! apikey-operator: mints, stores, distributes and rotates API keys for Kubernetes
 //! workloads. This crate also carries the dev cluster the operator is tested against.
 
+pub mod api;
 pub mod devcluster;

@@ -16,6 +16,12 @@ struct Cli {
 enum Command {
     /// Run a local sandbox: an in-memory Kubernetes API server kubectl can talk to.
     Dev(DevArgs),
+    /// Print the CRDs of the apikey.dev API as YAML (or write one file per CRD).
+    Crds {
+        /// Write `<crd name>.yaml` files into this directory instead of printing.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -53,6 +59,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Dev(args) => dev(args).await,
+        Command::Crds { dir } => crds(dir),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -92,6 +99,22 @@ async fn dev(args: DevArgs) -> Result<(), String> {
     let _ = out.flush();
     shutdown_signal().await;
     tracing::info!("stopping");
+    Ok(())
+}
+
+fn crds(dir: Option<PathBuf>) -> Result<(), String> {
+    for crd in apikey_operator::api::crds() {
+        let yaml = apikey_operator::api::crd_yaml(&crd);
+        match &dir {
+            Some(dir) => {
+                let name = crd.metadata.name.clone().unwrap_or_default();
+                let path = dir.join(format!("{name}.yaml"));
+                std::fs::write(&path, yaml)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
+            None => print!("---\n{yaml}"),
+        }
+    }
     Ok(())
 }
 

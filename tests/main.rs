@@ -1,4 +1,5 @@
 //! One integration-test binary (fast to link): every capability is a module.
 
+mod api;
 mod devcluster;
 mod support;

@@ -1,0 +1,349 @@
+//! `ApiKey`: one API key that the operator mints, stores, distributes and rotates.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::duration::GoDuration;
+
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "apikey.dev",
+    version = "v1alpha1",
+    kind = "ApiKey",
+    namespaced,
+    status = "ApiKeyStatus",
+    shortname = "ak",
+    category = "apikeys",
+    doc = "An API key minted by an issuer, kept in a store, synced into a Secret and rotated with an overlap window.",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Key","type":"string","jsonPath":".status.currentKey.id"}"#,
+    printcolumn = r#"{"name":"Rotated","type":"date","jsonPath":".status.lastRotationTime"}"#,
+    printcolumn = r#"{"name":"Next","type":"string","jsonPath":".status.nextRotationTime"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("size(self.metadata.name) <= 63").message("the name must be at most 63 characters: it is used in labels and annotation keys"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeySpec {
+    /// The issuer that mints this key.
+    pub issuer_ref: IssuerRef,
+    #[serde(default)]
+    pub key_type: KeyType,
+    /// Scopes the key is minted with; the issuer's `allowedScopes` must cover them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// The key's name at the issuer (default `<namespace>/<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Issuer-side lifetime of each key; must exceed every + overlap + rolloutTimeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_after: Option<GoDuration>,
+    pub rotation: Rotation,
+    /// Where the key material is kept besides Kubernetes (default: only Kubernetes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_ref: Option<StoreRef>,
+    #[serde(default)]
+    pub secret: SecretTemplate,
+    /// Workloads rolled out after each new key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<Consumer>,
+    #[serde(default = "default_rollout_timeout")]
+    pub rollout_timeout: GoDuration,
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// No rotation starts while true (a change freeze); one in flight completes.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+fn default_rollout_timeout() -> GoDuration {
+    GoDuration::new("10m")
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct IssuerRef {
+    pub name: String,
+    #[serde(default)]
+    pub kind: IssuerKind,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IssuerKind {
+    #[default]
+    KeyIssuer,
+    ClusterKeyIssuer,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyType {
+    /// A scoped secret key.
+    #[default]
+    Secret,
+    /// A read-only publishable key.
+    Publishable,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.every) != has(self.schedule)").message("set exactly one of rotation.every or rotation.schedule"),
+    validation = Rule::new("!has(self.overlap) || !has(self.every) || duration(self.overlap) < duration(self.every)").message("rotation.overlap must be shorter than rotation.every"),
+    validation = Rule::new("!has(self.timeZone) || has(self.schedule)").message("rotation.timeZone applies to rotation.schedule only"),
+)]
+pub struct Rotation {
+    /// Rotate this long after the current key was issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<GoDuration>,
+    /// Or rotate on a 5-field cron schedule, e.g. `0 3 * * 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// IANA time zone of `schedule` (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// How long the previous key stays valid after consumers rolled out
+    /// (default min(1h, every/4)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<GoDuration>,
+    /// Revoke the previous key once the issuer reports it unused this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_when_unused_for: Option<GoDuration>,
+    /// Cap on the wait for the previous key to go unused, from rollout completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_overlap: Option<GoDuration>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct StoreRef {
+    pub name: String,
+    #[serde(default)]
+    pub kind: StoreKind,
+    /// Where in the store the key lives (default `<namespace>/<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StoreKind {
+    #[default]
+    KeyStore,
+    ClusterKeyStore,
+}
+
+/// The Secret pods consume.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretTemplate {
+    /// Default: the ApiKey's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default = "field_current")]
+    pub current_key_field: String,
+    #[serde(default = "field_key_id")]
+    pub key_id_field: String,
+    /// Present only during an overlap.
+    #[serde(default = "field_previous")]
+    pub previous_key_field: String,
+    #[serde(default = "field_previous_id")]
+    pub previous_key_id_field: String,
+    /// Copied onto the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn field_current() -> String {
+    "api-key".into()
+}
+fn field_key_id() -> String {
+    "api-key-id".into()
+}
+fn field_previous() -> String {
+    "api-key-previous".into()
+}
+fn field_previous_id() -> String {
+    "api-key-id-previous".into()
+}
+
+impl Default for SecretTemplate {
+    fn default() -> Self {
+        SecretTemplate {
+            name: None,
+            current_key_field: field_current(),
+            key_id_field: field_key_id(),
+            previous_key_field: field_previous(),
+            previous_key_id_field: field_previous_id(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// A workload rolled out after each new key: by name, or every one a selector matches.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.name) != has(self.selector)").message("a consumer has exactly one of name or selector"))]
+pub struct Consumer {
+    pub kind: ConsumerKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsumerKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeletionPolicy {
+    /// Keep the Secret and the keys valid (as cert-manager and External Secrets do).
+    #[default]
+    Retain,
+    /// Revoke every key the ApiKey holds, clean the store, delete the Secret.
+    Revoke,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub rotation_count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_key: Option<KeyStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_key: Option<KeyStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_key: Option<PendingKey>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<ConsumerStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_requests: Option<HandledRequests>,
+    /// The last 10 keys this ApiKey held.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Issuing,
+    Storing,
+    Distributing,
+    RollingOut,
+    Overlapping,
+    Revoking,
+    Ready,
+    Suspended,
+    Failed,
+}
+
+/// The issuer a key was minted by, recorded so it is revoked where it came from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct IssuerRecord {
+    pub kind: IssuerKind,
+    pub name: String,
+    pub uid: String,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct StoreRecord {
+    pub kind: String,
+    pub name: String,
+    pub location: String,
+}
+
+/// A key as status shows it: its id and a short fingerprint, never the key.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyStatus {
+    pub id: String,
+    /// `sha256:` + the first 12 hex digits of the key's SHA-256.
+    pub fingerprint: String,
+    pub issued_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    pub rotation: u64,
+    pub issuer: IssuerRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreRecord>,
+    /// Previous key only: when it may be revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
+}
+
+/// A rotation in flight: the intent is recorded before the issuer is called, the id and
+/// fingerprint as soon as it answers.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingKey {
+    pub rotation: u64,
+    pub attempt: u32,
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    pub issuer: IssuerRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreRecord>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerStatus {
+    pub kind: ConsumerKind,
+    pub name: String,
+    pub rolled_out: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The last value of each request annotation that was acted on.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HandledRequests {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency_rotate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_previous: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub rotation: u64,
+    pub id: String,
+    pub fingerprint: String,
+    pub issued_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    pub reason: String,
+}
+
+/// Annotations users (and the kubectl plugin) set; each new value is acted on once.
+pub mod annotations {
+    pub const ROTATE: &str = "apikey.dev/rotate";
+    pub const EMERGENCY_ROTATE: &str = "apikey.dev/emergency-rotate";
+    pub const REVOKE_PREVIOUS: &str = "apikey.dev/revoke-previous";
+}

@@ -1,0 +1,245 @@
+use apikey_operator::api::{self, apikey::ApiKey};
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+
+use crate::support::kubectl::Kubectl;
+use crate::support::*;
+
+fn repo_path(p: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+#[test]
+fn committed_crds_match_the_code() {
+    for crd in api::crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        let path = repo_path(&format!("crds/{name}.yaml"));
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == api::crd_yaml(&crd),
+            "{} is out of date: run `cargo run -- crds --dir crds`",
+            path.display()
+        );
+    }
+}
+
+/// A cluster with the CRDs applied the way users apply them: kubectl apply -f crds/.
+async fn cluster_with_crds() -> (TestCluster, Kubectl) {
+    let t = cluster().await;
+    let k = Kubectl::new(&t.cluster.kubeconfig());
+    k.ok(&["apply", "-f", repo_path("crds").to_str().unwrap()])
+        .await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/apikeys.apikey.dev",
+        "--timeout=20s",
+    ])
+    .await;
+    (t, k)
+}
+
+fn apikey(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "ApiKey", "metadata": {"name": name}, "spec": spec})
+}
+
+async fn rejection(t: &TestCluster, obj: Value) -> kube::core::Status {
+    let api: Api<kube::core::DynamicObject> = Api::default_namespaced_with(
+        t.client.clone(),
+        &kube::discovery::ApiResource::erase::<ApiKey>(&()),
+    );
+    api_error(
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(obj).unwrap(),
+        )
+        .await,
+    )
+}
+
+#[tokio::test]
+async fn valid_apikeys_get_their_defaults() {
+    let (t, _k) = cluster_with_crds().await;
+    let created = Api::<ApiKey>::default_namespaced(t.client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(apikey(
+                "ok",
+                json!({
+            "issuerRef": {"name": "generated"}, "rotation": {"every": "720h", "overlap": "24h"}}),
+            ))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let spec = created.spec;
+    assert_eq!(spec.key_type, api::apikey::KeyType::Secret);
+    assert_eq!(spec.issuer_ref.kind, api::apikey::IssuerKind::KeyIssuer);
+    assert_eq!(spec.rollout_timeout.0, "10m");
+    assert_eq!(spec.deletion_policy, api::apikey::DeletionPolicy::Retain);
+    assert_eq!(spec.secret.current_key_field, "api-key");
+    assert_eq!(spec.secret.previous_key_id_field, "api-key-id-previous");
+}
+
+#[tokio::test]
+async fn bad_apikeys_are_rejected_with_clear_messages() {
+    let (t, _k) = cluster_with_crds().await;
+    let issuer = json!({"name": "generated"});
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"issuerRef": issuer, "rotation": {"every": "30d"}}),
+            "spec.rotation.every in body should match '^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$'",
+        ),
+        (
+            json!({"issuerRef": issuer, "rotation": {"every": "720h", "schedule": "0 3 * * 1"}}),
+            "spec.rotation: Invalid value: \"object\": set exactly one of rotation.every or rotation.schedule",
+        ),
+        (
+            json!({"issuerRef": issuer, "rotation": {}}),
+            "set exactly one of rotation.every or rotation.schedule",
+        ),
+        (
+            json!({"issuerRef": issuer, "rotation": {"every": "1h", "overlap": "90m"}}),
+            "rotation.overlap must be shorter than rotation.every",
+        ),
+        (
+            json!({"issuerRef": issuer, "rotation": {"every": "1h", "timeZone": "Europe/Berlin"}}),
+            "rotation.timeZone applies to rotation.schedule only",
+        ),
+        (
+            json!({"issuerRef": issuer, "rotation": {"every": "1h"},
+                "consumers": [{"kind": "Deployment", "name": "a", "selector": {"matchLabels": {"a": "b"}}}]}),
+            "a consumer has exactly one of name or selector",
+        ),
+        (
+            json!({"issuerRef": issuer, "rotation": {"every": "1h"}, "consumers": [{"kind": "Pod", "name": "a"}]}),
+            "spec.consumers[0].kind: Unsupported value: \"Pod\": supported values: \"Deployment\", \"StatefulSet\", \"DaemonSet\"",
+        ),
+        (
+            json!({"issuerRef": issuer, "rotation": {"every": "1h"}, "keyType": "admin"}),
+            "spec.keyType: Unsupported value: \"admin\"",
+        ),
+        (
+            json!({"rotation": {"every": "1h"}}),
+            "spec.issuerRef: Required value",
+        ),
+    ];
+    for (spec, want) in cases {
+        let status = rejection(&t, apikey("bad", spec.clone())).await;
+        assert_eq!(status.code, 422, "{spec}: {}", status.message);
+        assert!(
+            status.message.contains(want),
+            "{spec}:\n  got  {}\n  want {want}",
+            status.message
+        );
+    }
+    let long = "a".repeat(64);
+    let status = rejection(
+        &t,
+        apikey(
+            &long,
+            json!({"issuerRef": issuer, "rotation": {"every": "1h"}}),
+        ),
+    )
+    .await;
+    assert!(
+        status
+            .message
+            .contains("the name must be at most 63 characters"),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test]
+async fn issuers_and_stores_need_exactly_one_provider() {
+    let (t, k) = cluster_with_crds().await;
+    let two = k.file(
+        "two.yaml",
+        "apiVersion: apikey.dev/v1alpha1
+kind: KeyIssuer
+metadata: {name: two}
+spec:
+  generate: {length: 30}
+  awsIam: {userName: u, region: eu-west-1}
+",
+    );
+    let out = k.run(&["apply", "-f", &two]).await;
+    assert!(
+        !out.ok
+            && out
+                .stderr
+                .contains("set exactly one of spec.generate, spec.http or spec.awsIam"),
+        "{}",
+        out.stderr
+    );
+    let short = k.file("short.yaml", "apiVersion: apikey.dev/v1alpha1\nkind: KeyIssuer\nmetadata: {name: short}\nspec: {generate: {length: 10}}\n");
+    let out = k.run(&["apply", "-f", &short]).await;
+    assert!(
+        !out.ok
+            && out
+                .stderr
+                .contains("length must be between 22 (128 bits) and 256"),
+        "{}",
+        out.stderr
+    );
+    let store = k.file("store.yaml", "apiVersion: apikey.dev/v1alpha1\nkind: ClusterKeyStore\nmetadata: {name: none}\nspec: {}\n");
+    let out = k.run(&["apply", "-f", &store]).await;
+    assert!(
+        !out.ok
+            && out
+                .stderr
+                .contains("set exactly one of spec.vault or spec.awsSecretsManager"),
+        "{}",
+        out.stderr
+    );
+    let vault = k.file(
+        "vault.yaml",
+        "apiVersion: apikey.dev/v1alpha1
+kind: KeyStore
+metadata: {name: vault}
+spec:
+  vault:
+    server: https://vault.example.com:8200
+    auth: {kubernetes: {role: apikey-operator}}
+",
+    );
+    k.ok(&["apply", "-f", &vault]).await;
+    let mount = k
+        .ok(&[
+            "get",
+            "keystore",
+            "vault",
+            "-o",
+            "jsonpath={.spec.vault.mountPath}",
+        ])
+        .await;
+    assert_eq!(mount, "secret", "defaults apply");
+    drop(t);
+}
+
+#[tokio::test]
+async fn examples_apply_as_they_are_and_show_in_kubectl() {
+    let (t, k) = cluster_with_crds().await;
+    let out = k
+        .ok(&["apply", "-f", repo_path("examples/basic").to_str().unwrap()])
+        .await;
+    for created in [
+        "apikey.apikey.dev/billing created",
+        "keyissuer.apikey.dev/generated created",
+        "deployment.apps/billing created",
+    ] {
+        assert!(out.contains(created), "{out}");
+    }
+    let table = k.ok(&["get", "ak"]).await;
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "PHASE", "KEY", "ROTATED", "NEXT", "AGE"]
+    );
+    assert!(
+        k.ok(&["get", "apikeys"]).await.contains("billing"),
+        "the category lists ApiKeys and issuers"
+    );
+    drop(t);
+}
