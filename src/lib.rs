@@ -2,4 +2,5 @@
 //! workloads. This crate also carries the dev cluster the operator is tested against.
 
 pub mod api;
+pub mod controller;
 pub mod devcluster;

@@ -1,0 +1,623 @@
+//! The rotation protocol's functional core: given what was observed, the one next step.
+//! The reconciler gathers [`Observed`], performs the returned [`Step`], records it in
+//! status, and asks again; every step is idempotent, so a crash between any two of them
+//! resumes at the right place (see `docs/rotation.md`).
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+/// Why a rotation starts (becomes the event reason and `history[].reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// The ApiKey has no key yet.
+    Initial,
+    /// `rotation.every` / `rotation.schedule` came due.
+    Scheduled,
+    /// The current key is within 10% of its lifetime of expiring.
+    Expiring,
+    /// scopes, keyType, issuerRef or expiresAfter changed.
+    SpecChanged,
+    /// `apikey.dev/rotate` got a new value.
+    Requested,
+    /// `apikey.dev/emergency-rotate` got a new value: the current key is compromised.
+    Emergency,
+}
+
+/// A key the ApiKey holds, as status records it (ids and times only).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeldKey {
+    pub id: String,
+    pub rotation: u64,
+    /// Which key-defining spec it was minted for (scopes, keyType, issuer, lifetime).
+    pub minted_for: String,
+    pub issued_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Previous {
+    pub key: HeldKey,
+    /// Set once every consumer rolled out the successor: when this key may go.
+    pub revoke_after: Option<Timestamp>,
+    /// The successor came from an emergency rotation: revoke as soon as it is distributed.
+    pub emergency: bool,
+}
+
+/// A rotation in flight.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pending {
+    pub rotation: u64,
+    pub attempt: u32,
+    pub minted_for: String,
+    pub trigger: Trigger,
+    /// Recorded the moment the issuer answered.
+    pub id: Option<String>,
+    /// The material is durable in the store (as pending).
+    pub stored: bool,
+}
+
+/// The consumers' state for the current key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rollout {
+    /// Every consumer runs with the current key (or there are none).
+    Done,
+    /// Some consumer's pod template does not carry the current fingerprint yet.
+    NotStarted,
+    /// Patched; waiting for the controllers to finish.
+    InProgress,
+    /// Patched longer ago than `rolloutTimeout` and still not done.
+    TimedOut,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deletion {
+    None,
+    Retain,
+    Revoke,
+}
+
+/// Everything `decide` looks at, gathered by the reconciler.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub now: Timestamp,
+    /// The key-defining spec now (compared with `minted_for`).
+    pub key_spec: String,
+    pub suspended: bool,
+    pub deletion: Deletion,
+    pub current: Option<HeldKey>,
+    pub previous: Option<Previous>,
+    pub pending: Option<Pending>,
+    /// The last rotation number used (status.rotationCount may lag it while pending).
+    pub rotation_count: u64,
+    /// When the schedule next wants a rotation (with jitter), if the spec has one.
+    pub scheduled_at: Option<Timestamp>,
+    /// Annotation values not yet acted on.
+    pub rotate_requested: bool,
+    pub emergency_requested: bool,
+    pub revoke_previous_requested: bool,
+    /// The consumer Secret holds exactly what status says (current, and previous if any).
+    pub secret_in_sync: bool,
+    pub rollout: Rollout,
+    pub overlap: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Record the intent (pendingKey) before anything external happens.
+    BeginRotation { rotation: u64, trigger: Trigger },
+    /// Mint at the issuer with the idempotency key of the pending rotation.
+    Mint,
+    /// Persist the minted material as pending in the store.
+    Persist,
+    /// Store current := new; Secret current := new, previous := old; status likewise.
+    Promote,
+    /// Drop a pending key that will not be promoted: revoke it and clean the store.
+    Abandon,
+    /// Rewrite the consumer Secret from status and store (deleted or edited by hand).
+    RestoreSecret,
+    /// Patch the consumers' pod templates with the current fingerprint.
+    RollOut,
+    /// Consumers are rolling; look again at `recheck_at`.
+    WaitForRollout { recheck_at: Timestamp },
+    /// Rollout passed its timeout: keep both keys valid, report RolloutTimeout.
+    RolloutStuck,
+    /// Record when the previous key may be revoked.
+    StartOverlap { revoke_after: Timestamp },
+    /// Revoke the previous key at the issuer it came from, then drop it everywhere.
+    RevokePrevious,
+    /// Deletion: Retain releases the Secret; Revoke revokes every held key first.
+    Finalize,
+    /// Nothing to do until `wake_at` (None: until something changes).
+    Idle { wake_at: Option<Timestamp> },
+}
+
+/// How long rollouts are re-checked while in progress (watches usually come first).
+const ROLLOUT_RECHECK: Duration = Duration::from_secs(10);
+
+fn after(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// When the current key enters its last 10% of life (rotation must start by then).
+pub fn expiry_margin(key: &HeldKey) -> Option<Timestamp> {
+    let expires = key.expires_at?;
+    let life = expires.as_second() - key.issued_at.as_second();
+    Timestamp::from_second(expires.as_second() - life / 10).ok()
+}
+
+/// The trigger that should start a rotation now, if any (checked in priority order).
+fn due_trigger(o: &Observed, current: &HeldKey) -> Option<Trigger> {
+    if o.emergency_requested {
+        return Some(Trigger::Emergency);
+    }
+    if o.rotate_requested {
+        return Some(Trigger::Requested);
+    }
+    if current.minted_for != o.key_spec {
+        return Some(Trigger::SpecChanged);
+    }
+    if expiry_margin(current).is_some_and(|m| o.now >= m) {
+        return Some(Trigger::Expiring);
+    }
+    if o.scheduled_at.is_some_and(|t| o.now >= t) {
+        return Some(Trigger::Scheduled);
+    }
+    None
+}
+
+pub fn decide(o: &Observed) -> Step {
+    if o.deletion != Deletion::None {
+        return Step::Finalize;
+    }
+    if let Some(p) = &o.pending {
+        // A rotation in flight finishes (or is dropped) before anything else starts.
+        let superseded = p.minted_for != o.key_spec && p.trigger != Trigger::Emergency;
+        return match (superseded, &p.id, p.stored) {
+            (true, _, _) => Step::Abandon,
+            (false, None, _) => Step::Mint,
+            (false, Some(_), false) => Step::Persist,
+            (false, Some(_), true) => Step::Promote,
+        };
+    }
+    let Some(current) = &o.current else {
+        return Step::BeginRotation {
+            rotation: o.rotation_count + 1,
+            trigger: Trigger::Initial,
+        };
+    };
+    if !o.secret_in_sync {
+        return Step::RestoreSecret;
+    }
+    if let Some(prev) = &o.previous {
+        // An emergency revokes the old key as soon as the new one is distributed, and a
+        // new emergency during an overlap revokes the previous key before rotating again.
+        if prev.emergency || o.emergency_requested || o.revoke_previous_requested {
+            return Step::RevokePrevious;
+        }
+        return match o.rollout {
+            Rollout::NotStarted => Step::RollOut,
+            Rollout::InProgress => Step::WaitForRollout {
+                recheck_at: after(o.now, ROLLOUT_RECHECK),
+            },
+            Rollout::TimedOut => Step::RolloutStuck,
+            Rollout::Done => match prev.revoke_after {
+                None => Step::StartOverlap {
+                    revoke_after: after(o.now, o.overlap),
+                },
+                Some(t) if o.now >= t => Step::RevokePrevious,
+                Some(t) => Step::Idle { wake_at: Some(t) },
+            },
+        };
+    }
+    if o.rollout == Rollout::NotStarted {
+        return Step::RollOut;
+    }
+    // A change freeze holds every rotation but an emergency: a compromised key goes now.
+    if (!o.suspended || o.emergency_requested)
+        && let Some(trigger) = due_trigger(o, current)
+    {
+        return Step::BeginRotation {
+            rotation: o.rotation_count + 1,
+            trigger,
+        };
+    }
+    if o.rollout == Rollout::InProgress {
+        return Step::WaitForRollout {
+            recheck_at: after(o.now, ROLLOUT_RECHECK),
+        };
+    }
+    if o.suspended {
+        return Step::Idle { wake_at: None };
+    }
+    let wake_at = [o.scheduled_at, expiry_margin(current)]
+        .into_iter()
+        .flatten()
+        .min();
+    Step::Idle { wake_at }
+}
+
+/// The default overlap: min(1h, every/4).
+pub fn default_overlap(every: Option<Duration>) -> Duration {
+    let hour = Duration::from_secs(3600);
+    every.map_or(hour, |e| (e / 4).min(hour))
+}
+
+/// Deterministic jitter for an ApiKey (by uid): up to 5% of `every`, at most one hour, so
+/// keys created together do not all rotate in the same second.
+pub fn jitter(uid: &str, every: Duration) -> Duration {
+    let digest = ring::digest::digest(&ring::digest::SHA256, uid.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest.as_ref()[..8]);
+    let fraction = u64::from_be_bytes(bytes) as f64 / u64::MAX as f64;
+    let cap = (every.as_secs_f64() * 0.05).min(3600.0);
+    Duration::from_secs_f64(cap * fraction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    fn key(rotation: u64) -> HeldKey {
+        HeldKey {
+            id: format!("key-{rotation}"),
+            rotation,
+            minted_for: "spec-a".into(),
+            issued_at: t(0),
+            expires_at: None,
+        }
+    }
+
+    /// A healthy ApiKey with one key, nothing due.
+    fn steady() -> Observed {
+        Observed {
+            now: t(100),
+            key_spec: "spec-a".into(),
+            suspended: false,
+            deletion: Deletion::None,
+            current: Some(key(1)),
+            previous: None,
+            pending: None,
+            rotation_count: 1,
+            scheduled_at: Some(t(1000)),
+            rotate_requested: false,
+            emergency_requested: false,
+            revoke_previous_requested: false,
+            secret_in_sync: true,
+            rollout: Rollout::Done,
+            overlap: Duration::from_secs(60),
+        }
+    }
+
+    fn pending(id: Option<&str>, stored: bool) -> Pending {
+        Pending {
+            rotation: 2,
+            attempt: 1,
+            minted_for: "spec-a".into(),
+            trigger: Trigger::Scheduled,
+            id: id.map(String::from),
+            stored,
+        }
+    }
+
+    fn overlapping(revoke_after: Option<Timestamp>) -> Observed {
+        Observed {
+            current: Some(key(2)),
+            previous: Some(Previous {
+                key: key(1),
+                revoke_after,
+                emergency: false,
+            }),
+            rotation_count: 2,
+            ..steady()
+        }
+    }
+
+    #[test]
+    fn a_new_apikey_starts_its_first_rotation() {
+        let o = Observed {
+            current: None,
+            rotation_count: 0,
+            scheduled_at: None,
+            ..steady()
+        };
+        assert_eq!(
+            decide(&o),
+            Step::BeginRotation {
+                rotation: 1,
+                trigger: Trigger::Initial
+            }
+        );
+    }
+
+    #[test]
+    fn a_crash_after_each_step_resumes_at_the_next() {
+        let cases = [
+            (pending(None, false), Step::Mint),
+            (pending(Some("key-2"), false), Step::Persist),
+            (pending(Some("key-2"), true), Step::Promote),
+        ];
+        for (p, want) in cases {
+            let o = Observed {
+                pending: Some(p.clone()),
+                ..steady()
+            };
+            assert_eq!(decide(&o), want, "{p:?}");
+        }
+        // Promoted, consumers not yet patched / rolling / done.
+        let o = Observed {
+            rollout: Rollout::NotStarted,
+            ..overlapping(None)
+        };
+        assert_eq!(decide(&o), Step::RollOut);
+        let o = Observed {
+            rollout: Rollout::InProgress,
+            ..overlapping(None)
+        };
+        assert_eq!(decide(&o), Step::WaitForRollout { recheck_at: t(110) });
+        assert_eq!(
+            decide(&overlapping(None)),
+            Step::StartOverlap {
+                revoke_after: t(160)
+            }
+        );
+        assert_eq!(
+            decide(&overlapping(Some(t(160)))),
+            Step::Idle {
+                wake_at: Some(t(160))
+            }
+        );
+        let o = Observed {
+            now: t(160),
+            ..overlapping(Some(t(160)))
+        };
+        assert_eq!(decide(&o), Step::RevokePrevious);
+    }
+
+    #[test]
+    fn the_old_key_is_never_revoked_before_rollout_and_overlap() {
+        for rollout in [Rollout::NotStarted, Rollout::InProgress, Rollout::TimedOut] {
+            let o = Observed {
+                now: t(10_000),
+                rollout,
+                ..overlapping(Some(t(160)))
+            };
+            assert_ne!(decide(&o), Step::RevokePrevious, "{rollout:?}");
+        }
+        let o = Observed {
+            rollout: Rollout::TimedOut,
+            ..overlapping(None)
+        };
+        assert_eq!(decide(&o), Step::RolloutStuck);
+    }
+
+    #[test]
+    fn triggers_start_rotations_with_their_reason() {
+        let due = Observed {
+            now: t(1000),
+            ..steady()
+        };
+        assert_eq!(
+            decide(&due),
+            Step::BeginRotation {
+                rotation: 2,
+                trigger: Trigger::Scheduled
+            }
+        );
+        let requested = Observed {
+            rotate_requested: true,
+            ..steady()
+        };
+        assert_eq!(
+            decide(&requested),
+            Step::BeginRotation {
+                rotation: 2,
+                trigger: Trigger::Requested
+            }
+        );
+        let changed = Observed {
+            key_spec: "spec-b".into(),
+            ..steady()
+        };
+        assert_eq!(
+            decide(&changed),
+            Step::BeginRotation {
+                rotation: 2,
+                trigger: Trigger::SpecChanged
+            }
+        );
+        let mut expiring = steady();
+        expiring.current.as_mut().unwrap().expires_at = Some(t(1000));
+        expiring.now = t(900);
+        assert_eq!(
+            decide(&expiring),
+            Step::BeginRotation {
+                rotation: 2,
+                trigger: Trigger::Expiring
+            }
+        );
+        expiring.now = t(899);
+        assert_eq!(
+            decide(&expiring),
+            Step::Idle {
+                wake_at: Some(t(900))
+            },
+            "wakes at the margin"
+        );
+    }
+
+    #[test]
+    fn a_trigger_during_a_rotation_waits_for_the_previous_key_to_go() {
+        let o = Observed {
+            rotate_requested: true,
+            now: t(5000),
+            pending: Some(pending(Some("key-2"), false)),
+            ..steady()
+        };
+        assert_eq!(
+            decide(&o),
+            Step::Persist,
+            "the rotation in flight continues"
+        );
+        let o = Observed {
+            rotate_requested: true,
+            now: t(5000),
+            ..overlapping(Some(t(9000)))
+        };
+        assert_eq!(
+            decide(&o),
+            Step::Idle {
+                wake_at: Some(t(9000))
+            },
+            "one previous slot"
+        );
+    }
+
+    #[test]
+    fn emergency_rotation_revokes_fast() {
+        let o = Observed {
+            emergency_requested: true,
+            ..steady()
+        };
+        assert_eq!(
+            decide(&o),
+            Step::BeginRotation {
+                rotation: 2,
+                trigger: Trigger::Emergency
+            }
+        );
+        let o = Observed {
+            emergency_requested: true,
+            ..overlapping(Some(t(9000)))
+        };
+        assert_eq!(
+            decide(&o),
+            Step::RevokePrevious,
+            "the previous slot is freed first"
+        );
+        let mut promoted = overlapping(None);
+        promoted.previous.as_mut().unwrap().emergency = true;
+        promoted.rollout = Rollout::NotStarted;
+        assert_eq!(
+            decide(&promoted),
+            Step::RevokePrevious,
+            "no rollout wait, no overlap"
+        );
+        let o = Observed {
+            suspended: true,
+            emergency_requested: true,
+            ..steady()
+        };
+        assert_eq!(
+            decide(&o),
+            Step::BeginRotation {
+                rotation: 2,
+                trigger: Trigger::Emergency
+            },
+            "a change freeze does not hold a compromised key"
+        );
+    }
+
+    #[test]
+    fn revoke_previous_ends_the_overlap_now() {
+        let o = Observed {
+            revoke_previous_requested: true,
+            ..overlapping(Some(t(9000)))
+        };
+        assert_eq!(decide(&o), Step::RevokePrevious);
+    }
+
+    #[test]
+    fn spec_changes_abandon_a_pending_key_but_not_an_emergency_one() {
+        let o = Observed {
+            key_spec: "spec-b".into(),
+            pending: Some(pending(Some("key-2"), true)),
+            ..steady()
+        };
+        assert_eq!(decide(&o), Step::Abandon);
+        let mut emergency = pending(Some("key-2"), true);
+        emergency.trigger = Trigger::Emergency;
+        let o = Observed {
+            key_spec: "spec-b".into(),
+            pending: Some(emergency),
+            ..steady()
+        };
+        assert_eq!(
+            decide(&o),
+            Step::Promote,
+            "a compromised key is replaced first"
+        );
+    }
+
+    #[test]
+    fn suspend_stops_new_rotations_but_not_one_in_flight() {
+        let o = Observed {
+            suspended: true,
+            now: t(5000),
+            ..steady()
+        };
+        assert_eq!(decide(&o), Step::Idle { wake_at: None });
+        let o = Observed {
+            suspended: true,
+            pending: Some(pending(None, false)),
+            ..steady()
+        };
+        assert_eq!(decide(&o), Step::Mint);
+        let o = Observed {
+            suspended: true,
+            now: t(200),
+            ..overlapping(Some(t(160)))
+        };
+        assert_eq!(decide(&o), Step::RevokePrevious);
+    }
+
+    #[test]
+    fn drift_and_deletion() {
+        let o = Observed {
+            secret_in_sync: false,
+            now: t(5000),
+            ..steady()
+        };
+        assert_eq!(decide(&o), Step::RestoreSecret);
+        for deletion in [Deletion::Retain, Deletion::Revoke] {
+            let o = Observed {
+                deletion,
+                pending: Some(pending(None, false)),
+                ..steady()
+            };
+            assert_eq!(decide(&o), Step::Finalize);
+        }
+    }
+
+    #[test]
+    fn new_consumers_roll_out_the_current_key() {
+        let o = Observed {
+            rollout: Rollout::NotStarted,
+            ..steady()
+        };
+        assert_eq!(decide(&o), Step::RollOut);
+    }
+
+    #[test]
+    fn overlap_default_and_jitter_bounds() {
+        assert_eq!(
+            default_overlap(Some(Duration::from_secs(720 * 3600))),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            default_overlap(Some(Duration::from_secs(60))),
+            Duration::from_secs(15)
+        );
+        let every = Duration::from_secs(720 * 3600);
+        let j = jitter("uid-1", every);
+        assert!(j <= Duration::from_secs(3600));
+        assert_eq!(j, jitter("uid-1", every), "deterministic per uid");
+        assert_ne!(j, jitter("uid-2", every));
+        assert!(jitter("uid-1", Duration::from_secs(100)) <= Duration::from_secs(5));
+    }
+}
