@@ -4,3 +4,5 @@
 pub mod api;
 pub mod controller;
 pub mod devcluster;
+pub mod issuer;
+pub mod store;

@@ -16,6 +16,12 @@ struct Cli {
 enum Command {
     /// Run a local sandbox: an in-memory Kubernetes API server kubectl can talk to.
     Dev(DevArgs),
+    /// Run the operator against the cluster in the kubeconfig (or in-cluster config).
+    Run {
+        /// Kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
     /// Print the CRDs of the apikey.dev API as YAML (or write one file per CRD).
     Crds {
         /// Write `<crd name>.yaml` files into this directory instead of printing.
@@ -60,6 +66,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Dev(args) => dev(args).await,
         Command::Crds { dir } => crds(dir),
+        Command::Run { kubeconfig } => run(kubeconfig).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -99,6 +106,26 @@ async fn dev(args: DevArgs) -> Result<(), String> {
     let _ = out.flush();
     shutdown_signal().await;
     tracing::info!("stopping");
+    Ok(())
+}
+
+async fn run(kubeconfig: Option<PathBuf>) -> Result<(), String> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| format!("invalid kubeconfig {}: {e}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| format!("no Kubernetes configuration found: {e}"))?,
+    };
+    let client =
+        kube::Client::try_from(config).map_err(|e| format!("cannot build a client: {e}"))?;
+    tracing::info!("apikey-operator running");
+    apikey_operator::controller::run(client).await;
     Ok(())
 }
 

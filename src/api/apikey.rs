@@ -234,6 +234,9 @@ pub struct ApiKeyStatus {
     pub pending_key: Option<PendingKey>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumers: Vec<ConsumerStatus>,
+    /// When consumers were last patched with the current key (for rolloutTimeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_requests: Option<HandledRequests>,
     /// The last 10 keys this ApiKey held.
@@ -288,6 +291,12 @@ pub struct KeyStatus {
     pub revoke_after: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<String>,
+    /// The key-defining spec (scopes, keyType, issuer, lifetime) it was minted for.
+    #[serde(default)]
+    pub minted_for: String,
+    /// Previous key only: replaced by an emergency rotation (revoked at once).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub emergency: bool,
 }
 
 /// A rotation in flight: the intent is recorded before the issuer is called, the id and
@@ -305,6 +314,13 @@ pub struct PendingKey {
     pub issuer: IssuerRecord,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreRecord>,
+    /// The key-defining spec it is minted for; a change abandons it.
+    #[serde(default)]
+    pub minted_for: String,
+    /// What started this rotation (Initial, Scheduled, Expiring, SpecChanged, Requested, Emergency).
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

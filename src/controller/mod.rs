@@ -1,5 +1,149 @@
-//! The ApiKey controller. So far its functional core: `rotation::decide`, the next step
-//! of the rotation protocol from observed state. The reconciler that gathers `Observed`
-//! and performs each step is the next piece of work (issue: rotation controller).
+//! The ApiKey controller: `rotation::decide` is the functional core, `reconcile` the
+//! shell that observes and acts, and `run` wires the watches.
 
+pub mod error;
+pub mod reconcile;
 pub mod rotation;
+pub mod secret;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+
+use crate::api::apikey::{ApiKey, ConsumerKind, IssuerKind};
+use crate::api::issuer::{ClusterKeyIssuer, KeyIssuer};
+use reconcile::{Context, error_policy, reconcile};
+
+/// Runs the controller until the process is told to stop.
+pub async fn run(client: Client) {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "apikey-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let ctx = Arc::new(Context::new(client.clone(), recorder));
+    let apikeys: Api<ApiKey> = Api::all(client.clone());
+    let controller = Controller::new(apikeys, watcher::Config::default());
+    let cache = controller.store();
+    let issuer_cache = cache.clone();
+    let cluster_issuer_cache = cache.clone();
+    // Consumers are watched by metadata only; their status is read when reconciling.
+    let (deploy_cache, sts_cache, ds_cache) = (cache.clone(), cache.clone(), cache.clone());
+    // Only Secrets we label: memory does not grow with the cluster's Secrets.
+    let secrets = watcher::Config::default().labels(secret::NAME_LABEL);
+    controller
+        .owns(Api::<Secret>::all(client.clone()), secrets)
+        .watches(
+            Api::<KeyIssuer>::all(client.clone()),
+            watcher::Config::default(),
+            move |issuer| {
+                dependents(
+                    &issuer_cache,
+                    IssuerKind::KeyIssuer,
+                    &issuer.name_any(),
+                    issuer.namespace(),
+                )
+            },
+        )
+        .watches(
+            Api::<ClusterKeyIssuer>::all(client.clone()),
+            watcher::Config::default(),
+            move |issuer| {
+                dependents(
+                    &cluster_issuer_cache,
+                    IssuerKind::ClusterKeyIssuer,
+                    &issuer.name_any(),
+                    None,
+                )
+            },
+        )
+        .watches_stream(consumer_events::<Deployment>(&client), move |w| {
+            consumers_of(&deploy_cache, ConsumerKind::Deployment, &w)
+        })
+        .watches_stream(consumer_events::<StatefulSet>(&client), move |w| {
+            consumers_of(&sts_cache, ConsumerKind::StatefulSet, &w)
+        })
+        .watches_stream(consumer_events::<DaemonSet>(&client), move |w| {
+            consumers_of(&ds_cache, ConsumerKind::DaemonSet, &w)
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile");
+            }
+        })
+        .await;
+}
+
+/// Metadata-only changes of one workload kind.
+fn consumer_events<K>(
+    client: &Client,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(
+        Api::<PartialObjectMeta<K>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .touched_objects()
+}
+
+/// The ApiKeys whose consumers include this workload.
+fn consumers_of<K>(
+    cache: &kube::runtime::reflector::Store<ApiKey>,
+    kind: ConsumerKind,
+    w: &PartialObjectMeta<K>,
+) -> Vec<ObjectRef<ApiKey>>
+where
+    K: kube::Resource,
+{
+    cache
+        .state()
+        .iter()
+        .filter(|ak| ak.namespace() == w.namespace())
+        .filter(|ak| {
+            ak.spec.consumers.iter().any(|c| {
+                c.kind == kind
+                    && match (&c.name, &c.selector) {
+                        (Some(n), _) => *n == w.name_any(),
+                        (None, Some(sel)) => reconcile::selector_matches(sel, w.labels()),
+                        (None, None) => false,
+                    }
+            })
+        })
+        .map(|ak| ObjectRef::from_obj(ak.as_ref()))
+        .collect()
+}
+
+/// The ApiKeys that use an issuer (they reconcile when it appears or changes).
+fn dependents(
+    cache: &kube::runtime::reflector::Store<ApiKey>,
+    kind: IssuerKind,
+    name: &str,
+    namespace: Option<String>,
+) -> Vec<ObjectRef<ApiKey>> {
+    cache
+        .state()
+        .iter()
+        .filter(|ak| ak.spec.issuer_ref.kind == kind && ak.spec.issuer_ref.name == name)
+        .filter(|ak| namespace.is_none() || ak.namespace() == namespace)
+        .map(|ak| ObjectRef::from_obj(ak.as_ref()))
+        .collect()
+}

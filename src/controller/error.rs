@@ -1,0 +1,67 @@
+//! Reconcile errors, and the one place they map to condition reasons users see.
+
+use std::time::Duration;
+
+use crate::issuer::IssuerError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidSpec(String),
+    #[error("{kind} {name:?} not found")]
+    IssuerNotFound { kind: &'static str, name: String },
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error(transparent)]
+    Issuer(#[from] IssuerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "Secret {0:?} exists and is not managed by this ApiKey; rename spec.secret.name or delete that Secret"
+    )]
+    SecretConflict(String),
+    #[error("the pending key's material is missing from the store")]
+    MaterialLost,
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl Error {
+    /// The condition reason (and metric label) of this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::InvalidSpec(_) => "InvalidSpec",
+            Error::IssuerNotFound { .. } => "IssuerNotFound",
+            Error::NotAllowed(_) => "NotAllowed",
+            Error::Issuer(IssuerError::Rejected(_)) => "IssuerRejected",
+            Error::Issuer(IssuerError::Unavailable(_)) => "IssuerUnavailable",
+            Error::Store(StoreError::Conflict(_)) => "StoreConflict",
+            Error::Store(StoreError::Unavailable(_)) | Error::MaterialLost => "StoreUnavailable",
+            Error::SecretConflict(_) => "SecretConflict",
+            Error::Kube(_) => "KubernetesError",
+        }
+    }
+
+    /// Errors only a spec or cluster change can fix wait for that change (watches wake
+    /// the ApiKey); the others retry with backoff.
+    pub fn waits_for_change(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidSpec(_)
+                | Error::IssuerNotFound { .. }
+                | Error::NotAllowed(_)
+                | Error::SecretConflict(_)
+        )
+    }
+
+    /// A write lost a race with another writer: requeue at once, it is not a failure.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Kube(kube::Error::Api(s)) if s.code == 409)
+    }
+}
+
+/// Per-object exponential backoff: 1s doubling to 5 minutes.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.min(8)).min(Duration::from_secs(300))
+}

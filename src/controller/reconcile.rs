@@ -1,0 +1,1192 @@
+//! The imperative shell: gather what `rotation::decide` needs, perform the one step it
+//! returns, record it in status (guarded by resourceVersion), and come back.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use secrecy::SecretString;
+use serde_json::json;
+
+use super::error::{Error, backoff};
+use super::rotation::{
+    self, Deletion, HeldKey, Observed, Pending, Previous, Rollout, Step, Trigger,
+};
+use super::secret::{self, Held};
+use crate::api::apikey::{
+    ApiKey, ApiKeyStatus, ConsumerKind, ConsumerStatus, DeletionPolicy, HistoryEntry, IssuerKind,
+    IssuerRecord, KeyStatus, PendingKey, Phase, annotations,
+};
+use crate::api::issuer::{ClusterKeyIssuer, IssuerConfig, KeyIssuer};
+use crate::issuer::{self, Issuer, MintRequest};
+use crate::store::KeyStore;
+use crate::store::kubernetes::KubernetesStore;
+
+pub const FINALIZER: &str = "apikey.dev/cleanup";
+pub const MANAGER: &str = "apikey-operator";
+const HISTORY_LIMIT: usize = 10;
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    /// The resourceVersion of our last status write per ApiKey: a cached object older than
+    /// that is a stale view, and acting on it could repeat a step.
+    last_written: Mutex<HashMap<String, u64>>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, recorder: Recorder) -> Self {
+        Context {
+            client,
+            recorder,
+            last_written: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    fn is_stale(&self, ak: &ApiKey) -> bool {
+        let seen: u64 = ak
+            .resource_version()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let written = self
+            .last_written
+            .lock()
+            .expect("lock")
+            .get(&uid(ak))
+            .copied()
+            .unwrap_or(0);
+        seen < written
+    }
+
+    fn wrote(&self, ak: &ApiKey) {
+        if let Some(rv) = ak.resource_version().and_then(|v| v.parse().ok()) {
+            self.last_written.lock().expect("lock").insert(uid(ak), rv);
+        }
+    }
+}
+
+fn uid(ak: &ApiKey) -> String {
+    ak.uid().unwrap_or_default()
+}
+
+fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+fn ts(t: Timestamp) -> String {
+    t.round(jiff::Unit::Second).unwrap_or(t).to_string()
+}
+
+fn parse_ts(s: &str) -> Option<Timestamp> {
+    s.parse().ok()
+}
+
+fn after(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX)
+}
+
+pub async fn reconcile(ak: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if ctx.is_stale(&ak) {
+        // Our own last write has not reached the cache yet: wait for it.
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    let result = run(&ak, &ctx).await;
+    match &result {
+        Ok(_) => {
+            ctx.failures.lock().expect("lock").remove(&uid(&ak));
+        }
+        Err(e) if e.is_conflict() => {}
+        Err(e) => report_failure(&ak, &ctx, e).await,
+    }
+    result
+}
+
+pub fn error_policy(ak: Arc<ApiKey>, e: &Error, ctx: Arc<Context>) -> Action {
+    if e.is_conflict() {
+        return Action::requeue(Duration::from_millis(100));
+    }
+    if e.waits_for_change() {
+        // Watches on issuers and Secrets wake the ApiKey; this is only a safety net.
+        return Action::requeue(Duration::from_secs(300));
+    }
+    let mut failures = ctx.failures.lock().expect("lock");
+    let n = failures.entry(uid(&ak)).or_default();
+    *n += 1;
+    Action::requeue(backoff(*n - 1))
+}
+
+async fn run(ak: &ApiKey, ctx: &Context) -> Result<Action, Error> {
+    let deleting = ak.meta().deletion_timestamp.is_some();
+    if !deleting && !ak.finalizers().iter().any(|f| f == FINALIZER) {
+        add_finalizer(ak, ctx).await?;
+        return Ok(Action::requeue(Duration::ZERO));
+    }
+    if deleting && !ak.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let mut shell = Shell::load(ak, ctx).await?;
+    let observed = shell.observe().await?;
+    let step = rotation::decide(&observed);
+    tracing::debug!(apikey = %ak.name_any(), ?step, "next step");
+    shell.act(step, &observed).await
+}
+
+async fn add_finalizer(ak: &ApiKey, ctx: &Context) -> Result<(), Error> {
+    let api: Api<ApiKey> = Api::namespaced(ctx.client.clone(), &ak.namespace().unwrap_or_default());
+    // The same guarded patch kube::runtime::finalizer sends.
+    let patch: json_patch::Patch = serde_json::from_value(if ak.finalizers().is_empty() {
+        json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+               {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
+    } else {
+        json!([{"op": "test", "path": "/metadata/finalizers", "value": ak.finalizers()},
+               {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
+    })
+    .expect("static patch");
+    api.patch(
+        &ak.name_any(),
+        &PatchParams::default(),
+        &Patch::Json::<()>(patch),
+    )
+    .await?;
+    Ok(())
+}
+
+struct Shell<'a> {
+    ak: &'a ApiKey,
+    ctx: &'a Context,
+    ns: String,
+    status: ApiKeyStatus,
+    store: KubernetesStore,
+    secrets: Api<Secret>,
+    every: Duration,
+    overlap: Duration,
+    key_spec: String,
+}
+
+fn glob_match(pattern: &str, value: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == value,
+        Some((prefix, rest)) => {
+            value.starts_with(prefix)
+                && (rest.is_empty()
+                    || (0..=value.len() - prefix.len())
+                        .any(|i| glob_match(rest, &value[prefix.len() + i..])))
+        }
+    }
+}
+
+pub(crate) fn selector_matches(
+    selector: &LabelSelector,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let by_labels = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let by_expressions = selector.match_expressions.iter().flatten().all(|e| {
+        let value = labels.get(&e.key);
+        let values = e.values.clone().unwrap_or_default();
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    by_labels && by_expressions
+}
+
+impl<'a> Shell<'a> {
+    async fn load(ak: &'a ApiKey, ctx: &'a Context) -> Result<Shell<'a>, Error> {
+        let ns = ak.namespace().unwrap_or_default();
+        let rotation = &ak.spec.rotation;
+        if rotation.schedule.is_some() {
+            return Err(Error::InvalidSpec(
+                "rotation.schedule is not supported by this release yet; use rotation.every".into(),
+            ));
+        }
+        let every = rotation
+            .every
+            .as_ref()
+            .ok_or_else(|| Error::InvalidSpec("set rotation.every".into()))?
+            .to_std()
+            .map_err(Error::InvalidSpec)?;
+        let overlap = match &rotation.overlap {
+            Some(o) => o.to_std().map_err(Error::InvalidSpec)?,
+            None => rotation::default_overlap(Some(every)),
+        };
+        if ak.spec.store_ref.is_some() {
+            return Err(Error::InvalidSpec(
+                "storeRef (Vault, AWS Secrets Manager) is not supported by this release yet; remove it to keep keys in Kubernetes".into(),
+            ));
+        }
+        let mut scopes = ak.spec.scopes.clone();
+        scopes.sort();
+        let key_spec = format!(
+            "{:?}/{};{:?};{};{}",
+            ak.spec.issuer_ref.kind,
+            ak.spec.issuer_ref.name,
+            ak.spec.key_type,
+            scopes.join(","),
+            ak.spec
+                .expires_after
+                .as_ref()
+                .map(|d| d.0.as_str())
+                .unwrap_or("")
+        );
+        let owner = ak.controller_owner_ref(&()).expect("ApiKeys have uids");
+        Ok(Shell {
+            ak,
+            ctx,
+            store: KubernetesStore::new(ctx.client.clone(), &ns, &ak.name_any(), owner),
+            secrets: Api::namespaced(ctx.client.clone(), &ns),
+            ns,
+            status: ak.status.clone().unwrap_or_default(),
+            every,
+            overlap,
+            key_spec,
+        })
+    }
+
+    async fn issuer_config(
+        &self,
+        kind: IssuerKind,
+        name: &str,
+    ) -> Result<(IssuerConfig, String, Option<LabelSelector>), Error> {
+        let client = self.ctx.client.clone();
+        match kind {
+            IssuerKind::KeyIssuer => {
+                let i = Api::<KeyIssuer>::namespaced(client, &self.ns)
+                    .get_opt(name)
+                    .await?
+                    .ok_or_else(|| Error::IssuerNotFound {
+                        kind: "KeyIssuer",
+                        name: name.into(),
+                    })?;
+                Ok((i.spec.config.clone(), uid_of(&i), None))
+            }
+            IssuerKind::ClusterKeyIssuer => {
+                let i = Api::<ClusterKeyIssuer>::all(client)
+                    .get_opt(name)
+                    .await?
+                    .ok_or_else(|| Error::IssuerNotFound {
+                        kind: "ClusterKeyIssuer",
+                        name: name.into(),
+                    })?;
+                Ok((
+                    i.spec.config.clone(),
+                    uid_of(&i),
+                    i.spec.namespace_selector.clone(),
+                ))
+            }
+        }
+    }
+
+    /// The issuer the spec names, checked against what it allows.
+    async fn spec_issuer(&self) -> Result<IssuerRecord, Error> {
+        let r = &self.ak.spec.issuer_ref;
+        let (config, uid, namespace_selector) = self.issuer_config(r.kind, &r.name).await?;
+        if let Some(selector) = namespace_selector {
+            let ns = Api::<Namespace>::all(self.ctx.client.clone())
+                .get(&self.ns)
+                .await?;
+            if !selector_matches(&selector, ns.labels()) {
+                return Err(Error::NotAllowed(format!(
+                    "ClusterKeyIssuer {:?} does not allow namespace {:?} (spec.namespaceSelector)",
+                    r.name, self.ns
+                )));
+            }
+        }
+        if !config.allowed_key_types.is_empty()
+            && !config.allowed_key_types.contains(&self.ak.spec.key_type)
+        {
+            return Err(Error::NotAllowed(format!(
+                "issuer {:?} does not allow keyType {:?}",
+                r.name, self.ak.spec.key_type
+            )));
+        }
+        if !config.allowed_scopes.is_empty()
+            && let Some(s) = self
+                .ak
+                .spec
+                .scopes
+                .iter()
+                .find(|s| !config.allowed_scopes.iter().any(|p| glob_match(p, s)))
+        {
+            return Err(Error::NotAllowed(format!(
+                "issuer {:?} does not allow scope {s:?} (allowedScopes: {})",
+                r.name,
+                config.allowed_scopes.join(", ")
+            )));
+        }
+        Ok(IssuerRecord {
+            kind: r.kind,
+            name: r.name.clone(),
+            uid,
+        })
+    }
+
+    /// The issuer a key was minted by (revocation goes where the key came from).
+    async fn issuer_for(&self, record: &IssuerRecord) -> Result<Box<dyn Issuer>, Error> {
+        let (config, _, _) = self.issuer_config(record.kind, &record.name).await?;
+        issuer::for_spec(&config).map_err(Error::InvalidSpec)
+    }
+
+    fn held(k: &KeyStatus) -> HeldKey {
+        HeldKey {
+            id: k.id.clone(),
+            rotation: k.rotation,
+            minted_for: k.minted_for.clone(),
+            issued_at: parse_ts(&k.issued_at).unwrap_or_else(now),
+            expires_at: k.expires_at.as_deref().and_then(parse_ts),
+        }
+    }
+
+    async fn material(&self, id: &str) -> Result<SecretString, Error> {
+        self.store.get(id).await?.ok_or(Error::MaterialLost)
+    }
+
+    fn annotation(&self, key: &str) -> Option<String> {
+        self.ak.annotations().get(key).cloned()
+    }
+
+    fn requested(&self, key: &str, handled: Option<&String>) -> bool {
+        self.annotation(key).is_some_and(|v| Some(&v) != handled)
+    }
+
+    async fn desired_secret(&self) -> Result<Option<Secret>, Error> {
+        let Some(cur) = &self.status.current_key else {
+            return Ok(None);
+        };
+        let cur_secret = self.material(&cur.id).await?;
+        let prev = match &self.status.previous_key {
+            Some(p) => Some((p, self.material(&p.id).await?)),
+            None => None,
+        };
+        let current = Held {
+            id: &cur.id,
+            fingerprint: &cur.fingerprint,
+            secret: &cur_secret,
+        };
+        let previous = prev.as_ref().map(|(p, s)| Held {
+            id: &p.id,
+            fingerprint: &p.fingerprint,
+            secret: s,
+        });
+        Ok(Some(secret::render(self.ak, &current, previous.as_ref())))
+    }
+
+    async fn observe(&mut self) -> Result<Observed, Error> {
+        let s = &self.status;
+        let deletion = match (
+            self.ak.meta().deletion_timestamp.is_some(),
+            self.ak.spec.deletion_policy,
+        ) {
+            (false, _) => Deletion::None,
+            (true, DeletionPolicy::Retain) => Deletion::Retain,
+            (true, DeletionPolicy::Revoke) => Deletion::Revoke,
+        };
+        let pending = match &s.pending_key {
+            Some(p) => Some(Pending {
+                rotation: p.rotation,
+                attempt: p.attempt,
+                minted_for: p.minted_for.clone(),
+                trigger: parse_trigger(&p.reason),
+                id: p.id.clone(),
+                stored: match &p.id {
+                    Some(id) => self.store.get(id).await?.is_some(),
+                    None => false,
+                },
+            }),
+            None => None,
+        };
+        let current = s.current_key.as_ref().map(Self::held);
+        let secret_name = secret::secret_name(self.ak);
+        let secret_in_sync = match (
+            self.secrets.get_opt(&secret_name).await?,
+            self.desired_secret().await?,
+        ) {
+            (Some(actual), _) if !secret::may_manage(self.ak, &actual) => {
+                return Err(Error::SecretConflict(secret_name));
+            }
+            (Some(actual), Some(desired)) => secret::in_sync(&desired, &actual),
+            (None, Some(_)) => false,
+            (_, None) => true,
+        };
+        let rollout = self.rollout_state().await?;
+        let handled = s.handled_requests.clone().unwrap_or_default();
+        let scheduled_at = current.as_ref().map(|c| {
+            after(
+                after(c.issued_at, self.every),
+                rotation::jitter(&uid(self.ak), self.every),
+            )
+        });
+        Ok(Observed {
+            now: now(),
+            key_spec: self.key_spec.clone(),
+            suspended: self.ak.spec.suspend,
+            deletion,
+            previous: s.previous_key.as_ref().map(|p| Previous {
+                key: Self::held(p),
+                revoke_after: p.revoke_after.as_deref().and_then(parse_ts),
+                emergency: p.emergency,
+            }),
+            current,
+            pending,
+            rotation_count: s.rotation_count,
+            scheduled_at,
+            rotate_requested: self.requested(annotations::ROTATE, handled.rotate.as_ref()),
+            emergency_requested: self.requested(
+                annotations::EMERGENCY_ROTATE,
+                handled.emergency_rotate.as_ref(),
+            ),
+            revoke_previous_requested: self.requested(
+                annotations::REVOKE_PREVIOUS,
+                handled.revoke_previous.as_ref(),
+            ),
+            secret_in_sync,
+            rollout,
+            overlap: self.overlap,
+        })
+    }
+
+    fn rollout_annotation(&self) -> String {
+        format!("apikey.dev/{}", self.ak.name_any())
+    }
+
+    /// Every consumer workload, with whether it carries the current fingerprint and
+    /// whether its rollout of that template is complete.
+    async fn consumers(&self) -> Result<Vec<(ConsumerKind, String, bool, bool)>, Error> {
+        let Some(fp) = self
+            .status
+            .current_key
+            .as_ref()
+            .map(|k| k.fingerprint.clone())
+        else {
+            return Ok(Vec::new());
+        };
+        let key = self.rollout_annotation();
+        let client = self.ctx.client.clone();
+        let mut out = Vec::new();
+        for c in &self.ak.spec.consumers {
+            let lp = match (&c.name, &c.selector) {
+                (Some(n), _) => ListParams::default().fields(&format!("metadata.name={n}")),
+                (None, Some(sel)) => ListParams::default().labels(&selector_string(sel)),
+                (None, None) => continue,
+            };
+            macro_rules! collect {
+                ($k:ty, $done:expr) => {{
+                    for w in Api::<$k>::namespaced(client.clone(), &self.ns)
+                        .list(&lp)
+                        .await?
+                        .items
+                    {
+                        let carries = w
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.template.metadata.as_ref())
+                            .and_then(|m| m.annotations.as_ref())
+                            .and_then(|a| a.get(&key))
+                            == Some(&fp);
+                        out.push((c.kind, w.name_any(), carries, carries && $done(&w)));
+                    }
+                }};
+            }
+            match c.kind {
+                ConsumerKind::Deployment => collect!(Deployment, deployment_done),
+                ConsumerKind::StatefulSet => collect!(StatefulSet, statefulset_done),
+                ConsumerKind::DaemonSet => collect!(DaemonSet, daemonset_done),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn rollout_state(&self) -> Result<Rollout, Error> {
+        let consumers = self.consumers().await?;
+        if consumers.iter().any(|(_, _, carries, _)| !carries) {
+            return Ok(Rollout::NotStarted);
+        }
+        if consumers.iter().all(|(_, _, _, done)| *done) {
+            return Ok(Rollout::Done);
+        }
+        let timeout = self
+            .ak
+            .spec
+            .rollout_timeout
+            .to_std()
+            .map_err(Error::InvalidSpec)?;
+        let started = self.status.rollout_started_at.as_deref().and_then(parse_ts);
+        Ok(match started {
+            Some(t) if now() >= after(t, timeout) => Rollout::TimedOut,
+            _ => Rollout::InProgress,
+        })
+    }
+
+    async fn write_status(&mut self, phase: Phase) -> Result<(), Error> {
+        self.status.phase = Some(phase);
+        self.status.observed_generation = self.ak.meta().generation;
+        let rotating = !matches!(phase, Phase::Ready | Phase::Suspended | Phase::Failed);
+        let generation = self.ak.meta().generation;
+        let (reason, message) = if rotating {
+            (
+                format!("{phase:?}"),
+                format!(
+                    "rotation {} in progress",
+                    self.status.rotation_count + u64::from(self.status.pending_key.is_some())
+                ),
+            )
+        } else {
+            ("Idle".into(), "no rotation in progress".into())
+        };
+        set_condition(
+            &mut self.status.conditions,
+            "Rotating",
+            rotating,
+            &reason,
+            &message,
+            generation,
+        );
+        if let Some(k) = &self.status.current_key {
+            let msg = format!("key {} ({}) is distributed", k.id, k.fingerprint);
+            set_condition(
+                &mut self.status.conditions,
+                "Ready",
+                true,
+                "KeyDistributed",
+                &msg,
+                generation,
+            );
+        }
+        let mut obj = self.ak.clone();
+        obj.status = Some(self.status.clone());
+        obj.metadata.managed_fields = None;
+        let api: Api<ApiKey> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        let written = api
+            .replace_status(&self.ak.name_any(), &PostParams::default(), &obj)
+            .await?;
+        self.ctx.wrote(&written);
+        Ok(())
+    }
+
+    async fn event(&self, type_: EventType, reason: &str, note: String) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = self
+            .ctx
+            .recorder
+            .publish(&ev, &self.ak.object_ref(&()))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot publish event");
+        }
+    }
+
+    async fn apply_secret(&self) -> Result<(), Error> {
+        let Some(desired) = self.desired_secret().await? else {
+            return Ok(());
+        };
+        let mut body = serde_json::to_value(&desired).expect("Secrets serialize");
+        body["apiVersion"] = json!("v1");
+        body["kind"] = json!("Secret");
+        self.secrets
+            .patch(
+                &secret::secret_name(self.ak),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(body),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn act(&mut self, step: Step, o: &Observed) -> Result<Action, Error> {
+        let soon = Action::requeue(Duration::from_secs(30));
+        match step {
+            Step::BeginRotation { rotation, trigger } => {
+                let issuer = self.spec_issuer().await?;
+                let handled = self
+                    .status
+                    .handled_requests
+                    .get_or_insert_with(Default::default);
+                match trigger {
+                    Trigger::Requested => {
+                        handled.rotate = self.ak.annotations().get(annotations::ROTATE).cloned()
+                    }
+                    Trigger::Emergency => {
+                        handled.emergency_rotate = self
+                            .ak
+                            .annotations()
+                            .get(annotations::EMERGENCY_ROTATE)
+                            .cloned()
+                    }
+                    _ => {}
+                }
+                self.status.pending_key = Some(PendingKey {
+                    rotation,
+                    attempt: 1,
+                    started_at: ts(now()),
+                    id: None,
+                    fingerprint: None,
+                    issuer,
+                    store: None,
+                    minted_for: self.key_spec.clone(),
+                    reason: format!("{trigger:?}"),
+                    expires_at: None,
+                });
+                self.write_status(Phase::Issuing).await?;
+                let (kind, verb) = if trigger == Trigger::Emergency {
+                    (
+                        EventType::Warning,
+                        "emergency rotation: the current key will be revoked as soon as its successor is in the Secret",
+                    )
+                } else {
+                    (EventType::Normal, "rotation started")
+                };
+                self.event(
+                    kind,
+                    "RotationStarted",
+                    format!("{verb} (rotation {rotation}, reason {trigger:?})"),
+                )
+                .await;
+                Ok(soon)
+            }
+            Step::Mint | Step::Persist => {
+                let pending = self
+                    .status
+                    .pending_key
+                    .clone()
+                    .expect("decide mints only with a pending key");
+                // The spec's issuer must still allow the key; the pending key was recorded for it.
+                self.spec_issuer().await?;
+                let issuer = self.issuer_for(&pending.issuer).await?;
+                let expires_after = self
+                    .ak
+                    .spec
+                    .expires_after
+                    .as_ref()
+                    .map(|d| d.to_std())
+                    .transpose()
+                    .map_err(Error::InvalidSpec)?;
+                let req = MintRequest {
+                    idempotency_key: format!(
+                        "{}-{}-{}",
+                        uid(self.ak),
+                        pending.rotation,
+                        pending.attempt
+                    ),
+                    display_name: self
+                        .ak
+                        .spec
+                        .display_name
+                        .clone()
+                        .unwrap_or_else(|| format!("{}/{}", self.ns, self.ak.name_any())),
+                    scopes: self.ak.spec.scopes.clone(),
+                    key_type: self.ak.spec.key_type,
+                    expires_after,
+                };
+                let minted = issuer.mint(&req).await?;
+                // Durable before anything depends on it.
+                self.store.put(&minted.id, &minted.secret).await?;
+                let fingerprint = issuer::fingerprint(&minted.secret);
+                let p = self.status.pending_key.as_mut().expect("pending");
+                p.id = Some(minted.id.clone());
+                p.fingerprint = Some(fingerprint.clone());
+                p.expires_at = minted.expires_at.map(ts);
+                self.write_status(Phase::Distributing).await?;
+                self.event(
+                    EventType::Normal,
+                    "Minted",
+                    format!("minted key {} ({fingerprint})", minted.id),
+                )
+                .await;
+                Ok(soon)
+            }
+            Step::Promote => {
+                let p = self
+                    .status
+                    .pending_key
+                    .take()
+                    .expect("decide promotes only a pending key");
+                let id = p.id.clone().expect("a stored pending key has an id");
+                let issued = now();
+                let new = KeyStatus {
+                    id: id.clone(),
+                    fingerprint: p.fingerprint.clone().unwrap_or_default(),
+                    issued_at: ts(issued),
+                    expires_at: p.expires_at.clone(),
+                    rotation: p.rotation,
+                    issuer: p.issuer.clone(),
+                    store: None,
+                    revoke_after: None,
+                    last_used_at: None,
+                    minted_for: p.minted_for.clone(),
+                    emergency: false,
+                };
+                let emergency = parse_trigger(&p.reason) == Trigger::Emergency;
+                self.status.previous_key = self.status.current_key.take().map(|mut old| {
+                    old.emergency = emergency;
+                    old
+                });
+                self.status.current_key = Some(new);
+                self.status.rotation_count = p.rotation;
+                self.status.last_rotation_time = Some(ts(issued));
+                self.status.next_rotation_time = Some(ts(after(
+                    after(issued, self.every),
+                    rotation::jitter(&uid(self.ak), self.every),
+                )));
+                self.status.rollout_started_at = None;
+                // Secret first: status then never claims a key the pods cannot have.
+                self.apply_secret().await?;
+                let phase = if self.status.previous_key.is_some() {
+                    Phase::RollingOut
+                } else {
+                    Phase::Ready
+                };
+                self.write_status(phase).await?;
+                self.event(
+                    EventType::Normal,
+                    "Distributed",
+                    format!(
+                        "key {id} is now current in Secret {:?}",
+                        secret::secret_name(self.ak)
+                    ),
+                )
+                .await;
+                Ok(soon)
+            }
+            Step::Abandon => {
+                let p = self
+                    .status
+                    .pending_key
+                    .take()
+                    .expect("decide abandons only a pending key");
+                if let Some(id) = &p.id {
+                    self.issuer_for(&p.issuer).await?.revoke(id).await?;
+                    self.store.delete(id).await?;
+                }
+                self.write_status(Phase::Ready).await?;
+                self.event(
+                    EventType::Normal,
+                    "Abandoned",
+                    format!(
+                        "pending rotation {} dropped: the key's spec changed",
+                        p.rotation
+                    ),
+                )
+                .await;
+                Ok(Action::requeue(Duration::ZERO))
+            }
+            Step::RestoreSecret => {
+                self.apply_secret().await?;
+                self.event(
+                    EventType::Warning,
+                    "SecretRestored",
+                    format!(
+                        "Secret {:?} was missing or edited; restored",
+                        secret::secret_name(self.ak)
+                    ),
+                )
+                .await;
+                Ok(soon)
+            }
+            Step::RollOut => {
+                let fp = self
+                    .status
+                    .current_key
+                    .as_ref()
+                    .map(|k| k.fingerprint.clone())
+                    .unwrap_or_default();
+                let patch = json!({"spec": {"template": {"metadata": {"annotations": {self.rollout_annotation(): fp}}}}});
+                for (kind, name, carries, _) in self.consumers().await? {
+                    if carries {
+                        continue;
+                    }
+                    let pp = PatchParams::default();
+                    let client = self.ctx.client.clone();
+                    match kind {
+                        ConsumerKind::Deployment => Api::<Deployment>::namespaced(client, &self.ns)
+                            .patch(&name, &pp, &Patch::Merge(&patch))
+                            .await
+                            .map(|_| ()),
+                        ConsumerKind::StatefulSet => {
+                            Api::<StatefulSet>::namespaced(client, &self.ns)
+                                .patch(&name, &pp, &Patch::Merge(&patch))
+                                .await
+                                .map(|_| ())
+                        }
+                        ConsumerKind::DaemonSet => Api::<DaemonSet>::namespaced(client, &self.ns)
+                            .patch(&name, &pp, &Patch::Merge(&patch))
+                            .await
+                            .map(|_| ()),
+                    }?;
+                }
+                self.status.rollout_started_at = Some(ts(now()));
+                self.record_consumers().await?;
+                self.write_status(Phase::RollingOut).await?;
+                Ok(Action::requeue(Duration::from_secs(10)))
+            }
+            Step::WaitForRollout { recheck_at } => {
+                if self.record_consumers().await? {
+                    self.write_status(Phase::RollingOut).await?;
+                }
+                Ok(Action::requeue(until(recheck_at)))
+            }
+            Step::RolloutStuck => {
+                self.record_consumers().await?;
+                let waiting: Vec<String> = self
+                    .status
+                    .consumers
+                    .iter()
+                    .filter(|c| !c.rolled_out)
+                    .map(|c| format!("{:?}/{}", c.kind, c.name))
+                    .collect();
+                let msg = format!(
+                    "rollout not complete after {}: {}; both keys stay valid",
+                    self.ak.spec.rollout_timeout.0,
+                    waiting.join(", ")
+                );
+                set_condition(
+                    &mut self.status.conditions,
+                    "Rotating",
+                    false,
+                    "RolloutTimeout",
+                    &msg,
+                    self.ak.meta().generation,
+                );
+                let mut obj = self.ak.clone();
+                obj.status = Some(self.status.clone());
+                let api: Api<ApiKey> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+                let written = api
+                    .replace_status(&self.ak.name_any(), &PostParams::default(), &obj)
+                    .await?;
+                self.ctx.wrote(&written);
+                self.event(EventType::Warning, "RolloutTimeout", msg).await;
+                Ok(Action::requeue(Duration::from_secs(30)))
+            }
+            Step::StartOverlap { revoke_after } => {
+                if let Some(p) = self.status.previous_key.as_mut() {
+                    p.revoke_after = Some(ts(revoke_after));
+                }
+                self.record_consumers().await?;
+                self.write_status(Phase::Overlapping).await?;
+                Ok(Action::requeue(until(revoke_after)))
+            }
+            Step::RevokePrevious => {
+                let prev = self
+                    .status
+                    .previous_key
+                    .clone()
+                    .expect("decide revokes only a previous key");
+                self.issuer_for(&prev.issuer)
+                    .await?
+                    .revoke(&prev.id)
+                    .await?;
+                self.status.previous_key = None;
+                // Drop it from the Secret before the store: the Secret renders from the store.
+                self.apply_secret().await?;
+                self.store.delete(&prev.id).await?;
+                let reason = if prev.emergency {
+                    "Compromised"
+                } else if o.revoke_previous_requested {
+                    "RevokePreviousRequested"
+                } else {
+                    "Superseded"
+                };
+                if o.revoke_previous_requested {
+                    self.status
+                        .handled_requests
+                        .get_or_insert_with(Default::default)
+                        .revoke_previous = self.annotation(annotations::REVOKE_PREVIOUS);
+                }
+                self.status.history.insert(
+                    0,
+                    HistoryEntry {
+                        rotation: prev.rotation,
+                        id: prev.id.clone(),
+                        fingerprint: prev.fingerprint.clone(),
+                        issued_at: prev.issued_at.clone(),
+                        revoked_at: Some(ts(now())),
+                        reason: reason.into(),
+                    },
+                );
+                self.status.history.truncate(HISTORY_LIMIT);
+                self.write_status(Phase::Ready).await?;
+                self.event(
+                    EventType::Normal,
+                    "Revoked",
+                    format!("revoked previous key {} ({reason})", prev.id),
+                )
+                .await;
+                Ok(Action::requeue(Duration::ZERO))
+            }
+            Step::Idle { wake_at } => {
+                let phase = if self.ak.spec.suspend {
+                    Phase::Suspended
+                } else {
+                    Phase::Ready
+                };
+                let stale = self.status.phase != Some(phase)
+                    || self.status.observed_generation != self.ak.meta().generation
+                    || !self
+                        .status
+                        .conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True");
+                let consumers_changed = self.record_consumers().await?;
+                if stale || consumers_changed {
+                    self.write_status(phase).await?;
+                }
+                Ok(wake_at.map_or(Action::await_change(), |t| Action::requeue(until(t))))
+            }
+            Step::Finalize => self.finalize(o).await,
+        }
+    }
+
+    /// Refreshes `status.consumers`; true when it changed.
+    async fn record_consumers(&mut self) -> Result<bool, Error> {
+        let now_state: Vec<ConsumerStatus> = self
+            .consumers()
+            .await?
+            .into_iter()
+            .map(|(kind, name, _, done)| ConsumerStatus {
+                kind,
+                name,
+                rolled_out: done,
+                message: (!done).then(|| "rolling out the current key".to_string()),
+            })
+            .collect();
+        let changed = now_state != self.status.consumers;
+        self.status.consumers = now_state;
+        Ok(changed)
+    }
+
+    async fn finalize(&mut self, o: &Observed) -> Result<Action, Error> {
+        let name = self.ak.name_any();
+        if o.deletion == Deletion::Revoke {
+            let held: Vec<(IssuerRecord, String)> = [
+                self.status
+                    .pending_key
+                    .as_ref()
+                    .and_then(|p| p.id.clone().map(|id| (p.issuer.clone(), id))),
+                self.status
+                    .current_key
+                    .as_ref()
+                    .map(|k| (k.issuer.clone(), k.id.clone())),
+                self.status
+                    .previous_key
+                    .as_ref()
+                    .map(|k| (k.issuer.clone(), k.id.clone())),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            for (record, id) in held {
+                self.issuer_for(&record).await?.revoke(&id).await?;
+                self.store.delete(&id).await?;
+                self.event(
+                    EventType::Normal,
+                    "Revoked",
+                    format!("revoked key {id} (ApiKey deleted with deletionPolicy Revoke)"),
+                )
+                .await;
+            }
+        } else {
+            // Retain: the Secrets outlive the ApiKey (their keys stay valid).
+            let release = json!({"metadata": {"ownerReferences": null}});
+            for secret in [
+                secret::secret_name(self.ak),
+                crate::store::kubernetes::state_secret_name(&name),
+            ] {
+                if self.secrets.get_opt(&secret).await?.is_some() {
+                    self.secrets
+                        .patch(&secret, &PatchParams::default(), &Patch::Merge(&release))
+                        .await?;
+                }
+            }
+        }
+        let api: Api<ApiKey> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        let remaining: Vec<String> = self
+            .ak
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
+        let patch: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": self.ak.finalizers()},
+            {"op": "replace", "path": "/metadata/finalizers", "value": remaining}
+        ]))
+        .expect("static patch");
+        api.patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await?;
+        Ok(Action::await_change())
+    }
+}
+
+fn until(t: Timestamp) -> Duration {
+    let secs = (t.as_millisecond() - now().as_millisecond()).max(0) as u64;
+    Duration::from_millis(secs).max(Duration::from_millis(50))
+}
+
+fn uid_of<K: Resource>(k: &K) -> String {
+    k.meta().uid.clone().unwrap_or_default()
+}
+
+fn parse_trigger(reason: &str) -> Trigger {
+    match reason {
+        "Scheduled" => Trigger::Scheduled,
+        "Expiring" => Trigger::Expiring,
+        "SpecChanged" => Trigger::SpecChanged,
+        "Requested" => Trigger::Requested,
+        "Emergency" => Trigger::Emergency,
+        _ => Trigger::Initial,
+    }
+}
+
+fn selector_string(sel: &LabelSelector) -> String {
+    let mut parts: Vec<String> = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for e in sel.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            _ => format!("!{}", e.key),
+        });
+    }
+    parts.join(",")
+}
+
+fn deployment_done(d: &Deployment) -> bool {
+    let (Some(spec), Some(s)) = (&d.spec, &d.status) else {
+        return false;
+    };
+    let replicas = spec.replicas.unwrap_or(1);
+    s.observed_generation >= d.metadata.generation
+        && s.updated_replicas.unwrap_or(0) == replicas
+        && s.replicas.unwrap_or(0) == replicas
+        && s.available_replicas.unwrap_or(0) == replicas
+}
+
+fn statefulset_done(s: &StatefulSet) -> bool {
+    let Some(st) = &s.status else {
+        return false;
+    };
+    st.observed_generation >= s.metadata.generation
+        && st.update_revision.is_some()
+        && st.update_revision == st.current_revision
+}
+
+fn daemonset_done(d: &DaemonSet) -> bool {
+    let Some(s) = &d.status else {
+        return false;
+    };
+    s.observed_generation >= d.metadata.generation
+        && s.updated_number_scheduled.unwrap_or(0) == s.desired_number_scheduled
+        && s.number_available.unwrap_or(0) == s.desired_number_scheduled
+}
+
+fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) {
+    let status = if status { "True" } else { "False" }.to_string();
+    let transition = conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| Time(now()));
+    conditions.retain(|c| c.type_ != type_);
+    conditions.push(Condition {
+        type_: type_.into(),
+        status,
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time: transition,
+    });
+}
+
+/// Records a failure where users look: conditions and an event (never secrets).
+async fn report_failure(ak: &ApiKey, ctx: &Context, e: &Error) {
+    let mut status = ak.status.clone().unwrap_or_default();
+    let distributed = status.current_key.is_some();
+    let message = e.to_string();
+    let (type_, phase) = if distributed {
+        ("Rotating", status.phase)
+    } else {
+        ("Ready", Some(Phase::Failed))
+    };
+    set_condition(
+        &mut status.conditions,
+        type_,
+        false,
+        e.reason(),
+        &message,
+        ak.meta().generation,
+    );
+    status.phase = phase;
+    status.observed_generation = ak.meta().generation;
+    if ak.status.as_ref() != Some(&status) {
+        let mut obj = ak.clone();
+        obj.status = Some(status);
+        let api: Api<ApiKey> =
+            Api::namespaced(ctx.client.clone(), &ak.namespace().unwrap_or_default());
+        match api
+            .replace_status(&ak.name_any(), &PostParams::default(), &obj)
+            .await
+        {
+            Ok(written) => ctx.wrote(&written),
+            Err(err) => tracing::debug!(error = %err, "cannot record the failure in status"),
+        }
+        let ev = Event {
+            type_: EventType::Warning,
+            reason: e.reason().into(),
+            note: Some(message),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        let _ = ctx.recorder.publish(&ev, &ak.object_ref(&())).await;
+    }
+    tracing::warn!(apikey = %ak.name_any(), namespace = ?ak.namespace(), reason = e.reason(), error = %e, "reconcile failed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_globs() {
+        assert!(glob_match("widgets:*", "widgets:read"));
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("a*c*e", "abcde"));
+        assert!(!glob_match("widgets:*", "gadgets:read"));
+        assert!(!glob_match("widgets:read", "widgets:write"));
+    }
+}

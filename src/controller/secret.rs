@@ -1,0 +1,187 @@
+//! The consumer Secret: a projection of status and store, rendered whole and applied
+//! with server-side apply, so hand edits are reverted and dropped fields disappear.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ObjectMeta;
+use kube::{Resource, ResourceExt};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::api::apikey::ApiKey;
+
+pub const NAME_LABEL: &str = "apikey.dev/name";
+pub const FINGERPRINT_ANNOTATION: &str = "apikey.dev/fingerprint";
+
+/// One key as the Secret carries it.
+pub struct Held<'a> {
+    pub id: &'a str,
+    pub fingerprint: &'a str,
+    pub secret: &'a SecretString,
+}
+
+pub fn secret_name(ak: &ApiKey) -> String {
+    ak.spec.secret.name.clone().unwrap_or_else(|| ak.name_any())
+}
+
+pub fn render(ak: &ApiKey, current: &Held<'_>, previous: Option<&Held<'_>>) -> Secret {
+    let t = &ak.spec.secret;
+    let bytes = |s: &SecretString| ByteString(s.expose_secret().as_bytes().to_vec());
+    let mut data = BTreeMap::from([
+        (t.current_key_field.clone(), bytes(current.secret)),
+        (
+            t.key_id_field.clone(),
+            ByteString(current.id.as_bytes().to_vec()),
+        ),
+    ]);
+    if let Some(p) = previous {
+        data.insert(t.previous_key_field.clone(), bytes(p.secret));
+        data.insert(
+            t.previous_key_id_field.clone(),
+            ByteString(p.id.as_bytes().to_vec()),
+        );
+    }
+    let mut labels = t.labels.clone();
+    labels.insert(NAME_LABEL.into(), ak.name_any());
+    let mut annotations = t.annotations.clone();
+    annotations.insert(FINGERPRINT_ANNOTATION.into(), current.fingerprint.into());
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name(ak)),
+            namespace: ak.namespace(),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: ak.controller_owner_ref(&()).map(|mut r| {
+                r.block_owner_deletion = Some(true);
+                vec![r]
+            }),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(data),
+        ..Default::default()
+    }
+}
+
+/// Whether `actual` already carries everything `desired` says (extra fields others own
+/// are fine).
+pub fn in_sync(desired: &Secret, actual: &Secret) -> bool {
+    let contains = |want: &Option<BTreeMap<String, String>>,
+                    have: &Option<BTreeMap<String, String>>| {
+        want.iter()
+            .flatten()
+            .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
+    };
+    let data_equal = desired.data == actual.data;
+    data_equal
+        && contains(&desired.metadata.labels, &actual.metadata.labels)
+        && contains(&desired.metadata.annotations, &actual.metadata.annotations)
+}
+
+/// Who may write this Secret: a Secret of ours, or one a deleted ApiKey of the same name
+/// left behind (its owner is gone), which a re-created ApiKey adopts.
+pub fn may_manage(ak: &ApiKey, actual: &Secret) -> bool {
+    let ours = ak.uid();
+    let owners = actual.owner_references();
+    if owners.iter().any(|o| Some(&o.uid) == ours.as_ref()) {
+        return true;
+    }
+    let labelled = actual.labels().get(NAME_LABEL) == Some(&ak.name_any());
+    let owned_by_other_apikey = owners
+        .iter()
+        .any(|o| o.kind == "ApiKey" && o.api_version.starts_with("apikey.dev/"));
+    labelled
+        && (owners.is_empty()
+            || owned_by_other_apikey && owners.iter().all(|o| o.name == ak.name_any()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::apikey::ApiKeySpec;
+
+    fn apikey() -> ApiKey {
+        let mut ak: ApiKey = ApiKey::new(
+            "billing",
+            serde_json::from_value::<ApiKeySpec>(serde_json::json!({
+                "issuerRef": {"name": "gen"}, "rotation": {"every": "1h"},
+                "secret": {"labels": {"team": "a"}}}))
+            .unwrap(),
+        );
+        ak.metadata.namespace = Some("default".into());
+        ak.metadata.uid = Some("uid-1".into());
+        ak
+    }
+
+    #[test]
+    fn renders_current_and_previous_and_detects_drift() {
+        let ak = apikey();
+        let (a, b) = (SecretString::from("key-a"), SecretString::from("key-b"));
+        let current = Held {
+            id: "id-b",
+            fingerprint: "sha256:bbb",
+            secret: &b,
+        };
+        let previous = Held {
+            id: "id-a",
+            fingerprint: "sha256:aaa",
+            secret: &a,
+        };
+        let s = render(&ak, &current, Some(&previous));
+        let data = s.data.clone().unwrap();
+        assert_eq!(data["api-key"].0, b"key-b");
+        assert_eq!(data["api-key-id"].0, b"id-b");
+        assert_eq!(data["api-key-previous"].0, b"key-a");
+        assert_eq!(s.labels()["team"], "a");
+        assert_eq!(s.labels()[NAME_LABEL], "billing");
+        assert_eq!(s.owner_references()[0].uid, "uid-1");
+        assert!(in_sync(&s, &s));
+        let mut edited = s.clone();
+        edited
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("api-key".into(), ByteString(b"hacked".to_vec()));
+        assert!(!in_sync(&s, &edited));
+        let only_current = render(&ak, &current, None);
+        assert!(
+            !in_sync(&only_current, &s),
+            "a previous key left behind is drift"
+        );
+    }
+
+    #[test]
+    fn never_manages_foreign_secrets_but_adopts_its_own() {
+        let ak = apikey();
+        let mut foreign = Secret::default();
+        foreign.metadata.name = Some("billing".into());
+        assert!(
+            !may_manage(&ak, &foreign),
+            "an unlabelled Secret is someone else's"
+        );
+        let mut left_behind = foreign.clone();
+        left_behind.metadata.labels = Some(BTreeMap::from([(
+            NAME_LABEL.to_string(),
+            "billing".to_string(),
+        )]));
+        assert!(
+            may_manage(&ak, &left_behind),
+            "a Retain-deleted predecessor's Secret is adopted"
+        );
+        let mut owned = left_behind.clone();
+        owned.metadata.owner_references = ak.controller_owner_ref(&()).map(|r| vec![r]);
+        assert!(may_manage(&ak, &owned));
+        let mut other_owner = left_behind;
+        other_owner.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                name: "x".into(),
+                uid: "u".into(),
+                ..Default::default()
+            },
+        ]);
+        assert!(!may_manage(&ak, &other_owner));
+    }
+}

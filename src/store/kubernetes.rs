@@ -1,0 +1,132 @@
+//! The built-in store: an operator-owned state Secret beside the consumer Secret (not
+//! meant to be mounted), so a pending key is durable before the consumer Secret changes.
+
+use std::collections::BTreeMap;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+use super::{KeyStore, StoreError};
+
+pub const STATE_SECRET_TYPE: &str = "apikey.dev/state";
+
+pub struct KubernetesStore {
+    api: Api<Secret>,
+    name: String,
+    owner: OwnerReference,
+    apikey: String,
+}
+
+/// State Secret data keys are `k-` and the hex of the key id (ids may hold any character).
+fn data_key(id: &str) -> String {
+    let hex: String = id.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("k-{hex}")
+}
+
+pub fn state_secret_name(apikey: &str) -> String {
+    format!("{apikey}-apikey-state")
+}
+
+fn unavailable(e: kube::Error) -> StoreError {
+    match e {
+        kube::Error::Api(s) if s.code == 409 => StoreError::Conflict(s.message),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+impl KubernetesStore {
+    pub fn new(client: kube::Client, namespace: &str, apikey: &str, owner: OwnerReference) -> Self {
+        KubernetesStore {
+            api: Api::namespaced(client, namespace),
+            name: state_secret_name(apikey),
+            owner,
+            apikey: apikey.into(),
+        }
+    }
+
+    async fn create_with(&self, key: String, value: ByteString) -> Result<(), kube::Error> {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                labels: Some(BTreeMap::from([(
+                    "apikey.dev/state-of".to_string(),
+                    self.apikey.clone(),
+                )])),
+                owner_references: Some(vec![self.owner.clone()]),
+                ..Default::default()
+            },
+            type_: Some(STATE_SECRET_TYPE.into()),
+            data: Some(BTreeMap::from([(key, value)])),
+            ..Default::default()
+        };
+        self.api
+            .create(&PostParams::default(), &secret)
+            .await
+            .map(|_| ())
+    }
+}
+
+impl KeyStore for KubernetesStore {
+    fn put<'a>(
+        &'a self,
+        id: &'a str,
+        secret: &'a SecretString,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            let value = ByteString(secret.expose_secret().as_bytes().to_vec());
+            match self.api.get_opt(&self.name).await.map_err(unavailable)? {
+                None => self
+                    .create_with(data_key(id), value)
+                    .await
+                    .map_err(unavailable),
+                Some(_) => {
+                    let patch = json!({"data": {data_key(id): value}});
+                    self.api
+                        .patch(&self.name, &PatchParams::default(), &Patch::Merge(patch))
+                        .await
+                        .map(|_| ())
+                        .map_err(unavailable)
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<SecretString>, StoreError>> {
+        async move {
+            let secret = self.api.get_opt(&self.name).await.map_err(unavailable)?;
+            Ok(secret
+                .and_then(|s| s.data)
+                .and_then(|mut d| d.remove(&data_key(id)))
+                .map(|b| SecretString::from(String::from_utf8_lossy(&b.0).into_owned())))
+        }
+        .boxed()
+    }
+
+    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            if self
+                .api
+                .get_opt(&self.name)
+                .await
+                .map_err(unavailable)?
+                .is_none()
+            {
+                return Ok(());
+            }
+            let patch = json!({"data": {data_key(id): null}});
+            self.api
+                .patch(&self.name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map(|_| ())
+                .map_err(unavailable)
+        }
+        .boxed()
+    }
+}

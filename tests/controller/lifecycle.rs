@@ -1,0 +1,464 @@
+use std::collections::BTreeSet;
+
+use apikey_operator::api::apikey::{ApiKey, Phase};
+use apikey_operator::api::issuer::KeyIssuer;
+use apikey_operator::api::{self};
+use apikey_operator::issuer::fingerprint;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::conditions;
+use kube::{Client, ResourceExt};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use crate::support::kubectl::Kubectl;
+use crate::support::*;
+
+struct Operator {
+    t: TestCluster,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn operator() -> Operator {
+    let t = cluster().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(t.client.clone());
+    for crd in api::crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+        wait(crds.clone(), &name, conditions::is_crd_established()).await;
+    }
+    let task = tokio::spawn(apikey_operator::controller::run(t.client.clone()));
+    Operator { t, task }
+}
+
+async fn create<K>(client: &Client, obj: Value) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + serde::Serialize,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let api: Api<K> = Api::default_namespaced(client.clone());
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(obj).unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn issuer(client: &Client) {
+    create::<KeyIssuer>(
+        client,
+        json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "KeyIssuer",
+        "metadata": {"name": "gen"}, "spec": {"generate": {"prefix": "sk_test_", "length": 32},
+        "allowedScopes": ["widgets:*"]}}),
+    )
+    .await;
+}
+
+fn apikey(name: &str, rotation: Value, extra: Value) -> Value {
+    let mut spec =
+        json!({"issuerRef": {"name": "gen"}, "scopes": ["widgets:read"], "rotation": rotation});
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "ApiKey", "metadata": {"name": name}, "spec": spec})
+}
+
+fn condition(ak: &ApiKey, type_: &str) -> Option<(String, String)> {
+    ak.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+fn ready(ak: Option<&ApiKey>) -> bool {
+    ak.and_then(|a| condition(a, "Ready"))
+        .is_some_and(|(s, _)| s == "True")
+        && ak.and_then(|a| a.status.as_ref()).and_then(|s| s.phase) == Some(Phase::Ready)
+}
+
+fn data(s: &Secret, key: &str) -> Option<String> {
+    s.data
+        .as_ref()?
+        .get(key)
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+}
+
+async fn deployment(client: &Client, name: &str) {
+    create::<Deployment>(client, json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app", "image": "example/app:1"}]}}}})).await;
+}
+
+#[tokio::test]
+async fn first_reconcile_mints_stores_distributes_and_rolls_out() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    deployment(c, "billing").await;
+    create::<ApiKey>(
+        c,
+        apikey(
+            "billing",
+            json!({"every": "1h"}),
+            json!({"consumers": [{"kind": "Deployment", "name": "billing"}]}),
+        ),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let ak = wait(apikeys.clone(), "billing", |a: Option<&ApiKey>| {
+        ready(a)
+            && a.and_then(|a| a.status.as_ref()).is_some_and(|s| {
+                s.consumers.iter().all(|c| c.rolled_out) && !s.consumers.is_empty()
+            })
+    })
+    .await;
+    let status = ak.status.clone().unwrap();
+    let current = status.current_key.clone().unwrap();
+    assert_eq!(status.rotation_count, 1);
+    assert!(ak.finalizers().contains(&"apikey.dev/cleanup".to_string()));
+
+    let secret = Api::<Secret>::default_namespaced(c.clone())
+        .get("billing")
+        .await
+        .unwrap();
+    let key = data(&secret, "api-key").unwrap();
+    assert!(
+        key.starts_with("sk_test_") && key.len() == 40,
+        "prefix + 32 characters"
+    );
+    assert_eq!(data(&secret, "api-key-id").unwrap(), current.id);
+    assert_eq!(
+        current.fingerprint,
+        fingerprint(&SecretString::from(key.clone()))
+    );
+    assert!(data(&secret, "api-key-previous").is_none());
+    assert_eq!(secret.owner_references()[0].uid, ak.uid().unwrap());
+    assert!(
+        !serde_json::to_string(&status).unwrap().contains(&key),
+        "no key material in status"
+    );
+
+    let state = Api::<Secret>::default_namespaced(c.clone())
+        .get("billing-apikey-state")
+        .await
+        .unwrap();
+    assert_eq!(state.type_.as_deref(), Some("apikey.dev/state"));
+    let d = Api::<Deployment>::default_namespaced(c.clone())
+        .get("billing")
+        .await
+        .unwrap();
+    let annotation = d
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap()["apikey.dev/billing"]
+        .clone();
+    assert_eq!(
+        annotation, current.fingerprint,
+        "consumers roll out the new key"
+    );
+
+    let k = Kubectl::new(&op.t.cluster.kubeconfig());
+    let table = k.ok(&["get", "ak"]).await;
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..4],
+        ["billing", "True", "Ready", current.id.as_str()],
+        "{table}"
+    );
+    let described = k.ok(&["describe", "ak", "billing"]).await;
+    assert!(
+        described.contains("Minted") && described.contains("Distributed"),
+        "{described}"
+    );
+    assert!(!described.contains(&key), "no key material in events");
+}
+
+#[tokio::test]
+async fn scheduled_rotation_overlaps_then_revokes_the_old_key() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    deployment(c, "web").await;
+    create::<ApiKey>(
+        c,
+        apikey(
+            "web",
+            json!({"every": "3s", "overlap": "1s"}),
+            json!({"consumers": [{"kind": "Deployment", "name": "web"}]}),
+        ),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let first = wait(apikeys.clone(), "web", ready)
+        .await
+        .status
+        .unwrap()
+        .current_key
+        .unwrap();
+
+    // Watch the consumer Secret: the key it offers must never be one already revoked,
+    // and during the overlap it must offer both keys.
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    let observer = tokio::spawn({
+        let secrets = secrets.clone();
+        async move {
+            use futures::TryStreamExt;
+            let mut seen = Vec::new();
+            let stream = kube::runtime::watcher(
+                secrets,
+                kube::runtime::watcher::Config::default().fields("metadata.name=web"),
+            );
+            let mut stream = std::pin::pin!(kube::runtime::WatchStreamExt::applied_objects(stream));
+            while let Ok(Some(s)) = stream.try_next().await {
+                seen.push((data(&s, "api-key-id"), data(&s, "api-key-id-previous")));
+            }
+            seen
+        }
+    });
+    let done = wait(apikeys.clone(), "web", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref()).is_some_and(|s| {
+            s.rotation_count >= 2 && s.previous_key.is_none() && !s.history.is_empty()
+        })
+    })
+    .await;
+    observer.abort();
+    let status = done.status.unwrap();
+    let revoked = &status.history[0];
+    assert_eq!(revoked.id, first.id);
+    assert_eq!(revoked.reason, "Superseded");
+    let secret = secrets.get("web").await.unwrap();
+    assert_eq!(
+        data(&secret, "api-key-id").unwrap(),
+        status.current_key.as_ref().unwrap().id
+    );
+    assert!(
+        data(&secret, "api-key-previous").is_none(),
+        "the revoked key left the Secret"
+    );
+    assert_ne!(status.current_key.unwrap().id, first.id);
+}
+
+#[tokio::test]
+async fn a_missing_issuer_is_reported_then_picked_up_when_created() {
+    let op = operator().await;
+    let c = &op.t.client;
+    create::<ApiKey>(c, apikey("early", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let failing = wait(apikeys.clone(), "early", |a: Option<&ApiKey>| {
+        a.and_then(|a| condition(a, "Ready")) == Some(("False".into(), "IssuerNotFound".into()))
+    })
+    .await;
+    assert_eq!(failing.status.unwrap().phase, Some(Phase::Failed));
+    issuer(c).await;
+    wait(apikeys, "early", ready).await;
+}
+
+#[tokio::test]
+async fn disallowed_scopes_and_foreign_secrets_are_refused() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(
+        c,
+        apikey(
+            "greedy",
+            json!({"every": "1h"}),
+            json!({"scopes": ["admin:*"]}),
+        ),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let refused = wait(apikeys.clone(), "greedy", |a: Option<&ApiKey>| {
+        a.and_then(|a| condition(a, "Ready"))
+            .is_some_and(|(_, r)| r == "NotAllowed")
+    })
+    .await;
+    assert!(
+        refused.status.unwrap().current_key.is_none(),
+        "nothing minted"
+    );
+
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "taken"}, "stringData": {"api-key": "theirs"}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    create::<ApiKey>(c, apikey("taken", json!({"every": "1h"}), json!({}))).await;
+    let conflict = wait(apikeys, "taken", |a: Option<&ApiKey>| {
+        a.and_then(|a| condition(a, "Ready"))
+            .is_some_and(|(_, r)| r == "SecretConflict")
+    })
+    .await;
+    assert!(condition(&conflict, "Ready").is_some());
+    assert_eq!(
+        data(&secrets.get("taken").await.unwrap(), "api-key").unwrap(),
+        "theirs",
+        "never overwritten"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_or_edited_secret_is_restored() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(c, apikey("drift", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let id = wait(apikeys, "drift", ready)
+        .await
+        .status
+        .unwrap()
+        .current_key
+        .unwrap()
+        .id;
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    let original = data(&secrets.get("drift").await.unwrap(), "api-key").unwrap();
+    secrets
+        .patch(
+            "drift",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"api-key": "tampered"}})),
+        )
+        .await
+        .unwrap();
+    wait(secrets.clone(), "drift", |s: Option<&Secret>| {
+        s.and_then(|s| data(s, "api-key")) == Some(original.clone())
+    })
+    .await;
+    secrets
+        .delete("drift", &DeleteParams::default())
+        .await
+        .unwrap();
+    let restored = wait(secrets, "drift", |s: Option<&Secret>| s.is_some()).await;
+    assert_eq!(
+        data(&restored, "api-key-id").unwrap(),
+        id,
+        "restored from the store, not re-minted"
+    );
+}
+
+#[tokio::test]
+async fn deletion_policies_retain_or_revoke() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(c, apikey("kept", json!({"every": "1h"}), json!({}))).await;
+    create::<ApiKey>(
+        c,
+        apikey(
+            "gone",
+            json!({"every": "1h"}),
+            json!({"deletionPolicy": "Revoke"}),
+        ),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    wait(apikeys.clone(), "kept", ready).await;
+    wait(apikeys.clone(), "gone", ready).await;
+    for name in ["kept", "gone"] {
+        apikeys
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+        wait_deleted(apikeys.clone(), name).await;
+    }
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    let kept = secrets.get("kept").await.expect("Retain keeps the Secret");
+    assert!(
+        kept.owner_references().is_empty(),
+        "released, so garbage collection leaves it"
+    );
+    wait_deleted(secrets.clone(), "gone").await;
+    wait_deleted(secrets, "gone-apikey-state").await;
+
+    // A re-created ApiKey of the same name adopts the Secret it left behind.
+    create::<ApiKey>(c, apikey("kept", json!({"every": "1h"}), json!({}))).await;
+    let adopted = wait(apikeys, "kept", ready).await;
+    let secret = Api::<Secret>::default_namespaced(c.clone())
+        .get("kept")
+        .await
+        .unwrap();
+    assert_eq!(secret.owner_references()[0].uid, adopted.uid().unwrap());
+}
+
+#[tokio::test]
+async fn emergency_rotation_revokes_the_compromised_key_at_once() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(
+        c,
+        apikey(
+            "leaked",
+            json!({"every": "720h", "overlap": "24h"}),
+            json!({}),
+        ),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let compromised = wait(apikeys.clone(), "leaked", ready)
+        .await
+        .status
+        .unwrap()
+        .current_key
+        .unwrap()
+        .id;
+    apikeys
+        .patch("leaked", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"apikey.dev/emergency-rotate": "incident-42"}}})))
+        .await
+        .unwrap();
+    let after = wait(apikeys, "leaked", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .is_some_and(|s| s.history.iter().any(|h| h.reason == "Compromised"))
+    })
+    .await;
+    let status = after.status.unwrap();
+    assert_eq!(status.history[0].id, compromised);
+    assert!(
+        status.previous_key.is_none(),
+        "no overlap for a compromised key"
+    );
+    assert_eq!(
+        status.handled_requests.unwrap().emergency_rotate.as_deref(),
+        Some("incident-42")
+    );
+    let ids: BTreeSet<String> = Api::<Secret>::default_namespaced(c.clone())
+        .get("leaked")
+        .await
+        .unwrap()
+        .data
+        .unwrap()
+        .values()
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .collect();
+    assert!(
+        !ids.contains(&compromised),
+        "the compromised key left the Secret"
+    );
+}

@@ -1,0 +1,3 @@
+//! The ApiKey controller end to end on the dev cluster, through kube-runtime.
+
+mod lifecycle;
