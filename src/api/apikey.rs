@@ -94,6 +94,7 @@ pub enum KeyType {
     validation = Rule::new("has(self.every) != has(self.schedule)").message("set exactly one of rotation.every or rotation.schedule"),
     validation = Rule::new("!has(self.overlap) || !has(self.every) || duration(self.overlap) < duration(self.every)").message("rotation.overlap must be shorter than rotation.every"),
     validation = Rule::new("!has(self.timeZone) || has(self.schedule)").message("rotation.timeZone applies to rotation.schedule only"),
+    validation = Rule::new("!has(self.every) || duration(self.every) >= duration('1s')").message("rotation.every must be at least 1s"),
 )]
 pub struct Rotation {
     /// Rotate this long after the current key was issued.
@@ -109,10 +110,12 @@ pub struct Rotation {
     /// (default min(1h, every/4)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlap: Option<GoDuration>,
-    /// Revoke the previous key once the issuer reports it unused this long.
+    /// Revoke the previous key once the issuer reports it unused this long (needs an issuer
+    /// that reports last use; not acted on yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoke_when_unused_for: Option<GoDuration>,
-    /// Cap on the wait for the previous key to go unused, from rollout completion.
+    /// Cap on the wait for the previous key to go unused, from rollout completion (not acted
+    /// on yet, like revokeWhenUnusedFor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_overlap: Option<GoDuration>,
 }

@@ -447,6 +447,11 @@ impl<'a> Shell<'a> {
             current,
             pending,
             rotation_count: s.rotation_count,
+            abandoned_attempts: s
+                .history
+                .iter()
+                .filter(|h| h.rotation == s.rotation_count + 1 && h.reason == "Abandoned")
+                .count() as u32,
             scheduled_at,
             rotate_requested: self.requested(annotations::ROTATE, handled.rotate.as_ref()),
             emergency_requested: self.requested(
@@ -619,7 +624,26 @@ impl<'a> Shell<'a> {
     async fn act(&mut self, step: Step, o: &Observed) -> Result<Action, Error> {
         let soon = Action::requeue(Duration::from_secs(30));
         match step {
-            Step::BeginRotation { rotation, trigger } => {
+            Step::AcknowledgeRevokePrevious => {
+                self.status
+                    .handled_requests
+                    .get_or_insert_with(Default::default)
+                    .revoke_previous = self.annotation(annotations::REVOKE_PREVIOUS);
+                let phase = self.status.phase.unwrap_or(Phase::Ready);
+                self.write_status(phase).await?;
+                self.event(
+                    EventType::Normal,
+                    "RequestIgnored",
+                    "revoke-previous requested, but there is no previous key".into(),
+                )
+                .await;
+                Ok(soon)
+            }
+            Step::BeginRotation {
+                rotation,
+                attempt,
+                trigger,
+            } => {
                 let issuer = self.spec_issuer().await?;
                 let handled = self
                     .status
@@ -640,7 +664,7 @@ impl<'a> Shell<'a> {
                 }
                 self.status.pending_key = Some(PendingKey {
                     rotation,
-                    attempt: 1,
+                    attempt,
                     started_at: ts(now()),
                     id: None,
                     fingerprint: None,
@@ -781,6 +805,19 @@ impl<'a> Shell<'a> {
                     self.issuer_for(&p.issuer).await?.revoke(id).await?;
                     self.store.delete(id).await?;
                 }
+                // Recorded even without an id: the attempt's idempotency key is spent.
+                self.status.history.insert(
+                    0,
+                    HistoryEntry {
+                        rotation: p.rotation,
+                        id: p.id.clone().unwrap_or_default(),
+                        fingerprint: p.fingerprint.clone().unwrap_or_default(),
+                        issued_at: p.started_at.clone(),
+                        revoked_at: Some(ts(now())),
+                        reason: "Abandoned".into(),
+                    },
+                );
+                self.status.history.truncate(HISTORY_LIMIT);
                 self.write_status(Phase::Ready).await?;
                 self.event(
                     EventType::Normal,

@@ -88,8 +88,11 @@ pub struct Observed {
     pub current: Option<HeldKey>,
     pub previous: Option<Previous>,
     pub pending: Option<Pending>,
-    /// The last rotation number used (status.rotationCount may lag it while pending).
+    /// The last rotation number promoted (status.rotationCount).
     pub rotation_count: u64,
+    /// Attempts of the next rotation number already abandoned (each minted key had its
+    /// own idempotency key, which must never be reused).
+    pub abandoned_attempts: u32,
     /// When the schedule next wants a rotation (with jitter), if the spec has one.
     pub scheduled_at: Option<Timestamp>,
     /// Annotation values not yet acted on.
@@ -105,7 +108,14 @@ pub struct Observed {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
     /// Record the intent (pendingKey) before anything external happens.
-    BeginRotation { rotation: u64, trigger: Trigger },
+    BeginRotation {
+        rotation: u64,
+        attempt: u32,
+        trigger: Trigger,
+    },
+    /// Mark a request that has nothing to act on as handled (a `revoke-previous` while
+    /// there is no previous key must not linger until the next rotation creates one).
+    AcknowledgeRevokePrevious,
     /// Mint at the issuer with the idempotency key of the pending rotation.
     Mint,
     /// Persist the minted material as pending in the store.
@@ -171,6 +181,9 @@ pub fn decide(o: &Observed) -> Step {
     if o.deletion != Deletion::None {
         return Step::Finalize;
     }
+    if o.revoke_previous_requested && o.previous.is_none() {
+        return Step::AcknowledgeRevokePrevious;
+    }
     if let Some(p) = &o.pending {
         // A rotation in flight finishes (or is dropped) before anything else starts.
         let superseded = p.minted_for != o.key_spec && p.trigger != Trigger::Emergency;
@@ -184,6 +197,7 @@ pub fn decide(o: &Observed) -> Step {
     let Some(current) = &o.current else {
         return Step::BeginRotation {
             rotation: o.rotation_count + 1,
+            attempt: o.abandoned_attempts + 1,
             trigger: Trigger::Initial,
         };
     };
@@ -220,6 +234,7 @@ pub fn decide(o: &Observed) -> Step {
     {
         return Step::BeginRotation {
             rotation: o.rotation_count + 1,
+            attempt: o.abandoned_attempts + 1,
             trigger,
         };
     }
@@ -284,6 +299,7 @@ mod tests {
             previous: None,
             pending: None,
             rotation_count: 1,
+            abandoned_attempts: 0,
             scheduled_at: Some(t(1000)),
             rotate_requested: false,
             emergency_requested: false,
@@ -330,6 +346,7 @@ mod tests {
             decide(&o),
             Step::BeginRotation {
                 rotation: 1,
+                attempt: 1,
                 trigger: Trigger::Initial
             }
         );
@@ -406,6 +423,7 @@ mod tests {
             decide(&due),
             Step::BeginRotation {
                 rotation: 2,
+                attempt: 1,
                 trigger: Trigger::Scheduled
             }
         );
@@ -417,6 +435,7 @@ mod tests {
             decide(&requested),
             Step::BeginRotation {
                 rotation: 2,
+                attempt: 1,
                 trigger: Trigger::Requested
             }
         );
@@ -428,6 +447,7 @@ mod tests {
             decide(&changed),
             Step::BeginRotation {
                 rotation: 2,
+                attempt: 1,
                 trigger: Trigger::SpecChanged
             }
         );
@@ -438,6 +458,7 @@ mod tests {
             decide(&expiring),
             Step::BeginRotation {
                 rotation: 2,
+                attempt: 1,
                 trigger: Trigger::Expiring
             }
         );
@@ -488,6 +509,7 @@ mod tests {
             decide(&o),
             Step::BeginRotation {
                 rotation: 2,
+                attempt: 1,
                 trigger: Trigger::Emergency
             }
         );
@@ -517,6 +539,7 @@ mod tests {
             decide(&o),
             Step::BeginRotation {
                 rotation: 2,
+                attempt: 1,
                 trigger: Trigger::Emergency
             },
             "a change freeze does not hold a compromised key"
@@ -592,6 +615,42 @@ mod tests {
             };
             assert_eq!(decide(&o), Step::Finalize);
         }
+    }
+
+    #[test]
+    fn revoke_previous_without_a_previous_key_is_acknowledged_not_kept() {
+        let o = Observed {
+            revoke_previous_requested: true,
+            ..steady()
+        };
+        assert_eq!(decide(&o), Step::AcknowledgeRevokePrevious);
+        let o = Observed {
+            revoke_previous_requested: true,
+            pending: Some(pending(Some("key-2"), true)),
+            ..steady()
+        };
+        assert_eq!(
+            decide(&o),
+            Step::AcknowledgeRevokePrevious,
+            "not carried into the coming overlap"
+        );
+    }
+
+    #[test]
+    fn an_abandoned_attempt_is_never_retried_with_the_same_idempotency_key() {
+        let o = Observed {
+            abandoned_attempts: 1,
+            now: t(1000),
+            ..steady()
+        };
+        assert_eq!(
+            decide(&o),
+            Step::BeginRotation {
+                rotation: 2,
+                attempt: 2,
+                trigger: Trigger::Scheduled
+            }
+        );
     }
 
     #[test]

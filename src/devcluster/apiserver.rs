@@ -296,11 +296,17 @@ fn spec_part(rt: &ResourceType, obj: &Value) -> Value {
     v
 }
 
+/// What makes a write a no-op: everything but the resourceVersion and ownership
+/// timestamps (a change of who owns what alone is still a write).
 fn without_volatile_metadata(obj: &Value) -> Value {
     let mut v = obj.clone();
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("managedFields");
         m.remove("resourceVersion");
+        if let Some(Value::Array(entries)) = m.get_mut("managedFields") {
+            for e in entries.iter_mut().filter_map(Value::as_object_mut) {
+                e.remove("time");
+            }
+        }
     }
     v
 }
@@ -711,7 +717,11 @@ impl ApiServer {
         if status {
             // Only status (and managedFields) change through /status.
             let new_status = obj.get("status").cloned();
+            let applied_ownership = obj.pointer("/metadata/managedFields").cloned();
             obj = old.clone();
+            if let (Ownership::Applied, Some(mf)) = (ownership, applied_ownership) {
+                obj["metadata"]["managedFields"] = mf;
+            }
             match new_status {
                 Some(s) => obj["status"] = s,
                 None => {

@@ -19,6 +19,15 @@ use super::store::meta_str;
 /// The issuer and default audience of ServiceAccount tokens, as on a kubeadm cluster.
 pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
+/// Compares a presented credential with a secret without leaking where they differ.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 /// Who a request is from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UserInfo {
@@ -115,7 +124,7 @@ impl TokenSigner {
             meta_str(sa, "uid"),
         );
         let iat = now();
-        let exp = iat + expiration_seconds;
+        let exp = iat.saturating_add(expiration_seconds);
         let claims = json!({
             "aud": audiences,
             "exp": exp,

@@ -80,7 +80,8 @@ impl<'a> Walker<'a> {
     }
 
     fn list_kind(&self, schema: Option<&Value>, parent: &str, field: &str) -> ListKind {
-        if self.rt.is_custom() {
+        // Metadata is ObjectMeta for every kind: its lists follow the Go merge keys.
+        if self.rt.is_custom() && !parent.starts_with("metadata") {
             let keys = |s: &Value| -> Vec<String> {
                 super::meta::string_list(s.get("x-kubernetes-list-map-keys")).unwrap_or_default()
             };
@@ -134,14 +135,12 @@ impl<'a> Walker<'a> {
                     }
                 }
                 self.collect(&m, None, "metadata", &mut path, &mut out);
+            } else if let Some(items) = v.as_array().filter(|i| !i.is_empty()) {
+                let schema = child_schema(self.root_schema(), k);
+                self.collect_list(items, schema, "", k, &mut path, &mut out);
             } else {
-                self.collect(
-                    v,
-                    child_schema(self.root_schema(), k),
-                    k,
-                    &mut path,
-                    &mut out,
-                );
+                let schema = child_schema(self.root_schema(), k);
+                self.collect(v, schema, k, &mut path, &mut out);
             }
         }
         out

@@ -294,17 +294,26 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> ApiResult<UserInfo> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then_some(token.trim())
+        });
     let user = match bearer {
-        Some(b) if b == shared.admin_token => UserInfo::admin(),
+        Some(b) if auth::constant_time_eq(b, &shared.admin_token) => UserInfo::admin(),
         None => return Err(ApiError::unauthorized()),
         Some(b) => {
             let st = shared.api.lock();
-            shared
+            let verified = shared
                 .signer
                 .verify(&st, b)
-                .map(|v| v.user)
-                .map_err(|_| ApiError::unauthorized())?
+                .map_err(|_| ApiError::unauthorized())?;
+            // A token minted for another audience (e.g. "vault") is not a credential here.
+            if !verified.audiences.iter().any(|a| a == auth::ISSUER) {
+                return Err(ApiError::unauthorized());
+            }
+            verified.user
         }
     };
     let Some(as_user) = headers
@@ -568,6 +577,12 @@ impl RequestContext<'_> {
     /// TokenReview and the access reviews: computed, answered with 201, never stored.
     fn review(&self, review: Review, rt: &ResourceType, ns: Option<&str>) -> ApiResult<Response> {
         let mut body = self.body_json()?;
+        if !body.is_object() || !body.get("spec").is_none_or(Value::is_object) {
+            return Err(ApiError::bad_request(format!(
+                "the body of a {} must be an object with an object spec",
+                rt.kind
+            )));
+        }
         body["apiVersion"] = json!(rt.api_version());
         body["kind"] = json!(rt.kind);
         let st = self.shared.api.lock();
@@ -610,14 +625,21 @@ impl RequestContext<'_> {
             .pointer("/spec/expirationSeconds")
             .and_then(Value::as_i64)
             .unwrap_or(3600);
-        if expiration < 600 {
+        let too = if expiration < 600 {
+            Some("may not specify a duration less than 10 minutes")
+        } else if expiration > 1 << 32 {
+            Some("may not specify a duration larger than 2^32 seconds")
+        } else {
+            None
+        };
+        if let Some(why) = too {
             return Err(ApiError::invalid(
                 "TokenRequest",
                 name,
                 &[FieldError::invalid(
                     "spec.expirationSeconds",
                     &json!(expiration),
-                    "may not specify a duration less than 10 minutes",
+                    why,
                 )],
             ));
         }

@@ -133,6 +133,18 @@ fn same_at(a: &Value, b: &Value, p: &[Element]) -> bool {
     }
 }
 
+/// A field of a keyed list element that is part of its key: it goes with the element,
+/// never alone (an element without its key is no element).
+fn is_key_field(p: &[Element]) -> bool {
+    match p {
+        [.., Element::Key(key), Element::Field(f)] => {
+            serde_json::from_str::<serde_json::Map<String, Value>>(key)
+                .is_ok_and(|k| k.contains_key(f))
+        }
+        _ => false,
+    }
+}
+
 /// Drops owned paths that no longer exist in `obj`.
 fn prune(walker: &Walker<'_>, obj: &Value, entries: &mut [Entry]) {
     let present = walker.fields(
@@ -232,7 +244,7 @@ pub fn apply(
             .filter(|e| !e.is(writer.manager, "Apply", writer.subresource()))
             .any(|e| e.fields.iter().any(|q| q.starts_with(p)));
         let applied_beneath = applied_fields.iter().any(|q| q.starts_with(p));
-        if !owned_elsewhere && !applied_beneath {
+        if !owned_elsewhere && !applied_beneath && !is_key_field(p) {
             fieldset::remove_at(&mut merged, p);
         }
     }
@@ -318,6 +330,27 @@ mod tests {
         // ssa stops applying "c" (only it owns it) and "a" (only it owns it now): both go.
         let dropped = apply(&w, &forced, &json!({"data": {}}), &writer("ssa"), false).unwrap();
         assert_eq!(dropped["data"], json!({"b": "2"}));
+    }
+
+    #[test]
+    fn a_kept_list_element_never_loses_its_key() {
+        let rt = Registry::with_builtins()
+            .get("apps", "v1", "deployments")
+            .unwrap();
+        let w = Walker::new(&rt);
+        let base = json!({"metadata": {"name": "d"}, "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "a"}]}}}});
+        let with_side = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "a"}, {"name": "side", "image": "s:1"}]}}}});
+        let a = apply(&w, &base, &with_side, &writer("a"), false).unwrap();
+        let mut edited = a.clone();
+        edited["spec"]["template"]["spec"]["containers"][1]["image"] = json!("s:2");
+        record_update(&w, &a, &mut edited, &writer("b"));
+        let without_side = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "a"}]}}}});
+        let out = apply(&w, &edited, &without_side, &writer("a"), false).unwrap();
+        let side = &out["spec"]["template"]["spec"]["containers"][1];
+        assert_eq!(
+            side["name"], "side",
+            "B still owns .image, so the element stays whole: {side}"
+        );
     }
 
     #[test]

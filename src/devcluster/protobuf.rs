@@ -257,6 +257,8 @@ fn decode_message(buf: &[u8], fields: &[Field]) -> Result<Map<String, Value>, St
             }
             (Kind::Int, Wire::Varint(v)) => json!(v as i64),
             (Kind::Bool, Wire::Varint(v)) => json!(v != 0),
+            // Go sends an unset time as zero-length bytes.
+            (Kind::Time, Wire::Bytes([])) => Value::Null,
             (Kind::Time, Wire::Bytes(b)) => {
                 let t = decode_message(b, &[f(1, "seconds", Kind::Int)])?;
                 let secs = t.get("seconds").and_then(Value::as_i64).unwrap_or(0);

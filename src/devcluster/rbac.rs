@@ -113,12 +113,9 @@ fn rule_allows(rule: &Value, a: &Attributes) -> bool {
         matches_any(&resources, &a.resource)
     } else {
         let combined = format!("{}/{}", a.resource, a.subresource);
-        resources.iter().any(|r| {
-            *r == "*"
-                || *r == combined
-                || *r == format!("{}/*", a.resource)
-                || *r == format!("*/{}", a.subresource)
-        })
+        resources
+            .iter()
+            .any(|r| *r == "*" || *r == combined || *r == format!("*/{}", a.subresource))
     };
     let names = strings(&rule["resourceNames"]);
     resource_ok && (names.is_empty() || names.contains(&a.name.as_str()))
@@ -306,6 +303,17 @@ mod tests {
         assert!(
             authorize(&st, &ops, &attrs("create", "", "serviceaccounts", "x")).is_err(),
             "the subresource rule does not grant the resource"
+        );
+        let mut st = st;
+        st.store.insert(&key("clusterroles"), json!({"metadata": {"name": "wild", "uid": "cr3", "labels": {"rbac.example/agg": "true"}},
+            "rules": [{"apiGroups": [""], "resources": ["secrets/*"], "verbs": ["get"]}]}));
+        let sub = Attributes {
+            subresource: "status".into(),
+            ..attrs("get", "", "secrets", "x")
+        };
+        assert!(
+            authorize(&st, &ops, &sub).is_err(),
+            "kube-apiserver has no resource/* wildcard"
         );
     }
 }

@@ -23,10 +23,13 @@ pub(super) fn list_strategy(parent: &str, field: &str) -> ListStrategy {
         | "initContainers"
         | "ephemeralContainers"
         | "volumes"
-        | "imagePullSecrets"
         | "env"
         | "resourceClaims"
         | "schedulingGates" => MergeByKey("name"),
+        // PodSpec merges them by name; a ServiceAccount's (at the top) are atomic.
+        "imagePullSecrets" if !parent.is_empty() => MergeByKey("name"),
+        // ServiceAccount.secrets.
+        "secrets" if parent.is_empty() => MergeByKey("name"),
         "volumeMounts" => MergeByKey("mountPath"),
         "volumeDevices" => MergeByKey("devicePath"),
         "ports" if in_container => MergeByKey("containerPort"),

@@ -99,6 +99,10 @@ async fn bad_apikeys_are_rejected_with_clear_messages() {
             "set exactly one of rotation.every or rotation.schedule",
         ),
         (
+            json!({"issuerRef": issuer, "rotation": {"every": "500ms"}}),
+            "rotation.every must be at least 1s",
+        ),
+        (
             json!({"issuerRef": issuer, "rotation": {"every": "1h", "overlap": "90m"}}),
             "rotation.overlap must be shorter than rotation.every",
         ),

@@ -473,3 +473,46 @@ subjects: [{kind: ServiceAccount, name: vault-reviewer, namespace: kube-system}]
         "OpenBao asked the dev cluster"
     );
 }
+
+#[tokio::test]
+async fn tokens_for_other_audiences_and_bad_requests_are_refused() {
+    let t = cluster().await;
+    service_account(&t, "app").await;
+    let vault_only = token(&t, "app", &["vault"]).await;
+    let client = client_with_token(&t, vault_only).await;
+    let status = api_error(
+        Api::<Secret>::default_namespaced(client)
+            .list(&Default::default())
+            .await,
+    );
+    assert_eq!(
+        status.code, 401,
+        "a token minted for Vault is no credential for the API server"
+    );
+    let forever = t
+        .api::<ServiceAccount>("default")
+        .create_token_request(
+            "app",
+            &PostParams::default(),
+            &TokenRequest {
+                spec: TokenRequestSpec {
+                    expiration_seconds: Some(i64::MAX),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await;
+    let status = api_error(forever);
+    assert_eq!(status.code, 422);
+    assert!(
+        status.message.contains("larger than 2^32 seconds"),
+        "{}",
+        status.message
+    );
+    let req = http::Request::post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
+        .header("Content-Type", "application/json")
+        .body(b"[]".to_vec())
+        .unwrap();
+    assert_eq!(api_error(t.client.request_text(req).await).code, 400);
+}

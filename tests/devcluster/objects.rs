@@ -689,3 +689,83 @@ async fn apply_to_the_status_of_a_missing_object_is_not_found() {
     );
     assert_eq!(status.code, 404);
 }
+
+#[tokio::test]
+async fn apply_records_ownership_even_when_values_do_not_change() {
+    let t = cluster().await;
+    let k = crate::support::kubectl::Kubectl::new(&t.cluster.kubeconfig());
+    k.ok(&["create", "configmap", "co", "--from-literal=mode=fast"])
+        .await;
+    let cms: Api<ConfigMap> = t.api("default");
+    let applied = cms
+        .patch(
+            "co",
+            &PatchParams::apply("ssa"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "co"}, "data": {"mode": "fast"}})),
+        )
+        .await
+        .unwrap();
+    let managers: Vec<String> = applied
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.manager)
+        .collect();
+    assert!(
+        managers.contains(&"ssa".to_string()) && managers.len() == 2,
+        "co-owned: {managers:?}"
+    );
+}
+
+#[tokio::test]
+async fn status_apply_keeps_and_drops_its_own_fields() {
+    let t = cluster().await;
+    let widgets = t.install_widgets().await;
+    widgets
+        .create(&PostParams::default(), &widget("st", 1))
+        .await
+        .unwrap();
+    let apply = PatchParams::apply("status-writer");
+    let with =
+        json!({"apiVersion": "example.apikey.dev/v1", "kind": "Widget", "status": {"observed": 3}});
+    let w = widgets
+        .patch_status("st", &apply, &Patch::Apply(&with))
+        .await
+        .unwrap();
+    assert_eq!(w.status.unwrap().observed, Some(3));
+    let without = json!({"apiVersion": "example.apikey.dev/v1", "kind": "Widget", "status": {}});
+    let w = widgets
+        .patch_status("st", &apply, &Patch::Apply(&without))
+        .await
+        .unwrap();
+    assert_eq!(
+        w.status.and_then(|s| s.observed),
+        None,
+        "a status field the manager stopped applying is removed"
+    );
+}
+
+#[tokio::test]
+async fn finalizers_of_custom_resources_merge_across_appliers() {
+    let t = cluster().await;
+    let widgets = t.install_widgets().await;
+    widgets
+        .create(&PostParams::default(), &widget("fz", 1))
+        .await
+        .unwrap();
+    for (manager, finalizer) in [("a", "example.com/a"), ("b", "example.com/b")] {
+        widgets
+            .patch(
+                "fz",
+                &PatchParams::apply(manager),
+                &Patch::Apply(json!({"apiVersion": "example.apikey.dev/v1",
+                "kind": "Widget", "metadata": {"name": "fz", "finalizers": [finalizer]}})),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{manager}: {e}"));
+    }
+    let w = widgets.get("fz").await.unwrap();
+    assert_eq!(w.finalizers(), ["example.com/a", "example.com/b"]);
+}
