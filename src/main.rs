@@ -14,7 +14,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a local sandbox: an in-memory Kubernetes API server kubectl can talk to.
+    /// Run a local sandbox: an in-memory Kubernetes API server with the operator running.
     Dev(DevArgs),
     /// Run the operator against the cluster in the kubeconfig (or in-cluster config).
     Run {
@@ -32,8 +32,8 @@ enum Command {
 
 #[derive(Args)]
 struct DevArgs {
-    /// Serve only the Kubernetes API (required for now: the operator, OpenBao and moto
-    /// join the sandbox with the controller).
+    /// Serve only the Kubernetes API (without: the CRDs are installed and the operator
+    /// runs against it too).
     #[arg(long)]
     api_only: bool,
     /// Port on 127.0.0.1; 0 picks a free one.
@@ -78,13 +78,6 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn dev(args: DevArgs) -> Result<(), String> {
-    if !args.api_only {
-        return Err(
-            "the full sandbox (operator, OpenBao, moto) is not available yet; \
-                    run `apikey-operator dev --api-only` for the Kubernetes API alone"
-                .into(),
-        );
-    }
     let config = devcluster::Config {
         port: args.port,
         token: args.token,
@@ -103,9 +96,38 @@ async fn dev(args: DevArgs) -> Result<(), String> {
     let _ = writeln!(out, "dev cluster serving at {}", cluster.url());
     let _ = writeln!(out, "kubeconfig: {}", args.kubeconfig.display());
     let _ = writeln!(out, "  export KUBECONFIG={}", args.kubeconfig.display());
+    if !args.api_only {
+        let client = cluster
+            .client()
+            .await
+            .map_err(|e| format!("cannot connect to the dev cluster: {e}"))?;
+        install_crds(&client).await?;
+        tokio::spawn(apikey_operator::controller::run(client));
+        let _ = writeln!(
+            out,
+            "apikey-operator running; try: kubectl apply -f examples/basic && kubectl get ak -w"
+        );
+    }
     let _ = out.flush();
     shutdown_signal().await;
     tracing::info!("stopping");
+    Ok(())
+}
+
+/// Creates (or updates) the apikey.dev CRDs, as `kubectl apply -f crds/` would.
+async fn install_crds(client: &kube::Client) -> Result<(), String> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    for crd in apikey_operator::api::crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.patch(
+            &name,
+            &kube::api::PatchParams::apply("apikey-operator").force(),
+            &kube::api::Patch::Apply(&crd),
+        )
+        .await
+        .map_err(|e| format!("cannot install CRD {name}: {e}"))?;
+    }
     Ok(())
 }
 

@@ -462,3 +462,61 @@ async fn emergency_rotation_revokes_the_compromised_key_at_once() {
         "the compromised key left the Secret"
     );
 }
+
+#[tokio::test]
+async fn the_dev_sandbox_runs_the_operator_for_the_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dev.kubeconfig");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_apikey-operator"))
+        .args(["dev", "--rollout-seconds", "0.05", "--kubeconfig"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let running = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("apikey-operator running") {
+                return;
+            }
+        }
+        panic!("the sandbox exited");
+    };
+    tokio::time::timeout(PATIENCE, running)
+        .await
+        .expect("the sandbox starts");
+    let k = Kubectl::new(&std::fs::read_to_string(&path).unwrap());
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/basic");
+    k.ok(&["apply", "-f", examples.to_str().unwrap()]).await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "apikey/billing",
+        "--timeout=20s",
+    ])
+    .await;
+    let key = k
+        .ok(&[
+            "get",
+            "secret",
+            "billing-api-key",
+            "-o",
+            "jsonpath={.data.api-key}",
+        ])
+        .await;
+    use base64::Engine;
+    let key = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(key.trim())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(key.starts_with("sk_live_"), "the example issuer's prefix");
+    let rollout = k
+        .ok(&["rollout", "status", "deployment/billing", "--timeout=20s"])
+        .await;
+    assert!(rollout.contains("successfully rolled out"), "{rollout}");
+    drop(lines);
+}
