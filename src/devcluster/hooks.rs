@@ -17,6 +17,8 @@ pub struct Fault {
     pub delay: Option<Duration>,
     /// How many requests it applies to; `None` for all until cleared.
     pub times: Option<usize>,
+    /// Matching requests to let through before it applies (fail the n+1-th write).
+    pub after: usize,
 }
 
 impl Fault {
@@ -27,7 +29,13 @@ impl Fault {
             status: None,
             delay: None,
             times: None,
+            after: 0,
         }
+    }
+
+    pub fn after(mut self, n: usize) -> Self {
+        self.after = n;
+        self
     }
 
     pub fn status(mut self, code: u16) -> Self {
@@ -89,6 +97,10 @@ impl Hooks {
     pub fn take_fault(&self, verb: &str, resource: &str) -> Option<Fault> {
         let mut faults = self.faults.lock().expect("lock");
         let i = faults.iter().position(|f| f.matches(verb, resource))?;
+        if faults[i].after > 0 {
+            faults[i].after -= 1;
+            return None;
+        }
         let fault = faults[i].clone();
         if let Some(n) = &mut faults[i].times {
             *n = n.saturating_sub(1);

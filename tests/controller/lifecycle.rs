@@ -520,3 +520,137 @@ async fn the_dev_sandbox_runs_the_operator_for_the_examples() {
     assert!(rollout.contains("successfully rolled out"), "{rollout}");
     drop(lines);
 }
+
+#[tokio::test]
+async fn a_crash_after_any_step_recovers_with_no_key_lost_or_orphaned() {
+    // Each run fails the n-th status write: the step before it has acted (minted, stored,
+    // written the Secret, patched consumers, revoked) but status does not know yet.
+    for n in 0..9 {
+        let op = operator().await;
+        let c = &op.t.client;
+        issuer(c).await;
+        deployment(c, "crashy").await;
+        op.t.cluster.inject(
+            apikey_operator::devcluster::Fault::on("update", "apikeys")
+                .after(n)
+                .times(1)
+                .status(500),
+        );
+        let recorder = crate::support::invariants::Recorder::start(c, "crashy", "crashy");
+        create::<ApiKey>(
+            c,
+            apikey(
+                "crashy",
+                json!({"every": "2s", "overlap": "1s"}),
+                json!({"consumers": [{"kind": "Deployment", "name": "crashy"}]}),
+            ),
+        )
+        .await;
+        let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+        wait(apikeys, "crashy", |a: Option<&ApiKey>| {
+            a.and_then(|a| a.status.as_ref()).is_some_and(|s| {
+                s.rotation_count >= 2
+                    && s.previous_key.is_none()
+                    && s.pending_key.is_none()
+                    && !s.history.is_empty()
+            })
+        })
+        .await;
+        recorder.check(c, "crashy").await;
+    }
+}
+
+#[tokio::test]
+async fn a_rotation_requested_during_an_overlap_waits_for_the_previous_key_to_go() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(
+        c,
+        apikey(
+            "deferred",
+            json!({"every": "1h", "overlap": "2s"}),
+            json!({}),
+        ),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    wait(apikeys.clone(), "deferred", ready).await;
+    let rotate =
+        |v: &str| Patch::Merge(json!({"metadata": {"annotations": {"apikey.dev/rotate": v}}}));
+    apikeys
+        .patch("deferred", &PatchParams::default(), &rotate("one"))
+        .await
+        .unwrap();
+    let overlapping = wait(apikeys.clone(), "deferred", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .is_some_and(|s| s.previous_key.is_some())
+    })
+    .await;
+    assert_eq!(overlapping.status.as_ref().unwrap().rotation_count, 2);
+    apikeys
+        .patch("deferred", &PatchParams::default(), &rotate("two"))
+        .await
+        .unwrap();
+    let done = wait(apikeys, "deferred", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .is_some_and(|s| s.rotation_count == 3)
+    })
+    .await;
+    let status = done.status.unwrap();
+    assert!(
+        !status.history.is_empty(),
+        "rotation 3 began only after rotation 1's key was revoked"
+    );
+    assert_eq!(status.history.last().unwrap().rotation, 1);
+    assert_eq!(
+        status.handled_requests.unwrap().rotate.as_deref(),
+        Some("two")
+    );
+}
+
+#[tokio::test]
+async fn the_operator_as_its_own_process_fills_the_printer_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dev.kubeconfig");
+    let bin = env!("CARGO_BIN_EXE_apikey-operator");
+    let mut api = tokio::process::Command::new(bin)
+        .args(["dev", "--api-only", "--kubeconfig"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(api.stdout.take().unwrap()));
+    tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    let k = Kubectl::new(&std::fs::read_to_string(&path).unwrap());
+    let crds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    k.ok(&["apply", "-f", crds.to_str().unwrap()]).await;
+    let _operator = tokio::process::Command::new(bin)
+        .args(["run", "--kubeconfig"])
+        .arg(&path)
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/basic");
+    k.ok(&["apply", "-f", examples.to_str().unwrap()]).await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "apikey/billing",
+        "--timeout=20s",
+    ])
+    .await;
+    let table = k.ok(&["get", "ak"]).await;
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[0], "billing");
+    assert_eq!(row[1], "True", "READY: {table}");
+    assert!(row[3].starts_with("gen-"), "KEY: {table}");
+    assert!(row[5].starts_with("20"), "NEXT is a timestamp: {table}");
+    drop(lines);
+}

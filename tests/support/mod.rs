@@ -1,6 +1,7 @@
 //! Shared test harness: a dev cluster per test, the Widget CRD fixture, kubectl, and
 //! watch-driven waiting (never sleeps).
 
+pub mod invariants;
 pub mod kubectl;
 pub mod openbao;
 
