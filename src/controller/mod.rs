@@ -4,6 +4,7 @@
 pub mod error;
 pub mod reconcile;
 pub mod rotation;
+pub mod schedule;
 pub mod secret;
 
 use std::sync::Arc;

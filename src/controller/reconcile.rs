@@ -20,6 +20,7 @@ use super::error::{Error, backoff};
 use super::rotation::{
     self, Deletion, HeldKey, Observed, Pending, Previous, Rollout, Step, Trigger,
 };
+use super::schedule::Cadence;
 use super::secret::{self, Held};
 use crate::api::apikey::{
     ApiKey, ApiKeyStatus, ConsumerKind, ConsumerStatus, DeletionPolicy, HistoryEntry, IssuerKind,
@@ -169,7 +170,7 @@ struct Shell<'a> {
     status: ApiKeyStatus,
     store: KubernetesStore,
     secrets: Api<Secret>,
-    every: Duration,
+    cadence: Cadence,
     overlap: Duration,
     key_spec: String,
 }
@@ -213,20 +214,10 @@ impl<'a> Shell<'a> {
     async fn load(ak: &'a ApiKey, ctx: &'a Context) -> Result<Shell<'a>, Error> {
         let ns = ak.namespace().unwrap_or_default();
         let rotation = &ak.spec.rotation;
-        if rotation.schedule.is_some() {
-            return Err(Error::InvalidSpec(
-                "rotation.schedule is not supported by this release yet; use rotation.every".into(),
-            ));
-        }
-        let every = rotation
-            .every
-            .as_ref()
-            .ok_or_else(|| Error::InvalidSpec("set rotation.every".into()))?
-            .to_std()
-            .map_err(Error::InvalidSpec)?;
+        let cadence = Cadence::from_spec(rotation).map_err(Error::InvalidSpec)?;
         let overlap = match &rotation.overlap {
             Some(o) => o.to_std().map_err(Error::InvalidSpec)?,
-            None => rotation::default_overlap(Some(every)),
+            None => rotation::default_overlap(cadence.every()),
         };
         if ak.spec.store_ref.is_some() {
             return Err(Error::InvalidSpec(
@@ -255,7 +246,7 @@ impl<'a> Shell<'a> {
             secrets: Api::namespaced(ctx.client.clone(), &ns),
             ns,
             status: ak.status.clone().unwrap_or_default(),
-            every,
+            cadence,
             overlap,
             key_spec,
         })
@@ -428,12 +419,9 @@ impl<'a> Shell<'a> {
         };
         let rollout = self.rollout_state().await?;
         let handled = s.handled_requests.clone().unwrap_or_default();
-        let scheduled_at = current.as_ref().map(|c| {
-            after(
-                after(c.issued_at, self.every),
-                rotation::jitter(&uid(self.ak), self.every),
-            )
-        });
+        let scheduled_at = current
+            .as_ref()
+            .and_then(|c| self.cadence.next_after(c.issued_at, &uid(self.ak)));
         Ok(Observed {
             now: now(),
             key_spec: self.key_spec.clone(),
@@ -771,10 +759,8 @@ impl<'a> Shell<'a> {
                 self.status.current_key = Some(new);
                 self.status.rotation_count = p.rotation;
                 self.status.last_rotation_time = Some(ts(issued));
-                self.status.next_rotation_time = Some(ts(after(
-                    after(issued, self.every),
-                    rotation::jitter(&uid(self.ak), self.every),
-                )));
+                self.status.next_rotation_time =
+                    self.cadence.next_after(issued, &uid(self.ak)).map(ts);
                 self.status.rollout_started_at = None;
                 // Secret first: status then never claims a key the pods cannot have.
                 self.apply_secret().await?;

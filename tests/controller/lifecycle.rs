@@ -654,3 +654,64 @@ async fn the_operator_as_its_own_process_fills_the_printer_columns() {
     assert!(row[5].starts_with("20"), "NEXT is a timestamp: {table}");
     drop(lines);
 }
+
+#[tokio::test]
+async fn schedules_rotate_at_their_local_time_and_bad_ones_are_explained() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(
+        c,
+        apikey(
+            "weekly",
+            json!({"schedule": "0 3 * * 1", "timeZone": "Europe/Berlin"}),
+            json!({}),
+        ),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let ak = wait(apikeys.clone(), "weekly", ready).await;
+    let next: jiff::Timestamp = ak
+        .status
+        .unwrap()
+        .next_rotation_time
+        .unwrap()
+        .parse()
+        .unwrap();
+    let local = next.to_zoned(jiff::tz::TimeZone::get("Europe/Berlin").unwrap());
+    assert_eq!(
+        (local.weekday(), local.hour(), local.minute()),
+        (jiff::civil::Weekday::Monday, 3, 0),
+        "{local}"
+    );
+
+    create::<ApiKey>(c, apikey("typo", json!({"schedule": "0 3 * *"}), json!({}))).await;
+    let bad = wait(apikeys.clone(), "typo", |a: Option<&ApiKey>| {
+        a.and_then(|a| condition(a, "Ready"))
+            .is_some_and(|(_, r)| r == "InvalidSpec")
+    })
+    .await;
+    let message = bad
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message;
+    assert!(message.contains("use 5-field cron"), "{message}");
+    create::<ApiKey>(
+        c,
+        apikey(
+            "nowhere",
+            json!({"schedule": "0 3 * * 1", "timeZone": "Mars/Olympus"}),
+            json!({}),
+        ),
+    )
+    .await;
+    wait(apikeys, "nowhere", |a: Option<&ApiKey>| {
+        a.and_then(|a| condition(a, "Ready"))
+            .is_some_and(|(_, r)| r == "InvalidSpec")
+    })
+    .await;
+}

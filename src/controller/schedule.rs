@@ -1,0 +1,126 @@
+//! When the next rotation is due: `rotation.every` after the current key was issued (with
+//! the per-uid jitter), or the next `rotation.schedule` occurrence in `rotation.timeZone`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use croner::Cron;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+use super::rotation;
+use crate::api::apikey::Rotation;
+
+#[derive(Clone, Debug)]
+pub enum Cadence {
+    Every(Duration),
+    Schedule { cron: Box<Cron>, zone: TimeZone },
+}
+
+impl Cadence {
+    /// The cadence a spec asks for, or why it is invalid (an InvalidSpec message).
+    pub fn from_spec(r: &Rotation) -> Result<Cadence, String> {
+        match (&r.every, &r.schedule) {
+            (Some(every), None) => Ok(Cadence::Every(every.to_std()?)),
+            (None, Some(schedule)) => {
+                let fields = schedule.split_whitespace().count();
+                if fields != 5 {
+                    return Err(format!(
+                        "rotation.schedule {schedule:?} has {fields} fields; use 5-field cron (minute hour day-of-month month day-of-week), e.g. \"0 3 * * 1\""
+                    ));
+                }
+                let cron = Cron::from_str(schedule).map_err(|e| {
+                    format!("rotation.schedule {schedule:?} is not valid cron: {e}")
+                })?;
+                let name = r.time_zone.as_deref().unwrap_or("UTC");
+                let zone = TimeZone::get(name).map_err(|_| {
+                    format!(
+                        "rotation.timeZone {name:?} is not an IANA time zone, e.g. Europe/Berlin"
+                    )
+                })?;
+                Ok(Cadence::Schedule {
+                    cron: Box::new(cron),
+                    zone,
+                })
+            }
+            _ => Err("set exactly one of rotation.every or rotation.schedule".into()),
+        }
+    }
+
+    /// The rotation interval, where there is one (for the default overlap).
+    pub fn every(&self) -> Option<Duration> {
+        match self {
+            Cadence::Every(d) => Some(*d),
+            Cadence::Schedule { .. } => None,
+        }
+    }
+
+    /// When a key issued at `issued_at` is due for rotation.
+    pub fn next_after(&self, issued_at: Timestamp, uid: &str) -> Option<Timestamp> {
+        match self {
+            Cadence::Every(every) => {
+                let wait = *every + rotation::jitter(uid, *every);
+                issued_at
+                    .checked_add(jiff::SignedDuration::try_from(wait).ok()?)
+                    .ok()
+            }
+            Cadence::Schedule { cron, zone } => cron
+                .find_next_occurrence(&issued_at.to_zoned(zone.clone()), false)
+                .ok()
+                .map(|z| z.timestamp()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::duration::GoDuration;
+
+    fn rotation(every: Option<&str>, schedule: Option<&str>, tz: Option<&str>) -> Rotation {
+        Rotation {
+            every: every.map(GoDuration::new),
+            schedule: schedule.map(String::from),
+            time_zone: tz.map(String::from),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn schedules_follow_their_time_zone() {
+        let c =
+            Cadence::from_spec(&rotation(None, Some("0 3 * * 1"), Some("Europe/Berlin"))).unwrap();
+        // Wednesday 2026-11-25 12:00 UTC → Monday 2026-11-30 03:00 in Berlin (02:00 UTC).
+        let issued: Timestamp = "2026-11-25T12:00:00Z".parse().unwrap();
+        assert_eq!(
+            c.next_after(issued, "u").unwrap().to_string(),
+            "2026-11-30T02:00:00Z"
+        );
+        let utc = Cadence::from_spec(&rotation(None, Some("0 3 * * 1"), None)).unwrap();
+        assert_eq!(
+            utc.next_after(issued, "u").unwrap().to_string(),
+            "2026-11-30T03:00:00Z"
+        );
+        assert_eq!(utc.every(), None);
+    }
+
+    #[test]
+    fn every_adds_the_jitter() {
+        let c = Cadence::from_spec(&rotation(Some("720h"), None, None)).unwrap();
+        let issued: Timestamp = "2026-11-25T12:00:00Z".parse().unwrap();
+        let next = c.next_after(issued, "uid-1").unwrap();
+        let late = next.as_second() - issued.as_second() - 720 * 3600;
+        assert!((0..=3600).contains(&late), "{late}");
+    }
+
+    #[test]
+    fn bad_schedules_say_what_to_write() {
+        let six = Cadence::from_spec(&rotation(None, Some("0 0 3 * * 1"), None)).unwrap_err();
+        assert!(six.contains("5-field cron"), "{six}");
+        let bad = Cadence::from_spec(&rotation(None, Some("61 3 * * 1"), None)).unwrap_err();
+        assert!(bad.contains("not valid cron"), "{bad}");
+        let tz = Cadence::from_spec(&rotation(None, Some("0 3 * * 1"), Some("Mars/Olympus")))
+            .unwrap_err();
+        assert!(tz.contains("not an IANA time zone"), "{tz}");
+    }
+}
