@@ -460,9 +460,8 @@ impl<'a> Shell<'a> {
         format!("apikey.dev/{}", self.ak.name_any())
     }
 
-    /// Every consumer workload, with whether it carries the current fingerprint and
-    /// whether its rollout of that template is complete.
-    async fn consumers(&self) -> Result<Vec<(ConsumerKind, String, bool, bool)>, Error> {
+    /// Every consumer workload and where its rollout of the current key stands.
+    async fn consumers(&self) -> Result<Vec<Workload>, Error> {
         let Some(fp) = self
             .status
             .current_key
@@ -481,27 +480,42 @@ impl<'a> Shell<'a> {
                 (None, None) => continue,
             };
             macro_rules! collect {
-                ($k:ty, $done:expr) => {{
+                ($k:ty, $done:expr, $blocked:expr) => {{
                     for w in Api::<$k>::namespaced(client.clone(), &self.ns)
                         .list(&lp)
                         .await?
                         .items
                     {
-                        let carries = w
-                            .spec
-                            .as_ref()
-                            .and_then(|s| s.template.metadata.as_ref())
+                        let template = w.spec.as_ref().map(|s| &s.template);
+                        let carries = template
+                            .and_then(|t| t.metadata.as_ref())
                             .and_then(|m| m.annotations.as_ref())
                             .and_then(|a| a.get(&key))
                             == Some(&fp);
-                        out.push((c.kind, w.name_any(), carries, carries && $done(&w)));
+                        let grace = template
+                            .and_then(|t| t.spec.as_ref())
+                            .and_then(|s| s.termination_grace_period_seconds)
+                            .unwrap_or(30);
+                        let done = carries && $done(&w);
+                        out.push(Workload {
+                            kind: c.kind,
+                            name: w.name_any(),
+                            carries,
+                            done,
+                            blocked: if carries && !done { $blocked(&w) } else { None },
+                            grace_seconds: grace,
+                        });
                     }
                 }};
             }
             match c.kind {
-                ConsumerKind::Deployment => collect!(Deployment, deployment_done),
-                ConsumerKind::StatefulSet => collect!(StatefulSet, statefulset_done),
-                ConsumerKind::DaemonSet => collect!(DaemonSet, daemonset_done),
+                ConsumerKind::Deployment => {
+                    collect!(Deployment, deployment_done, deployment_blocked)
+                }
+                ConsumerKind::StatefulSet => {
+                    collect!(StatefulSet, statefulset_done, statefulset_blocked)
+                }
+                ConsumerKind::DaemonSet => collect!(DaemonSet, daemonset_done, daemonset_blocked),
             }
         }
         Ok(out)
@@ -509,11 +523,14 @@ impl<'a> Shell<'a> {
 
     async fn rollout_state(&self) -> Result<Rollout, Error> {
         let consumers = self.consumers().await?;
-        if consumers.iter().any(|(_, _, carries, _)| !carries) {
+        if consumers.iter().any(|w| !w.carries) {
             return Ok(Rollout::NotStarted);
         }
-        if consumers.iter().all(|(_, _, _, done)| *done) {
+        if consumers.iter().all(|w| w.done) {
             return Ok(Rollout::Done);
+        }
+        if consumers.iter().any(|w| w.blocked.is_some()) {
+            return Ok(Rollout::Blocked);
         }
         let timeout = self
             .ak
@@ -837,7 +854,13 @@ impl<'a> Shell<'a> {
                     .map(|k| k.fingerprint.clone())
                     .unwrap_or_default();
                 let patch = json!({"spec": {"template": {"metadata": {"annotations": {self.rollout_annotation(): fp}}}}});
-                for (kind, name, carries, _) in self.consumers().await? {
+                for Workload {
+                    kind,
+                    name,
+                    carries,
+                    ..
+                } in self.consumers().await?
+                {
                     if carries {
                         continue;
                     }
@@ -873,39 +896,87 @@ impl<'a> Shell<'a> {
             }
             Step::RolloutStuck => {
                 self.record_consumers().await?;
+                let blocked = self.status.consumers.iter().any(|c| {
+                    c.message
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with("paused") || m.starts_with("updateStrategy"))
+                });
                 let waiting: Vec<String> = self
                     .status
                     .consumers
                     .iter()
                     .filter(|c| !c.rolled_out)
-                    .map(|c| format!("{:?}/{}", c.kind, c.name))
+                    .map(|c| {
+                        format!(
+                            "{:?}/{} ({})",
+                            c.kind,
+                            c.name,
+                            c.message.as_deref().unwrap_or("rolling")
+                        )
+                    })
                     .collect();
-                let msg = format!(
-                    "rollout not complete after {}: {}; both keys stay valid",
-                    self.ak.spec.rollout_timeout.0,
-                    waiting.join(", ")
-                );
-                set_condition(
-                    &mut self.status.conditions,
-                    "Rotating",
-                    false,
-                    "RolloutTimeout",
-                    &msg,
-                    self.ak.meta().generation,
-                );
-                let mut obj = self.ak.clone();
-                obj.status = Some(self.status.clone());
-                let api: Api<ApiKey> = Api::namespaced(self.ctx.client.clone(), &self.ns);
-                let written = api
-                    .replace_status(&self.ak.name_any(), &PostParams::default(), &obj)
-                    .await?;
-                self.ctx.wrote(&written);
-                self.event(EventType::Warning, "RolloutTimeout", msg).await;
+                let (reason, msg) = if blocked {
+                    (
+                        "ConsumerBlocked",
+                        format!(
+                            "consumers will not roll out by themselves: {}; both keys stay valid",
+                            waiting.join(", ")
+                        ),
+                    )
+                } else {
+                    (
+                        "RolloutTimeout",
+                        format!(
+                            "rollout not complete after {}: {}; both keys stay valid",
+                            self.ak.spec.rollout_timeout.0,
+                            waiting.join(", ")
+                        ),
+                    )
+                };
+                let changed = !self
+                    .status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Rotating" && c.reason == reason && c.message == msg);
+                if changed {
+                    set_condition(
+                        &mut self.status.conditions,
+                        "Rotating",
+                        false,
+                        reason,
+                        &msg,
+                        self.ak.meta().generation,
+                    );
+                    let mut obj = self.ak.clone();
+                    obj.status = Some(self.status.clone());
+                    let api: Api<ApiKey> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+                    let written = api
+                        .replace_status(&self.ak.name_any(), &PostParams::default(), &obj)
+                        .await?;
+                    self.ctx.wrote(&written);
+                    self.event(EventType::Warning, reason, msg).await;
+                }
                 Ok(Action::requeue(Duration::from_secs(30)))
             }
             Step::StartOverlap { revoke_after } => {
                 if let Some(p) = self.status.previous_key.as_mut() {
                     p.revoke_after = Some(ts(revoke_after));
+                }
+                // Terminating pods keep the old key until their grace period ends.
+                let grace = self
+                    .consumers()
+                    .await?
+                    .iter()
+                    .map(|w| w.grace_seconds)
+                    .max()
+                    .unwrap_or(0);
+                if (grace as u64) > self.overlap.as_secs() {
+                    let note = format!(
+                        "overlap {:?} is shorter than the consumers' terminationGracePeriodSeconds ({grace}s): terminating pods may still use the previous key when it is revoked",
+                        self.overlap
+                    );
+                    self.event(EventType::Warning, "OverlapShorterThanGracePeriod", note)
+                        .await;
                 }
                 self.record_consumers().await?;
                 self.write_status(Phase::Overlapping).await?;
@@ -988,11 +1059,15 @@ impl<'a> Shell<'a> {
             .consumers()
             .await?
             .into_iter()
-            .map(|(kind, name, _, done)| ConsumerStatus {
-                kind,
-                name,
-                rolled_out: done,
-                message: (!done).then(|| "rolling out the current key".to_string()),
+            .map(|w| ConsumerStatus {
+                kind: w.kind,
+                name: w.name,
+                rolled_out: w.done,
+                message: match (w.done, w.blocked) {
+                    (true, _) => None,
+                    (false, Some(why)) => Some(why.to_string()),
+                    (false, None) => Some("rolling out the current key".to_string()),
+                },
             })
             .collect();
         let changed = now_state != self.status.consumers;
@@ -1129,6 +1204,46 @@ fn daemonset_done(d: &DaemonSet) -> bool {
     s.observed_generation >= d.metadata.generation
         && s.updated_number_scheduled.unwrap_or(0) == s.desired_number_scheduled
         && s.number_available.unwrap_or(0) == s.desired_number_scheduled
+}
+
+/// A consumer workload as the rollout sees it.
+struct Workload {
+    kind: ConsumerKind,
+    name: String,
+    /// Its pod template carries the current key's fingerprint.
+    carries: bool,
+    done: bool,
+    /// Why it will not roll by itself (paused, OnDelete), if so.
+    blocked: Option<&'static str>,
+    grace_seconds: i64,
+}
+
+fn deployment_blocked(d: &Deployment) -> Option<&'static str> {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.paused)
+        .unwrap_or(false)
+        .then_some("paused: resume it (kubectl rollout resume) to roll out the new key")
+}
+
+const ON_DELETE: &str = "updateStrategy OnDelete: delete its pods to pick up the new key";
+
+fn statefulset_blocked(s: &StatefulSet) -> Option<&'static str> {
+    let strategy = s
+        .spec
+        .as_ref()
+        .and_then(|s| s.update_strategy.as_ref())
+        .and_then(|u| u.type_.as_deref());
+    (strategy == Some("OnDelete")).then_some(ON_DELETE)
+}
+
+fn daemonset_blocked(d: &DaemonSet) -> Option<&'static str> {
+    let strategy = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.update_strategy.as_ref())
+        .and_then(|u| u.type_.as_deref());
+    (strategy == Some("OnDelete")).then_some(ON_DELETE)
 }
 
 fn set_condition(

@@ -68,6 +68,9 @@ pub enum Rollout {
     InProgress,
     /// Patched longer ago than `rolloutTimeout` and still not done.
     TimedOut,
+    /// A consumer will not roll by itself (a paused Deployment, an OnDelete update
+    /// strategy): reported at once instead of waiting for the timeout.
+    Blocked,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,7 +218,7 @@ pub fn decide(o: &Observed) -> Step {
             Rollout::InProgress => Step::WaitForRollout {
                 recheck_at: after(o.now, ROLLOUT_RECHECK),
             },
-            Rollout::TimedOut => Step::RolloutStuck,
+            Rollout::TimedOut | Rollout::Blocked => Step::RolloutStuck,
             Rollout::Done => match prev.revoke_after {
                 None => Step::StartOverlap {
                     revoke_after: after(o.now, o.overlap),
@@ -398,7 +401,12 @@ mod tests {
 
     #[test]
     fn the_old_key_is_never_revoked_before_rollout_and_overlap() {
-        for rollout in [Rollout::NotStarted, Rollout::InProgress, Rollout::TimedOut] {
+        for rollout in [
+            Rollout::NotStarted,
+            Rollout::InProgress,
+            Rollout::TimedOut,
+            Rollout::Blocked,
+        ] {
             let o = Observed {
                 now: t(10_000),
                 rollout,

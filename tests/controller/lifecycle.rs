@@ -715,3 +715,88 @@ async fn schedules_rotate_at_their_local_time_and_bad_ones_are_explained() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_paused_consumer_blocks_revocation_with_its_own_reason() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<Deployment>(c, json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "frozen"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "frozen"}},
+            "template": {"metadata": {"labels": {"app": "frozen"}},
+                "spec": {"terminationGracePeriodSeconds": 60, "containers": [{"name": "app", "image": "example/app:1"}]}}}})).await;
+    create::<ApiKey>(
+        c,
+        apikey(
+            "frozen",
+            json!({"every": "1h", "overlap": "1s"}),
+            json!({"consumers": [{"kind": "Deployment", "name": "frozen"}]}),
+        ),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    wait(apikeys.clone(), "frozen", |a: Option<&ApiKey>| {
+        ready(a)
+            && a.and_then(|a| a.status.as_ref())
+                .is_some_and(|s| s.consumers.iter().all(|c| c.rolled_out))
+    })
+    .await;
+    let deployments: Api<Deployment> = Api::default_namespaced(c.clone());
+    deployments
+        .patch(
+            "frozen",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paused": true}})),
+        )
+        .await
+        .unwrap();
+    apikeys
+        .patch(
+            "frozen",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"apikey.dev/rotate": "now"}}})),
+        )
+        .await
+        .unwrap();
+    let blocked = wait(apikeys.clone(), "frozen", |a: Option<&ApiKey>| {
+        a.and_then(|a| condition(a, "Rotating"))
+            .is_some_and(|(_, r)| r == "ConsumerBlocked")
+    })
+    .await;
+    let status = blocked.status.unwrap();
+    assert!(
+        status.previous_key.is_some(),
+        "the old key stays valid while a consumer cannot roll"
+    );
+    assert!(
+        status.consumers[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("paused")
+    );
+    deployments
+        .patch(
+            "frozen",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paused": false}})),
+        )
+        .await
+        .unwrap();
+    wait(apikeys, "frozen", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .is_some_and(|s| s.previous_key.is_none() && s.rotation_count == 2)
+    })
+    .await;
+    let events = Api::<k8s_openapi::api::core::v1::Event>::default_namespaced(c.clone())
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("OverlapShorterThanGracePeriod")),
+        "a 1s overlap under a 60s grace period is warned about"
+    );
+}
