@@ -21,6 +21,9 @@ enum Command {
         /// Kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
+        /// At most this many ApiKeys roll out their consumers at the same time.
+        #[arg(long, default_value_t = 5)]
+        max_concurrent_rollouts: usize,
     },
     /// Print the CRDs of the apikey.dev API as YAML (or write one file per CRD).
     Crds {
@@ -66,7 +69,18 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Dev(args) => dev(args).await,
         Command::Crds { dir } => crds(dir),
-        Command::Run { kubeconfig } => run(kubeconfig).await,
+        Command::Run {
+            kubeconfig,
+            max_concurrent_rollouts,
+        } => {
+            run(
+                kubeconfig,
+                apikey_operator::controller::Settings {
+                    max_concurrent_rollouts,
+                },
+            )
+            .await
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -102,7 +116,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot connect to the dev cluster: {e}"))?;
         install_crds(&client).await?;
-        tokio::spawn(apikey_operator::controller::run(client));
+        tokio::spawn(apikey_operator::controller::run(client, Default::default()));
         let _ = writeln!(
             out,
             "apikey-operator running; try: kubectl apply -f examples/basic && kubectl get ak -w"
@@ -131,7 +145,10 @@ async fn install_crds(client: &kube::Client) -> Result<(), String> {
     Ok(())
 }
 
-async fn run(kubeconfig: Option<PathBuf>) -> Result<(), String> {
+async fn run(
+    kubeconfig: Option<PathBuf>,
+    settings: apikey_operator::controller::Settings,
+) -> Result<(), String> {
     let config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(&path)
@@ -147,7 +164,7 @@ async fn run(kubeconfig: Option<PathBuf>) -> Result<(), String> {
     let client =
         kube::Client::try_from(config).map_err(|e| format!("cannot build a client: {e}"))?;
     tracing::info!("apikey-operator running");
-    apikey_operator::controller::run(client).await;
+    apikey_operator::controller::run(client, settings).await;
     Ok(())
 }
 

@@ -23,8 +23,23 @@ use crate::api::apikey::{ApiKey, ConsumerKind, IssuerKind};
 use crate::api::issuer::{ClusterKeyIssuer, KeyIssuer};
 use reconcile::{Context, error_policy, reconcile};
 
+/// Operator-wide settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// At most this many ApiKeys roll out their consumers at the same time.
+    pub max_concurrent_rollouts: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_concurrent_rollouts: 5,
+        }
+    }
+}
+
 /// Runs the controller until the process is told to stop.
-pub async fn run(client: Client) {
+pub async fn run(client: Client, settings: Settings) {
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -32,7 +47,11 @@ pub async fn run(client: Client) {
             instance: std::env::var("POD_NAME").ok(),
         },
     );
-    let ctx = Arc::new(Context::new(client.clone(), recorder));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        recorder,
+        settings.max_concurrent_rollouts,
+    ));
     let apikeys: Api<ApiKey> = Api::all(client.clone());
     let controller = Controller::new(apikeys, watcher::Config::default());
     let cache = controller.store();

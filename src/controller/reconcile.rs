@@ -38,6 +38,10 @@ const HISTORY_LIMIT: usize = 10;
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
+    /// At most this many ApiKeys roll their consumers at once (restart storms hurt).
+    max_rollouts: usize,
+    /// The ApiKeys whose consumers are rolling now.
+    rolling: Mutex<std::collections::HashSet<String>>,
     /// The resourceVersion of our last status write per ApiKey: a cached object older than
     /// that is a stale view, and acting on it could repeat a step.
     last_written: Mutex<HashMap<String, u64>>,
@@ -45,10 +49,12 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, recorder: Recorder) -> Self {
+    pub fn new(client: Client, recorder: Recorder, max_rollouts: usize) -> Self {
         Context {
             client,
             recorder,
+            max_rollouts: max_rollouts.max(1),
+            rolling: Mutex::default(),
             last_written: Mutex::default(),
             failures: Mutex::default(),
         }
@@ -138,6 +144,10 @@ async fn run(ak: &ApiKey, ctx: &Context) -> Result<Action, Error> {
     }
     let mut shell = Shell::load(ak, ctx).await?;
     let observed = shell.observe().await?;
+    if observed.rollout != Rollout::NotStarted && observed.rollout != Rollout::InProgress {
+        // Done, stuck or blocked: this ApiKey no longer holds a rollout slot.
+        ctx.rolling.lock().expect("lock").remove(&uid(ak));
+    }
     let step = rotation::decide(&observed);
     tracing::debug!(apikey = %ak.name_any(), ?step, "next step");
     shell.act(step, &observed).await
@@ -847,6 +857,45 @@ impl<'a> Shell<'a> {
                 Ok(soon)
             }
             Step::RollOut => {
+                let admitted = {
+                    let mut rolling = self.ctx.rolling.lock().expect("lock");
+                    let me = uid(self.ak);
+                    if rolling.contains(&me) || rolling.len() < self.ctx.max_rollouts {
+                        rolling.insert(me);
+                        true
+                    } else {
+                        false
+                    }
+                };
+                if !admitted {
+                    let msg = format!(
+                        "waiting for a rollout slot (at most {} at once)",
+                        self.ctx.max_rollouts
+                    );
+                    if !self
+                        .status
+                        .conditions
+                        .iter()
+                        .any(|c| c.type_ == "Rotating" && c.reason == "RolloutQueued")
+                    {
+                        set_condition(
+                            &mut self.status.conditions,
+                            "Rotating",
+                            true,
+                            "RolloutQueued",
+                            &msg,
+                            self.ak.meta().generation,
+                        );
+                        let mut obj = self.ak.clone();
+                        obj.status = Some(self.status.clone());
+                        let api: Api<ApiKey> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+                        let written = api
+                            .replace_status(&self.ak.name_any(), &PostParams::default(), &obj)
+                            .await?;
+                        self.ctx.wrote(&written);
+                    }
+                    return Ok(Action::requeue(Duration::from_secs(2)));
+                }
                 let fp = self
                     .status
                     .current_key

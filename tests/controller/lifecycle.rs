@@ -29,6 +29,10 @@ impl Drop for Operator {
 }
 
 async fn operator() -> Operator {
+    operator_with(Default::default()).await
+}
+
+async fn operator_with(settings: apikey_operator::controller::Settings) -> Operator {
     let t = cluster().await;
     let crds: Api<CustomResourceDefinition> = Api::all(t.client.clone());
     for crd in api::crds() {
@@ -36,7 +40,7 @@ async fn operator() -> Operator {
         crds.create(&PostParams::default(), &crd).await.unwrap();
         wait(crds.clone(), &name, conditions::is_crd_established()).await;
     }
-    let task = tokio::spawn(apikey_operator::controller::run(t.client.clone()));
+    let task = tokio::spawn(apikey_operator::controller::run(t.client.clone(), settings));
     Operator { t, task }
 }
 
@@ -799,4 +803,77 @@ async fn a_paused_consumer_blocks_revocation_with_its_own_reason() {
             .any(|e| e.reason.as_deref() == Some("OverlapShorterThanGracePeriod")),
         "a 1s overlap under a 60s grace period is warned about"
     );
+}
+
+#[tokio::test]
+async fn rollouts_are_throttled_across_apikeys() {
+    use apikey_operator::devcluster::WorkloadKind;
+    let op = operator_with(apikey_operator::controller::Settings {
+        max_concurrent_rollouts: 1,
+    })
+    .await;
+    let c = &op.t.client;
+    issuer(c).await;
+    deployment(c, "first").await;
+    deployment(c, "second").await;
+    let deployments: Api<Deployment> = Api::default_namespaced(c.clone());
+    for name in ["first", "second"] {
+        wait(deployments.clone(), name, |d: Option<&Deployment>| {
+            d.and_then(|d| d.status.as_ref())
+                .and_then(|s| s.available_replicas)
+                == Some(2)
+        })
+        .await;
+    }
+    op.t.cluster
+        .hold_rollout(WorkloadKind::Deployment, "default", "first");
+    create::<ApiKey>(
+        c,
+        apikey(
+            "first",
+            json!({"every": "1h"}),
+            json!({"consumers": [{"kind": "Deployment", "name": "first"}]}),
+        ),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    wait(apikeys.clone(), "first", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref()).and_then(|s| s.phase) == Some(Phase::RollingOut)
+    })
+    .await;
+    create::<ApiKey>(
+        c,
+        apikey(
+            "second",
+            json!({"every": "1h"}),
+            json!({"consumers": [{"kind": "Deployment", "name": "second"}]}),
+        ),
+    )
+    .await;
+    wait(apikeys.clone(), "second", |a: Option<&ApiKey>| {
+        a.and_then(|a| condition(a, "Rotating"))
+            .is_some_and(|(_, r)| r == "RolloutQueued")
+    })
+    .await;
+    let second = deployments.get("second").await.unwrap();
+    let annotations = second
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap_or_default();
+    assert!(
+        !annotations.contains_key("apikey.dev/second"),
+        "not patched while the slot is taken"
+    );
+    op.t.cluster
+        .release_rollout(WorkloadKind::Deployment, "default", "first");
+    wait(apikeys, "second", |a: Option<&ApiKey>| {
+        ready(a)
+            && a.and_then(|a| a.status.as_ref())
+                .is_some_and(|s| s.consumers.iter().all(|c| c.rolled_out))
+    })
+    .await;
 }
