@@ -77,6 +77,7 @@ async fn main() -> std::process::ExitCode {
                 kubeconfig,
                 apikey_operator::controller::Settings {
                     max_concurrent_rollouts,
+                    ..Default::default()
                 },
             )
             .await

@@ -1,6 +1,7 @@
 //! The ApiKey controller: `rotation::decide` is the functional core, `reconcile` the
 //! shell that observes and acts, and `run` wires the watches.
 
+pub mod clock;
 pub mod error;
 pub mod reconcile;
 pub mod rotation;
@@ -28,12 +29,15 @@ use reconcile::{Context, error_policy, reconcile};
 pub struct Settings {
     /// At most this many ApiKeys roll out their consumers at the same time.
     pub max_concurrent_rollouts: usize,
+    /// What "now" is (tests move it forward).
+    pub clock: Arc<clock::Clock>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             max_concurrent_rollouts: 5,
+            clock: Arc::default(),
         }
     }
 }
@@ -47,10 +51,12 @@ pub async fn run(client: Client, settings: Settings) {
             instance: std::env::var("POD_NAME").ok(),
         },
     );
+    let ticks = settings.clock.ticks();
     let ctx = Arc::new(Context::new(
         client.clone(),
         recorder,
         settings.max_concurrent_rollouts,
+        settings.clock,
     ));
     let apikeys: Api<ApiKey> = Api::all(client.clone());
     let controller = Controller::new(apikeys, watcher::Config::default());
@@ -96,6 +102,7 @@ pub async fn run(client: Client, settings: Settings) {
         .watches_stream(consumer_events::<DaemonSet>(&client), move |w| {
             consumers_of(&ds_cache, ConsumerKind::DaemonSet, &w)
         })
+        .reconcile_all_on(ticks)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

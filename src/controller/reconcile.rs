@@ -16,6 +16,7 @@ use kube::{Client, Resource, ResourceExt};
 use secrecy::SecretString;
 use serde_json::json;
 
+use super::clock::Clock;
 use super::error::{Error, backoff};
 use super::rotation::{
     self, Deletion, HeldKey, Observed, Pending, Previous, Rollout, Step, Trigger,
@@ -42,6 +43,7 @@ pub struct Context {
     max_rollouts: usize,
     /// The ApiKeys whose consumers are rolling now.
     rolling: Mutex<std::collections::HashSet<String>>,
+    clock: Arc<Clock>,
     /// The resourceVersion of our last status write per ApiKey: a cached object older than
     /// that is a stale view, and acting on it could repeat a step.
     last_written: Mutex<HashMap<String, u64>>,
@@ -49,12 +51,13 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, recorder: Recorder, max_rollouts: usize) -> Self {
+    pub fn new(client: Client, recorder: Recorder, max_rollouts: usize, clock: Arc<Clock>) -> Self {
         Context {
             client,
             recorder,
             max_rollouts: max_rollouts.max(1),
             rolling: Mutex::default(),
+            clock,
             last_written: Mutex::default(),
             failures: Mutex::default(),
         }
@@ -84,10 +87,6 @@ impl Context {
 
 fn uid(ak: &ApiKey) -> String {
     ak.uid().unwrap_or_default()
-}
-
-fn now() -> Timestamp {
-    Timestamp::now()
 }
 
 fn ts(t: Timestamp) -> String {
@@ -221,6 +220,10 @@ pub(crate) fn selector_matches(
 }
 
 impl<'a> Shell<'a> {
+    fn now(&self) -> Timestamp {
+        self.ctx.clock.now()
+    }
+
     async fn load(ak: &'a ApiKey, ctx: &'a Context) -> Result<Shell<'a>, Error> {
         let ns = ak.namespace().unwrap_or_default();
         let rotation = &ak.spec.rotation;
@@ -351,7 +354,8 @@ impl<'a> Shell<'a> {
             id: k.id.clone(),
             rotation: k.rotation,
             minted_for: k.minted_for.clone(),
-            issued_at: parse_ts(&k.issued_at).unwrap_or_else(now),
+            // Status timestamps are ours; an unreadable one counts as long ago.
+            issued_at: parse_ts(&k.issued_at).unwrap_or(Timestamp::UNIX_EPOCH),
             expires_at: k.expires_at.as_deref().and_then(parse_ts),
         }
     }
@@ -433,7 +437,7 @@ impl<'a> Shell<'a> {
             .as_ref()
             .and_then(|c| self.cadence.next_after(c.issued_at, &uid(self.ak)));
         Ok(Observed {
-            now: now(),
+            now: self.now(),
             key_spec: self.key_spec.clone(),
             suspended: self.ak.spec.suspend,
             deletion,
@@ -550,7 +554,7 @@ impl<'a> Shell<'a> {
             .map_err(Error::InvalidSpec)?;
         let started = self.status.rollout_started_at.as_deref().and_then(parse_ts);
         Ok(match started {
-            Some(t) if now() >= after(t, timeout) => Rollout::TimedOut,
+            Some(t) if self.now() >= after(t, timeout) => Rollout::TimedOut,
             _ => Rollout::InProgress,
         })
     }
@@ -578,6 +582,7 @@ impl<'a> Shell<'a> {
             &reason,
             &message,
             generation,
+            self.ctx.clock.now(),
         );
         if let Some(k) = &self.status.current_key {
             let msg = format!("key {} ({}) is distributed", k.id, k.fingerprint);
@@ -588,6 +593,7 @@ impl<'a> Shell<'a> {
                 "KeyDistributed",
                 &msg,
                 generation,
+                self.ctx.clock.now(),
             );
         }
         let mut obj = self.ak.clone();
@@ -680,7 +686,7 @@ impl<'a> Shell<'a> {
                 self.status.pending_key = Some(PendingKey {
                     rotation,
                     attempt,
-                    started_at: ts(now()),
+                    started_at: ts(self.now()),
                     id: None,
                     fingerprint: None,
                     issuer,
@@ -739,6 +745,7 @@ impl<'a> Shell<'a> {
                     scopes: self.ak.spec.scopes.clone(),
                     key_type: self.ak.spec.key_type,
                     expires_after,
+                    now: self.now(),
                 };
                 let minted = issuer.mint(&req).await?;
                 // Durable before anything depends on it.
@@ -764,7 +771,7 @@ impl<'a> Shell<'a> {
                     .take()
                     .expect("decide promotes only a pending key");
                 let id = p.id.clone().expect("a stored pending key has an id");
-                let issued = now();
+                let issued = self.now();
                 let new = KeyStatus {
                     id: id.clone(),
                     fingerprint: p.fingerprint.clone().unwrap_or_default(),
@@ -826,7 +833,7 @@ impl<'a> Shell<'a> {
                         id: p.id.clone().unwrap_or_default(),
                         fingerprint: p.fingerprint.clone().unwrap_or_default(),
                         issued_at: p.started_at.clone(),
-                        revoked_at: Some(ts(now())),
+                        revoked_at: Some(ts(self.now())),
                         reason: "Abandoned".into(),
                     },
                 );
@@ -885,6 +892,7 @@ impl<'a> Shell<'a> {
                             "RolloutQueued",
                             &msg,
                             self.ak.meta().generation,
+                            self.ctx.clock.now(),
                         );
                         let mut obj = self.ak.clone();
                         obj.status = Some(self.status.clone());
@@ -932,7 +940,7 @@ impl<'a> Shell<'a> {
                             .map(|_| ()),
                     }?;
                 }
-                self.status.rollout_started_at = Some(ts(now()));
+                self.status.rollout_started_at = Some(ts(self.now()));
                 self.record_consumers().await?;
                 self.write_status(Phase::RollingOut).await?;
                 Ok(Action::requeue(Duration::from_secs(10)))
@@ -941,7 +949,7 @@ impl<'a> Shell<'a> {
                 if self.record_consumers().await? {
                     self.write_status(Phase::RollingOut).await?;
                 }
-                Ok(Action::requeue(until(recheck_at)))
+                Ok(Action::requeue(until(recheck_at, self.now())))
             }
             Step::RolloutStuck => {
                 self.record_consumers().await?;
@@ -995,6 +1003,7 @@ impl<'a> Shell<'a> {
                         reason,
                         &msg,
                         self.ak.meta().generation,
+                        self.ctx.clock.now(),
                     );
                     let mut obj = self.ak.clone();
                     obj.status = Some(self.status.clone());
@@ -1029,7 +1038,7 @@ impl<'a> Shell<'a> {
                 }
                 self.record_consumers().await?;
                 self.write_status(Phase::Overlapping).await?;
-                Ok(Action::requeue(until(revoke_after)))
+                Ok(Action::requeue(until(revoke_after, self.now())))
             }
             Step::RevokePrevious => {
                 let prev = self
@@ -1065,7 +1074,7 @@ impl<'a> Shell<'a> {
                         id: prev.id.clone(),
                         fingerprint: prev.fingerprint.clone(),
                         issued_at: prev.issued_at.clone(),
-                        revoked_at: Some(ts(now())),
+                        revoked_at: Some(ts(self.now())),
                         reason: reason.into(),
                     },
                 );
@@ -1096,7 +1105,9 @@ impl<'a> Shell<'a> {
                 if stale || consumers_changed {
                     self.write_status(phase).await?;
                 }
-                Ok(wake_at.map_or(Action::await_change(), |t| Action::requeue(until(t))))
+                Ok(wake_at.map_or(Action::await_change(), |t| {
+                    Action::requeue(until(t, self.now()))
+                }))
             }
             Step::Finalize => self.finalize(o).await,
         }
@@ -1187,8 +1198,8 @@ impl<'a> Shell<'a> {
     }
 }
 
-fn until(t: Timestamp) -> Duration {
-    let secs = (t.as_millisecond() - now().as_millisecond()).max(0) as u64;
+fn until(t: Timestamp, now: Timestamp) -> Duration {
+    let secs = (t.as_millisecond() - now.as_millisecond()).max(0) as u64;
     Duration::from_millis(secs).max(Duration::from_millis(50))
 }
 
@@ -1302,13 +1313,14 @@ fn set_condition(
     reason: &str,
     message: &str,
     generation: Option<i64>,
+    now: Timestamp,
 ) {
     let status = if status { "True" } else { "False" }.to_string();
     let transition = conditions
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
         .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| Time(now()));
+        .unwrap_or(Time(now));
     conditions.retain(|c| c.type_ != type_);
     conditions.push(Condition {
         type_: type_.into(),
@@ -1337,6 +1349,7 @@ async fn report_failure(ak: &ApiKey, ctx: &Context, e: &Error) {
         e.reason(),
         &message,
         ak.meta().generation,
+        ctx.clock.now(),
     );
     status.phase = phase;
     status.observed_generation = ak.meta().generation;

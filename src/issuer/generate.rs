@@ -58,7 +58,7 @@ impl Issuer for Generate {
             let expires_at = req
                 .expires_after
                 .and_then(|d| jiff::SignedDuration::try_from(d).ok())
-                .and_then(|d| jiff::Timestamp::now().checked_add(d).ok());
+                .and_then(|d| req.now.checked_add(d).ok());
             Ok(MintedKey {
                 id: format!("gen-{id}"),
                 secret: SecretString::from(key),
@@ -85,6 +85,7 @@ mod tests {
             scopes: vec![],
             key_type: crate::api::apikey::KeyType::Secret,
             expires_after: None,
+            now: jiff::Timestamp::now(),
         }
     }
 

@@ -17,6 +17,8 @@ pub struct MintRequest {
     pub scopes: Vec<String>,
     pub key_type: KeyType,
     pub expires_after: Option<std::time::Duration>,
+    /// The controller's now (its clock may be a test's), for the key's expiry.
+    pub now: Timestamp,
 }
 
 pub struct MintedKey {

@@ -810,6 +810,7 @@ async fn rollouts_are_throttled_across_apikeys() {
     use apikey_operator::devcluster::WorkloadKind;
     let op = operator_with(apikey_operator::controller::Settings {
         max_concurrent_rollouts: 1,
+        ..Default::default()
     })
     .await;
     let c = &op.t.client;
@@ -876,4 +877,56 @@ async fn rollouts_are_throttled_across_apikeys() {
                 .is_some_and(|s| s.consumers.iter().all(|c| c.rolled_out))
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_month_long_cycle_runs_on_the_test_clock() {
+    let clock = std::sync::Arc::new(apikey_operator::controller::clock::Clock::default());
+    let op = operator_with(apikey_operator::controller::Settings {
+        clock: clock.clone(),
+        ..Default::default()
+    })
+    .await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(
+        c,
+        apikey(
+            "monthly",
+            json!({"every": "720h", "overlap": "24h"}),
+            json!({"expiresAfter": "2160h"}),
+        ),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let first = wait(apikeys.clone(), "monthly", ready)
+        .await
+        .status
+        .unwrap();
+    assert_eq!(first.rotation_count, 1);
+    clock.advance(std::time::Duration::from_secs(721 * 3600));
+    let overlapping = wait(apikeys.clone(), "monthly", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref()).is_some_and(|s| {
+            s.previous_key
+                .as_ref()
+                .is_some_and(|p| p.revoke_after.is_some())
+        })
+    })
+    .await;
+    assert_eq!(
+        overlapping.status.as_ref().unwrap().rotation_count,
+        2,
+        "due after 30 days (+ at most 1h jitter)"
+    );
+    clock.advance(std::time::Duration::from_secs(25 * 3600));
+    let done = wait(apikeys, "monthly", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .is_some_and(|s| s.previous_key.is_none() && !s.history.is_empty())
+    })
+    .await;
+    assert_eq!(
+        done.status.unwrap().history[0].id,
+        first.current_key.unwrap().id,
+        "the old key went after the 24h overlap"
+    );
 }
