@@ -607,12 +607,21 @@ impl<'a> Shell<'a> {
         Ok(())
     }
 
+    /// Publishes an event. kube's Recorder folds repeats of (type, reason, action) into a
+    /// series that keeps the first note, so events about a particular rotation carry its
+    /// number in the action and stay distinct; repeated failures still aggregate.
     async fn event(&self, type_: EventType, reason: &str, note: String) {
+        let rotation = self
+            .status
+            .pending_key
+            .as_ref()
+            .map(|p| p.rotation)
+            .unwrap_or(self.status.rotation_count);
         let ev = Event {
             type_,
             reason: reason.into(),
             note: Some(note),
-            action: reason.into(),
+            action: format!("{reason}/{rotation}"),
             secondary: None,
         };
         if let Err(e) = self

@@ -930,3 +930,135 @@ async fn a_month_long_cycle_runs_on_the_test_clock() {
         "the old key went after the 24h overlap"
     );
 }
+
+#[tokio::test]
+async fn store_failures_are_reported_and_recovered_from() {
+    use apikey_operator::devcluster::Fault;
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    // The state Secret cannot be created: the minted key has nowhere durable to go.
+    op.t.cluster
+        .inject(Fault::on("create", "secrets").status(500));
+    create::<ApiKey>(c, apikey("flaky", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let failing = wait(apikeys.clone(), "flaky", |a: Option<&ApiKey>| {
+        a.and_then(|a| condition(a, "Ready"))
+            .is_some_and(|(_, r)| r == "StoreUnavailable")
+    })
+    .await;
+    assert!(
+        failing.status.unwrap().current_key.is_none(),
+        "nothing is distributed before it is stored"
+    );
+    op.t.cluster.clear_faults();
+    let ak = wait(apikeys, "flaky", ready).await;
+    assert_eq!(ak.status.unwrap().rotation_count, 1);
+}
+
+#[tokio::test]
+async fn key_spec_changes_rotate_but_secret_template_changes_only_rerender() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(
+        c,
+        apikey("shape", json!({"every": "1h", "overlap": "1s"}), json!({})),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let first = wait(apikeys.clone(), "shape", ready)
+        .await
+        .status
+        .unwrap()
+        .current_key
+        .unwrap();
+    apikeys
+        .patch("shape", &PatchParams::default(), &Patch::Merge(json!({"spec": {"secret": {"currentKeyField": "token", "labels": {"team": "billing"}}}})))
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    let rerendered = wait(secrets.clone(), "shape", |s: Option<&Secret>| {
+        s.is_some_and(|s| data(s, "token").is_some())
+    })
+    .await;
+    assert_eq!(
+        data(&rerendered, "api-key-id").unwrap(),
+        first.id,
+        "same key, new shape: nothing minted"
+    );
+    assert!(
+        data(&rerendered, "api-key").is_none(),
+        "the old field name is gone"
+    );
+    assert_eq!(rerendered.labels()["team"], "billing");
+    apikeys
+        .patch(
+            "shape",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"scopes": ["widgets:read", "widgets:write"]}})),
+        )
+        .await
+        .unwrap();
+    let rotated = wait(apikeys, "shape", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .is_some_and(|s| s.rotation_count == 2 && s.previous_key.is_none())
+    })
+    .await;
+    let events = Api::<k8s_openapi::api::core::v1::Event>::default_namespaced(c.clone())
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(events.items.iter().any(|e| {
+        e.message
+            .as_deref()
+            .is_some_and(|m| m.contains("reason SpecChanged"))
+    }));
+    assert_ne!(rotated.status.unwrap().current_key.unwrap().id, first.id);
+}
+
+#[tokio::test]
+async fn keys_rotate_before_they_expire() {
+    let clock = std::sync::Arc::new(apikey_operator::controller::clock::Clock::default());
+    let op = operator_with(apikey_operator::controller::Settings {
+        clock: clock.clone(),
+        ..Default::default()
+    })
+    .await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(
+        c,
+        apikey(
+            "short",
+            json!({"every": "720h", "overlap": "1h"}),
+            json!({"expiresAfter": "100h"}),
+        ),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let first = wait(apikeys.clone(), "short", ready)
+        .await
+        .status
+        .unwrap()
+        .current_key
+        .unwrap();
+    assert!(first.expires_at.is_some());
+    clock.advance(std::time::Duration::from_secs(91 * 3600));
+    wait(apikeys, "short", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .is_some_and(|s| s.rotation_count == 2)
+    })
+    .await;
+    let events = Api::<k8s_openapi::api::core::v1::Event>::default_namespaced(c.clone())
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(
+        events.items.iter().any(|e| e
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("reason Expiring"))),
+        "within 10% of its lifetime"
+    );
+}
