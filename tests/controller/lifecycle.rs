@@ -1062,3 +1062,79 @@ async fn keys_rotate_before_they_expire() {
         "within 10% of its lifetime"
     );
 }
+
+#[tokio::test]
+async fn cluster_issuers_serve_only_the_namespaces_they_select() {
+    let op = operator().await;
+    let c = &op.t.client;
+    Api::<apikey_operator::api::issuer::ClusterKeyIssuer>::all(c.clone())
+        .create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "apikey.dev/v1alpha1",
+            "kind": "ClusterKeyIssuer", "metadata": {"name": "shared"},
+            "spec": {"generate": {"length": 24}, "namespaceSelector": {"matchLabels": {"apikeys": "allowed"}}}})).unwrap())
+        .await
+        .unwrap();
+    let k = Kubectl::new(&op.t.cluster.kubeconfig());
+    k.ok(&["create", "namespace", "team-a"]).await;
+    k.ok(&["label", "namespace", "team-a", "apikeys=allowed"])
+        .await;
+    let shared = json!({"name": "shared", "kind": "ClusterKeyIssuer"});
+    for ns in ["default", "team-a"] {
+        let mut obj = apikey("k", json!({"every": "1h"}), json!({"issuerRef": shared}));
+        obj["metadata"]["namespace"] = json!(ns);
+        Api::<ApiKey>::namespaced(c.clone(), ns)
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(obj).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let refused = wait(
+        Api::<ApiKey>::namespaced(c.clone(), "default"),
+        "k",
+        |a: Option<&ApiKey>| {
+            a.and_then(|a| condition(a, "Ready"))
+                .is_some_and(|(_, r)| r == "NotAllowed")
+        },
+    )
+    .await;
+    let message = refused
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("does not allow namespace \"default\""),
+        "{message}"
+    );
+    wait(Api::<ApiKey>::namespaced(c.clone(), "team-a"), "k", ready).await;
+}
+
+#[tokio::test]
+async fn zero_replica_consumers_complete_at_once() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<Deployment>(c, json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "idle", "labels": {"app": "idle"}},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "idle"}},
+            "template": {"metadata": {"labels": {"app": "idle"}}, "spec": {"containers": [{"name": "app", "image": "example/app:1"}]}}}})).await;
+    create::<ApiKey>(c, apikey("idle", json!({"every": "1h"}), json!({"consumers": [{"kind": "Deployment", "selector": {"matchLabels": {"app": "idle"}}}]}))).await;
+    let ak = wait(
+        Api::<ApiKey>::default_namespaced(c.clone()),
+        "idle",
+        |a: Option<&ApiKey>| {
+            ready(a)
+                && a.and_then(|a| a.status.as_ref())
+                    .is_some_and(|s| s.consumers.len() == 1 && s.consumers[0].rolled_out)
+        },
+    )
+    .await;
+    assert_eq!(
+        ak.status.unwrap().consumers[0].name,
+        "idle",
+        "found by its selector"
+    );
+}
