@@ -596,6 +596,12 @@ impl<'a> Shell<'a> {
                 self.ctx.clock.now(),
             );
         }
+        self.put_status().await
+    }
+
+    /// Replaces status with `self.status`, guarded by the resourceVersion this reconcile
+    /// read (a concurrent write makes it a 409 and the reconcile starts over).
+    async fn put_status(&mut self) -> Result<(), Error> {
         let mut obj = self.ak.clone();
         obj.status = Some(self.status.clone());
         obj.metadata.managed_fields = None;
@@ -605,6 +611,11 @@ impl<'a> Shell<'a> {
             .await?;
         self.ctx.wrote(&written);
         Ok(())
+    }
+
+    fn record_history(&mut self, entry: HistoryEntry) {
+        self.status.history.insert(0, entry);
+        self.status.history.truncate(HISTORY_LIMIT);
     }
 
     /// Publishes an event. kube's Recorder folds repeats of (type, reason, action) into a
@@ -835,18 +846,14 @@ impl<'a> Shell<'a> {
                     self.store.delete(id).await?;
                 }
                 // Recorded even without an id: the attempt's idempotency key is spent.
-                self.status.history.insert(
-                    0,
-                    HistoryEntry {
-                        rotation: p.rotation,
-                        id: p.id.clone().unwrap_or_default(),
-                        fingerprint: p.fingerprint.clone().unwrap_or_default(),
-                        issued_at: p.started_at.clone(),
-                        revoked_at: Some(ts(self.now())),
-                        reason: "Abandoned".into(),
-                    },
-                );
-                self.status.history.truncate(HISTORY_LIMIT);
+                self.record_history(HistoryEntry {
+                    rotation: p.rotation,
+                    id: p.id.clone().unwrap_or_default(),
+                    fingerprint: p.fingerprint.clone().unwrap_or_default(),
+                    issued_at: p.started_at.clone(),
+                    revoked_at: Some(ts(self.now())),
+                    reason: "Abandoned".into(),
+                });
                 self.write_status(Phase::Ready).await?;
                 self.event(
                     EventType::Normal,
@@ -903,13 +910,7 @@ impl<'a> Shell<'a> {
                             self.ak.meta().generation,
                             self.ctx.clock.now(),
                         );
-                        let mut obj = self.ak.clone();
-                        obj.status = Some(self.status.clone());
-                        let api: Api<ApiKey> = Api::namespaced(self.ctx.client.clone(), &self.ns);
-                        let written = api
-                            .replace_status(&self.ak.name_any(), &PostParams::default(), &obj)
-                            .await?;
-                        self.ctx.wrote(&written);
+                        self.put_status().await?;
                     }
                     return Ok(Action::requeue(Duration::from_secs(2)));
                 }
@@ -1014,13 +1015,7 @@ impl<'a> Shell<'a> {
                         self.ak.meta().generation,
                         self.ctx.clock.now(),
                     );
-                    let mut obj = self.ak.clone();
-                    obj.status = Some(self.status.clone());
-                    let api: Api<ApiKey> = Api::namespaced(self.ctx.client.clone(), &self.ns);
-                    let written = api
-                        .replace_status(&self.ak.name_any(), &PostParams::default(), &obj)
-                        .await?;
-                    self.ctx.wrote(&written);
+                    self.put_status().await?;
                     self.event(EventType::Warning, reason, msg).await;
                 }
                 Ok(Action::requeue(Duration::from_secs(30)))
@@ -1076,18 +1071,14 @@ impl<'a> Shell<'a> {
                         .get_or_insert_with(Default::default)
                         .revoke_previous = self.annotation(annotations::REVOKE_PREVIOUS);
                 }
-                self.status.history.insert(
-                    0,
-                    HistoryEntry {
-                        rotation: prev.rotation,
-                        id: prev.id.clone(),
-                        fingerprint: prev.fingerprint.clone(),
-                        issued_at: prev.issued_at.clone(),
-                        revoked_at: Some(ts(self.now())),
-                        reason: reason.into(),
-                    },
-                );
-                self.status.history.truncate(HISTORY_LIMIT);
+                self.record_history(HistoryEntry {
+                    rotation: prev.rotation,
+                    id: prev.id.clone(),
+                    fingerprint: prev.fingerprint.clone(),
+                    issued_at: prev.issued_at.clone(),
+                    revoked_at: Some(ts(self.now())),
+                    reason: reason.into(),
+                });
                 self.write_status(Phase::Ready).await?;
                 self.event(
                     EventType::Normal,
