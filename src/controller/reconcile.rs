@@ -180,6 +180,8 @@ struct Shell<'a> {
     store: KubernetesStore,
     secrets: Api<Secret>,
     cadence: Cadence,
+    /// Keys found in a Secret left by a deleted predecessor (for `Step::Adopt`).
+    found: Option<secret::Found>,
     overlap: Duration,
     key_spec: String,
 }
@@ -262,6 +264,7 @@ impl<'a> Shell<'a> {
             cadence,
             overlap,
             key_spec,
+            found: None,
         })
     }
 
@@ -420,17 +423,20 @@ impl<'a> Shell<'a> {
         };
         let current = s.current_key.as_ref().map(Self::held);
         let secret_name = secret::secret_name(self.ak);
-        let secret_in_sync = match (
-            self.secrets.get_opt(&secret_name).await?,
-            self.desired_secret().await?,
-        ) {
-            (Some(actual), _) if !secret::may_manage(self.ak, &actual) => {
-                return Err(Error::SecretConflict(secret_name));
-            }
-            (Some(actual), Some(desired)) => secret::in_sync(&desired, &actual),
+        let actual = self.secrets.get_opt(&secret_name).await?;
+        if let Some(a) = &actual
+            && !secret::may_manage(self.ak, a)
+        {
+            return Err(Error::SecretConflict(secret_name));
+        }
+        let secret_in_sync = match (&actual, self.desired_secret().await?) {
+            (Some(actual), Some(desired)) => secret::in_sync(&desired, actual),
             (None, Some(_)) => false,
             (_, None) => true,
         };
+        if s.current_key.is_none() && s.pending_key.is_none() {
+            self.found = actual.as_ref().and_then(|a| secret::held_keys(self.ak, a));
+        }
         let rollout = self.rollout_state().await?;
         let handled = s.handled_requests.clone().unwrap_or_default();
         let scheduled_at = current
@@ -465,6 +471,7 @@ impl<'a> Shell<'a> {
                 handled.revoke_previous.as_ref(),
             ),
             secret_in_sync,
+            adoptable: self.found.is_some(),
             rollout,
             overlap: self.overlap,
         })
@@ -665,6 +672,57 @@ impl<'a> Shell<'a> {
     async fn act(&mut self, step: Step, o: &Observed) -> Result<Action, Error> {
         let soon = Action::requeue(Duration::from_secs(30));
         match step {
+            Step::Adopt => {
+                let found = self.found.take().expect("decide adopts only found keys");
+                let issuer = self.spec_issuer().await?;
+                let issued = found.created.unwrap_or_else(|| self.now());
+                let adopt = |id: String, material: &SecretString, rotation: u64| KeyStatus {
+                    fingerprint: issuer::fingerprint(material),
+                    id,
+                    issued_at: ts(issued),
+                    expires_at: None,
+                    rotation,
+                    issuer: issuer.clone(),
+                    store: None,
+                    revoke_after: None,
+                    last_used_at: None,
+                    minted_for: self.key_spec.clone(),
+                    emergency: false,
+                };
+                self.store.put(&found.current.0, &found.current.1).await?;
+                let mut previous = None;
+                if let Some((id, material)) = &found.previous {
+                    // The predecessor was mid-overlap: finish it (roll out, overlap, revoke).
+                    self.store.put(id, material).await?;
+                    previous = Some(adopt(id.clone(), material, 1));
+                }
+                let rotation = if previous.is_some() { 2 } else { 1 };
+                let current = adopt(found.current.0.clone(), &found.current.1, rotation);
+                let id = current.id.clone();
+                self.status.current_key = Some(current);
+                self.status.previous_key = previous;
+                self.status.rotation_count = rotation;
+                self.status.last_rotation_time = Some(ts(issued));
+                self.status.next_rotation_time =
+                    self.cadence.next_after(issued, &uid(self.ak)).map(ts);
+                self.apply_secret().await?;
+                let phase = if self.status.previous_key.is_some() {
+                    Phase::RollingOut
+                } else {
+                    Phase::Ready
+                };
+                self.write_status(phase).await?;
+                self.event(
+                    EventType::Normal,
+                    "Adopted",
+                    format!(
+                        "continuing with key {id} found in Secret {:?}",
+                        secret::secret_name(self.ak)
+                    ),
+                )
+                .await;
+                Ok(Action::requeue(Duration::ZERO))
+            }
             Step::AcknowledgeRevokePrevious => {
                 self.status
                     .handled_requests

@@ -104,12 +104,18 @@ pub struct Observed {
     pub revoke_previous_requested: bool,
     /// The consumer Secret holds exactly what status says (current, and previous if any).
     pub secret_in_sync: bool,
+    /// No key in status, but the Secret this ApiKey may manage (left by a deleted
+    /// predecessor with deletionPolicy Retain) holds a key: continue with it.
+    pub adoptable: bool,
     pub rollout: Rollout,
     pub overlap: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
+    /// Take over the key a deleted predecessor left in the Secret instead of minting
+    /// another (which would leave that one valid and unreferenced).
+    Adopt,
     /// Record the intent (pendingKey) before anything external happens.
     BeginRotation {
         rotation: u64,
@@ -198,6 +204,9 @@ pub fn decide(o: &Observed) -> Step {
         };
     }
     let Some(current) = &o.current else {
+        if o.adoptable {
+            return Step::Adopt;
+        }
         return Step::BeginRotation {
             rotation: o.rotation_count + 1,
             attempt: o.abandoned_attempts + 1,
@@ -308,6 +317,7 @@ mod tests {
             emergency_requested: false,
             revoke_previous_requested: false,
             secret_in_sync: true,
+            adoptable: false,
             rollout: Rollout::Done,
             overlap: Duration::from_secs(60),
         }
@@ -353,6 +363,17 @@ mod tests {
                 trigger: Trigger::Initial
             }
         );
+    }
+
+    #[test]
+    fn a_recreated_apikey_adopts_the_key_it_finds() {
+        let o = Observed {
+            current: None,
+            rotation_count: 0,
+            adoptable: true,
+            ..steady()
+        };
+        assert_eq!(decide(&o), Step::Adopt);
     }
 
     #[test]

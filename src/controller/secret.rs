@@ -79,6 +79,33 @@ pub fn in_sync(desired: &Secret, actual: &Secret) -> bool {
         && contains(&desired.metadata.annotations, &actual.metadata.annotations)
 }
 
+/// Keys a Secret offers: the current one and, during an overlap, the previous one, with
+/// when the Secret was created (the best estimate of when its key was issued).
+pub struct Found {
+    pub current: (String, SecretString),
+    pub previous: Option<(String, SecretString)>,
+    pub created: Option<jiff::Timestamp>,
+}
+
+/// The keys in a Secret laid out as this ApiKey's template says, if it holds any.
+pub fn held_keys(ak: &ApiKey, s: &Secret) -> Option<Found> {
+    let t = &ak.spec.secret;
+    let data = s.data.as_ref()?;
+    let text = |k: &str| {
+        data.get(k)
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let pair = |id_field: &str, key_field: &str| {
+        Some((text(id_field)?, SecretString::from(text(key_field)?)))
+    };
+    Some(Found {
+        current: pair(&t.key_id_field, &t.current_key_field)?,
+        previous: pair(&t.previous_key_id_field, &t.previous_key_field),
+        created: s.metadata.creation_timestamp.as_ref().map(|t| t.0),
+    })
+}
+
 /// Who may write this Secret: a Secret of ours, or one a deleted ApiKey of the same name
 /// left behind (its owner is gone), which a re-created ApiKey adopts.
 pub fn may_manage(ak: &ApiKey, actual: &Secret) -> bool {

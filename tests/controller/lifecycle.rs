@@ -401,7 +401,9 @@ async fn deletion_policies_retain_or_revoke() {
     wait_deleted(secrets.clone(), "gone").await;
     wait_deleted(secrets, "gone-apikey-state").await;
 
-    // A re-created ApiKey of the same name adopts the Secret it left behind.
+    // A re-created ApiKey of the same name adopts the Secret it left behind and continues
+    // with its key: minting another would leave that one valid and unreferenced.
+    let left_behind = data(&kept, "api-key-id").unwrap();
     create::<ApiKey>(c, apikey("kept", json!({"every": "1h"}), json!({}))).await;
     let adopted = wait(apikeys, "kept", ready).await;
     let secret = Api::<Secret>::default_namespaced(c.clone())
@@ -409,6 +411,13 @@ async fn deletion_policies_retain_or_revoke() {
         .await
         .unwrap();
     assert_eq!(secret.owner_references()[0].uid, adopted.uid().unwrap());
+    let status = adopted.status.unwrap();
+    assert_eq!(
+        status.current_key.unwrap().id,
+        left_behind,
+        "the same key, not a new one"
+    );
+    assert_eq!(data(&secret, "api-key-id").unwrap(), left_behind);
 }
 
 #[tokio::test]
