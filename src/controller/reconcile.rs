@@ -620,6 +620,22 @@ impl<'a> Shell<'a> {
         Ok(())
     }
 
+    /// A new current key is in status: record its rotation, put it in the Secret, then
+    /// write status — Secret first, so status never claims a key the pods cannot have.
+    async fn distribute(&mut self, rotation: u64, issued: Timestamp) -> Result<(), Error> {
+        self.status.rotation_count = rotation;
+        self.status.last_rotation_time = Some(ts(issued));
+        self.status.next_rotation_time = self.cadence.next_after(issued, &uid(self.ak)).map(ts);
+        self.status.rollout_started_at = None;
+        self.apply_secret().await?;
+        let phase = if self.status.previous_key.is_some() {
+            Phase::RollingOut
+        } else {
+            Phase::Ready
+        };
+        self.write_status(phase).await
+    }
+
     fn record_history(&mut self, entry: HistoryEntry) {
         self.status.history.insert(0, entry);
         self.status.history.truncate(HISTORY_LIMIT);
@@ -701,17 +717,7 @@ impl<'a> Shell<'a> {
                 let id = current.id.clone();
                 self.status.current_key = Some(current);
                 self.status.previous_key = previous;
-                self.status.rotation_count = rotation;
-                self.status.last_rotation_time = Some(ts(issued));
-                self.status.next_rotation_time =
-                    self.cadence.next_after(issued, &uid(self.ak)).map(ts);
-                self.apply_secret().await?;
-                let phase = if self.status.previous_key.is_some() {
-                    Phase::RollingOut
-                } else {
-                    Phase::Ready
-                };
-                self.write_status(phase).await?;
+                self.distribute(rotation, issued).await?;
                 self.event(
                     EventType::Normal,
                     "Adopted",
@@ -869,19 +875,7 @@ impl<'a> Shell<'a> {
                     old
                 });
                 self.status.current_key = Some(new);
-                self.status.rotation_count = p.rotation;
-                self.status.last_rotation_time = Some(ts(issued));
-                self.status.next_rotation_time =
-                    self.cadence.next_after(issued, &uid(self.ak)).map(ts);
-                self.status.rollout_started_at = None;
-                // Secret first: status then never claims a key the pods cannot have.
-                self.apply_secret().await?;
-                let phase = if self.status.previous_key.is_some() {
-                    Phase::RollingOut
-                } else {
-                    Phase::Ready
-                };
-                self.write_status(phase).await?;
+                self.distribute(p.rotation, issued).await?;
                 self.event(
                     EventType::Normal,
                     "Distributed",

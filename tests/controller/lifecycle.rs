@@ -32,6 +32,20 @@ async fn operator() -> Operator {
     operator_with(Default::default()).await
 }
 
+/// An operator whose clock the test moves (`clock.advance`).
+async fn operator_on_test_clock() -> (
+    Operator,
+    std::sync::Arc<apikey_operator::controller::clock::Clock>,
+) {
+    let clock = std::sync::Arc::new(apikey_operator::controller::clock::Clock::default());
+    let op = operator_with(apikey_operator::controller::Settings {
+        clock: clock.clone(),
+        ..Default::default()
+    })
+    .await;
+    (op, clock)
+}
+
 async fn operator_with(settings: apikey_operator::controller::Settings) -> Operator {
     let t = cluster().await;
     let crds: Api<CustomResourceDefinition> = Api::all(t.client.clone());
@@ -890,12 +904,7 @@ async fn rollouts_are_throttled_across_apikeys() {
 
 #[tokio::test]
 async fn a_month_long_cycle_runs_on_the_test_clock() {
-    let clock = std::sync::Arc::new(apikey_operator::controller::clock::Clock::default());
-    let op = operator_with(apikey_operator::controller::Settings {
-        clock: clock.clone(),
-        ..Default::default()
-    })
-    .await;
+    let (op, clock) = operator_on_test_clock().await;
     let c = &op.t.client;
     issuer(c).await;
     create::<ApiKey>(
@@ -1028,12 +1037,7 @@ async fn key_spec_changes_rotate_but_secret_template_changes_only_rerender() {
 
 #[tokio::test]
 async fn keys_rotate_before_they_expire() {
-    let clock = std::sync::Arc::new(apikey_operator::controller::clock::Clock::default());
-    let op = operator_with(apikey_operator::controller::Settings {
-        clock: clock.clone(),
-        ..Default::default()
-    })
-    .await;
+    let (op, clock) = operator_on_test_clock().await;
     let c = &op.t.client;
     issuer(c).await;
     create::<ApiKey>(
