@@ -237,6 +237,9 @@ pub struct ApiKeyStatus {
     pub pending_key: Option<PendingKey>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumers: Vec<ConsumerStatus>,
+    /// The last rotation attempt abandoned: its idempotency key is never used again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_abandoned: Option<AttemptRef>,
     /// When consumers were last patched with the current key (for rolloutTimeout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_started_at: Option<String>,
@@ -250,7 +253,6 @@ pub struct ApiKeyStatus {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     Issuing,
-    Storing,
     Distributing,
     RollingOut,
     Overlapping,
@@ -324,6 +326,12 @@ pub struct PendingKey {
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AttemptRef {
+    pub rotation: u64,
+    pub attempt: u32,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -21,7 +21,9 @@ pub enum Error {
         "Secret {0:?} exists and is not managed by this ApiKey; rename spec.secret.name or delete that Secret"
     )]
     SecretConflict(String),
-    #[error("the pending key's material is missing from the store")]
+    #[error(
+        "a key recorded in status has no material in the store; trigger a rotation (apikey.dev/rotate annotation) to mint a replacement"
+    )]
     MaterialLost,
     #[error("Kubernetes API error: {0}")]
     Kube(#[from] kube::Error),

@@ -18,9 +18,7 @@ use serde_json::json;
 
 use super::clock::Clock;
 use super::error::{Error, backoff};
-use super::rotation::{
-    self, Deletion, HeldKey, Observed, Pending, Previous, Rollout, Step, Trigger,
-};
+use super::rotation::{self, HeldKey, Observed, Pending, Previous, Rollout, Step, Trigger};
 use super::schedule::Cadence;
 use super::secret::{self, Held};
 use crate::api::apikey::{
@@ -113,14 +111,19 @@ pub async fn reconcile(ak: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, Err
             ctx.failures.lock().expect("lock").remove(&uid(&ak));
         }
         Err(e) if e.is_conflict() => {}
-        Err(e) => report_failure(&ak, &ctx, e).await,
+        Err(e) => {
+            // A failing ApiKey must not keep a rollout slot others wait for.
+            ctx.rolling.lock().expect("lock").remove(&uid(&ak));
+            report_failure(&ak, &ctx, e).await
+        }
     }
     result
 }
 
 pub fn error_policy(ak: Arc<ApiKey>, e: &Error, ctx: Arc<Context>) -> Action {
     if e.is_conflict() {
-        return Action::requeue(Duration::from_millis(100));
+        // Another write won; the watch brings the newer object. Do not hammer the issuer.
+        return Action::requeue(Duration::from_secs(1));
     }
     if e.waits_for_change() {
         // Watches on issuers and Secrets wake the ApiKey; this is only a safety net.
@@ -141,7 +144,13 @@ async fn run(ak: &ApiKey, ctx: &Context) -> Result<Action, Error> {
     if deleting && !ak.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
-    let mut shell = Shell::load(ak, ctx).await?;
+    if deleting {
+        // Deletion needs only what status recorded: it must never wait on observing a
+        // world (a conflicting Secret, an invalid spec) the user is deleting it to escape.
+        ctx.rolling.lock().expect("lock").remove(&uid(ak));
+        return Shell::load(ak, ctx, true).await?.finalize().await;
+    }
+    let mut shell = Shell::load(ak, ctx, false).await?;
     let observed = shell.observe().await?;
     if observed.rollout != Rollout::NotStarted && observed.rollout != Rollout::InProgress {
         // Done, stuck or blocked: this ApiKey no longer holds a rollout slot.
@@ -163,12 +172,14 @@ async fn add_finalizer(ak: &ApiKey, ctx: &Context) -> Result<(), Error> {
                {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
     })
     .expect("static patch");
-    api.patch(
-        &ak.name_any(),
-        &PatchParams::default(),
-        &Patch::Json::<()>(patch),
-    )
-    .await?;
+    let written = api
+        .patch(
+            &ak.name_any(),
+            &PatchParams::default(),
+            &Patch::Json::<()>(patch),
+        )
+        .await?;
+    ctx.wrote(&written);
     Ok(())
 }
 
@@ -187,15 +198,8 @@ struct Shell<'a> {
 }
 
 fn glob_match(pattern: &str, value: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == value,
-        Some((prefix, rest)) => {
-            value.starts_with(prefix)
-                && (rest.is_empty()
-                    || (0..=value.len() - prefix.len())
-                        .any(|i| glob_match(rest, &value[prefix.len() + i..])))
-        }
-    }
+    let re = format!("^{}$", regex::escape(pattern).replace(r"\*", ".*"));
+    regex::Regex::new(&re).is_ok_and(|r| r.is_match(value))
 }
 
 pub(crate) fn selector_matches(
@@ -226,15 +230,22 @@ impl<'a> Shell<'a> {
         self.ctx.clock.now()
     }
 
-    async fn load(ak: &'a ApiKey, ctx: &'a Context) -> Result<Shell<'a>, Error> {
+    /// `deleting`: the spec's rotation and store settings are not needed, so invalid ones
+    /// must not block finalization.
+    async fn load(ak: &'a ApiKey, ctx: &'a Context, deleting: bool) -> Result<Shell<'a>, Error> {
         let ns = ak.namespace().unwrap_or_default();
         let rotation = &ak.spec.rotation;
-        let cadence = Cadence::from_spec(rotation).map_err(Error::InvalidSpec)?;
-        let overlap = match &rotation.overlap {
-            Some(o) => o.to_std().map_err(Error::InvalidSpec)?,
-            None => rotation::default_overlap(cadence.every()),
+        let cadence = match Cadence::from_spec(rotation) {
+            Ok(c) => c,
+            Err(_) if deleting => Cadence::Every(Duration::from_secs(3600)),
+            Err(e) => return Err(Error::InvalidSpec(e)),
         };
-        if ak.spec.store_ref.is_some() {
+        let overlap = match rotation.overlap.as_ref().map(|o| o.to_std()) {
+            Some(Ok(o)) => o,
+            Some(Err(e)) if !deleting => return Err(Error::InvalidSpec(e)),
+            _ => rotation::default_overlap(cadence.every()),
+        };
+        if ak.spec.store_ref.is_some() && !deleting {
             return Err(Error::InvalidSpec(
                 "storeRef (Vault, AWS Secrets Manager) is not supported by this release yet; remove it to keep keys in Kubernetes".into(),
             ));
@@ -399,14 +410,6 @@ impl<'a> Shell<'a> {
 
     async fn observe(&mut self) -> Result<Observed, Error> {
         let s = &self.status;
-        let deletion = match (
-            self.ak.meta().deletion_timestamp.is_some(),
-            self.ak.spec.deletion_policy,
-        ) {
-            (false, _) => Deletion::None,
-            (true, DeletionPolicy::Retain) => Deletion::Retain,
-            (true, DeletionPolicy::Revoke) => Deletion::Revoke,
-        };
         let pending = match &s.pending_key {
             Some(p) => Some(Pending {
                 rotation: p.rotation,
@@ -430,12 +433,16 @@ impl<'a> Shell<'a> {
             return Err(Error::SecretConflict(secret_name));
         }
         let secret_in_sync = match (&actual, self.desired_secret().await?) {
-            (Some(actual), Some(desired)) => secret::in_sync(&desired, actual),
+            (Some(actual), Some(desired)) => secret::in_sync(self.ak, &desired, actual),
             (None, Some(_)) => false,
             (_, None) => true,
         };
         if s.current_key.is_none() && s.pending_key.is_none() {
-            self.found = actual.as_ref().and_then(|a| secret::held_keys(self.ak, a));
+            let gone = |id: &str| s.history.iter().any(|h| h.id == id);
+            self.found = actual
+                .as_ref()
+                .and_then(|a| secret::held_keys(self.ak, a))
+                .filter(|f| !gone(&f.current.0));
         }
         let rollout = self.rollout_state().await?;
         let handled = s.handled_requests.clone().unwrap_or_default();
@@ -446,7 +453,6 @@ impl<'a> Shell<'a> {
             now: self.now(),
             key_spec: self.key_spec.clone(),
             suspended: self.ak.spec.suspend,
-            deletion,
             previous: s.previous_key.as_ref().map(|p| Previous {
                 key: Self::held(p),
                 revoke_after: p.revoke_after.as_deref().and_then(parse_ts),
@@ -456,10 +462,10 @@ impl<'a> Shell<'a> {
             pending,
             rotation_count: s.rotation_count,
             abandoned_attempts: s
-                .history
-                .iter()
-                .filter(|h| h.rotation == s.rotation_count + 1 && h.reason == "Abandoned")
-                .count() as u32,
+                .last_abandoned
+                .as_ref()
+                .filter(|a| a.rotation == s.rotation_count + 1)
+                .map_or(0, |a| a.attempt),
             scheduled_at,
             rotate_requested: self.requested(annotations::ROTATE, handled.rotate.as_ref()),
             emergency_requested: self.requested(
@@ -497,7 +503,7 @@ impl<'a> Shell<'a> {
         for c in &self.ak.spec.consumers {
             let lp = match (&c.name, &c.selector) {
                 (Some(n), _) => ListParams::default().fields(&format!("metadata.name={n}")),
-                (None, Some(sel)) => ListParams::default().labels(&selector_string(sel)),
+                (None, Some(sel)) => ListParams::default().labels(&selector_string(sel)?),
                 (None, None) => continue,
             };
             macro_rules! collect {
@@ -591,7 +597,13 @@ impl<'a> Shell<'a> {
             generation,
             self.ctx.clock.now(),
         );
-        if let Some(k) = &self.status.current_key {
+        // While Distributing, status names a key the Secret may not hold yet.
+        if let Some(k) = self
+            .status
+            .current_key
+            .as_ref()
+            .filter(|_| phase != Phase::Distributing)
+        {
             let msg = format!("key {} ({}) is distributed", k.id, k.fingerprint);
             set_condition(
                 &mut self.status.conditions,
@@ -627,13 +639,37 @@ impl<'a> Shell<'a> {
         self.status.last_rotation_time = Some(ts(issued));
         self.status.next_rotation_time = self.cadence.next_after(issued, &uid(self.ak)).map(ts);
         self.status.rollout_started_at = None;
-        self.apply_secret().await?;
         let phase = if self.status.previous_key.is_some() {
             Phase::RollingOut
         } else {
             Phase::Ready
         };
+        // Status first: once it names the new key nothing can abandon (revoke) that key,
+        // and a failure before the Secret is written is repaired by RestoreSecret. Ready
+        // only moves to the new key once the Secret holds it.
+        self.write_status(Phase::Distributing).await?;
+        self.apply_secret().await?;
         self.write_status(phase).await
+    }
+
+    /// Removes store entries status no longer references (left by a failure between a
+    /// status write and the store cleanup that follows it).
+    async fn sweep_store(&mut self) -> Result<(), Error> {
+        let referenced: Vec<String> = [
+            self.status.current_key.as_ref(),
+            self.status.previous_key.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|k| k.id.clone())
+        .chain(self.status.pending_key.as_ref().and_then(|p| p.id.clone()))
+        .collect();
+        for id in self.store.ids().await? {
+            if !referenced.contains(&id) {
+                self.store.delete(&id).await?;
+            }
+        }
+        Ok(())
     }
 
     fn record_history(&mut self, entry: HistoryEntry) {
@@ -805,35 +841,16 @@ impl<'a> Shell<'a> {
                 // The spec's issuer must still allow the key; the pending key was recorded for it.
                 self.spec_issuer().await?;
                 let issuer = self.issuer_for(&pending.issuer).await?;
-                let expires_after = self
-                    .ak
-                    .spec
-                    .expires_after
-                    .as_ref()
-                    .map(|d| d.to_std())
-                    .transpose()
-                    .map_err(Error::InvalidSpec)?;
-                let req = MintRequest {
-                    idempotency_key: format!(
-                        "{}-{}-{}",
-                        uid(self.ak),
-                        pending.rotation,
-                        pending.attempt
-                    ),
-                    display_name: self
-                        .ak
-                        .spec
-                        .display_name
-                        .clone()
-                        .unwrap_or_else(|| format!("{}/{}", self.ns, self.ak.name_any())),
-                    scopes: self.ak.spec.scopes.clone(),
-                    key_type: self.ak.spec.key_type,
-                    expires_after,
-                    now: self.now(),
-                };
+                let req = self.mint_request(&pending)?;
                 let minted = issuer.mint(&req).await?;
                 // Durable before anything depends on it.
                 self.store.put(&minted.id, &minted.secret).await?;
+                if let Some(recorded) = pending.id.as_ref().filter(|id| **id != minted.id) {
+                    // The issuer answered the same idempotency key with another key: the one
+                    // recorded must not outlive this rotation.
+                    issuer.revoke(recorded).await?;
+                    self.store.delete(recorded).await?;
+                }
                 let fingerprint = issuer::fingerprint(&minted.secret);
                 let p = self.status.pending_key.as_mut().expect("pending");
                 p.id = Some(minted.id.clone());
@@ -893,11 +910,12 @@ impl<'a> Shell<'a> {
                     .pending_key
                     .take()
                     .expect("decide abandons only a pending key");
-                if let Some(id) = &p.id {
-                    self.issuer_for(&p.issuer).await?.revoke(id).await?;
-                    self.store.delete(id).await?;
-                }
-                // Recorded even without an id: the attempt's idempotency key is spent.
+                self.drop_pending(&p).await?;
+                // The attempt's idempotency key is spent, id or not.
+                self.status.last_abandoned = Some(crate::api::apikey::AttemptRef {
+                    rotation: p.rotation,
+                    attempt: p.attempt,
+                });
                 self.record_history(HistoryEntry {
                     rotation: p.rotation,
                     id: p.id.clone().unwrap_or_default(),
@@ -1008,6 +1026,11 @@ impl<'a> Shell<'a> {
                 Ok(Action::requeue(Duration::from_secs(10)))
             }
             Step::WaitForRollout { recheck_at } => {
+                if self.status.rollout_started_at.is_none() {
+                    // Patched earlier without the start recorded: the timeout counts from now.
+                    self.status.rollout_started_at = Some(ts(self.now()));
+                    self.write_status(Phase::RollingOut).await?;
+                }
                 if self.record_consumers().await? {
                     self.write_status(Phase::RollingOut).await?;
                 }
@@ -1107,9 +1130,6 @@ impl<'a> Shell<'a> {
                     .revoke(&prev.id)
                     .await?;
                 self.status.previous_key = None;
-                // Drop it from the Secret before the store: the Secret renders from the store.
-                self.apply_secret().await?;
-                self.store.delete(&prev.id).await?;
                 let reason = if prev.emergency {
                     "Compromised"
                 } else if o.revoke_previous_requested {
@@ -1131,7 +1151,13 @@ impl<'a> Shell<'a> {
                     revoked_at: Some(ts(self.now())),
                     reason: reason.into(),
                 });
-                self.write_status(Phase::Ready).await?;
+                // Status first: a failure after it leaves a Secret that RestoreSecret repairs
+                // and a store entry the idle sweep removes - never a status naming a key
+                // whose material is gone. The phase stays Revoking until the next (idle)
+                // pass, so Ready means the Secret no longer holds the revoked key.
+                self.write_status(Phase::Revoking).await?;
+                self.apply_secret().await?;
+                self.store.delete(&prev.id).await?;
                 self.event(
                     EventType::Normal,
                     "Revoked",
@@ -1141,18 +1167,22 @@ impl<'a> Shell<'a> {
                 Ok(Action::requeue(Duration::ZERO))
             }
             Step::Idle { wake_at } => {
-                let phase = if self.ak.spec.suspend {
+                let phase = if self.status.previous_key.is_some() {
+                    Phase::Overlapping
+                } else if self.ak.spec.suspend {
                     Phase::Suspended
                 } else {
                     Phase::Ready
                 };
+                // A failure reported earlier is cleared once things work again.
+                let failure_shown = self.status.conditions.iter().any(|c| {
+                    (c.type_ == "Ready" && c.status != "True")
+                        || (c.type_ == "Rotating" && c.status == "False" && c.reason != "Idle")
+                });
                 let stale = self.status.phase != Some(phase)
                     || self.status.observed_generation != self.ak.meta().generation
-                    || !self
-                        .status
-                        .conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True");
+                    || failure_shown;
+                self.sweep_store().await?;
                 let consumers_changed = self.record_consumers().await?;
                 if stale || consumers_changed {
                     self.write_status(phase).await?;
@@ -1161,7 +1191,6 @@ impl<'a> Shell<'a> {
                     Action::requeue(until(t, self.now()))
                 }))
             }
-            Step::Finalize => self.finalize(o).await,
         }
     }
 
@@ -1187,25 +1216,58 @@ impl<'a> Shell<'a> {
         Ok(changed)
     }
 
-    async fn finalize(&mut self, o: &Observed) -> Result<Action, Error> {
+    /// What the issuer is asked for a pending rotation (the same every time: idempotent).
+    fn mint_request(&self, p: &PendingKey) -> Result<MintRequest, Error> {
+        let expires_after = self
+            .ak
+            .spec
+            .expires_after
+            .as_ref()
+            .map(|d| d.to_std())
+            .transpose()
+            .map_err(Error::InvalidSpec)?;
+        Ok(MintRequest {
+            idempotency_key: format!("{}-{}-{}", uid(self.ak), p.rotation, p.attempt),
+            display_name: self
+                .ak
+                .spec
+                .display_name
+                .clone()
+                .unwrap_or_else(|| format!("{}/{}", self.ns, self.ak.name_any())),
+            scopes: self.ak.spec.scopes.clone(),
+            key_type: self.ak.spec.key_type,
+            expires_after,
+            now: self.now(),
+        })
+    }
+
+    /// Revokes a pending key; one whose id was never recorded is minted again with its
+    /// idempotency key (the issuer returns the same key, if it minted one) and revoked.
+    async fn drop_pending(&mut self, p: &PendingKey) -> Result<(), Error> {
+        let issuer = self.issuer_for(&p.issuer).await?;
+        let id = match &p.id {
+            Some(id) => id.clone(),
+            None => issuer.mint(&self.mint_request(p)?).await?.id,
+        };
+        issuer.revoke(&id).await?;
+        self.store.delete(&id).await?;
+        Ok(())
+    }
+
+    async fn finalize(&mut self) -> Result<Action, Error> {
         let name = self.ak.name_any();
-        if o.deletion == Deletion::Revoke {
+        // A pending key will never be promoted: it goes under either policy.
+        if let Some(p) = self.status.pending_key.clone() {
+            self.drop_pending(&p).await?;
+        }
+        if self.ak.spec.deletion_policy == DeletionPolicy::Revoke {
             let held: Vec<(IssuerRecord, String)> = [
-                self.status
-                    .pending_key
-                    .as_ref()
-                    .and_then(|p| p.id.clone().map(|id| (p.issuer.clone(), id))),
-                self.status
-                    .current_key
-                    .as_ref()
-                    .map(|k| (k.issuer.clone(), k.id.clone())),
-                self.status
-                    .previous_key
-                    .as_ref()
-                    .map(|k| (k.issuer.clone(), k.id.clone())),
+                self.status.current_key.as_ref(),
+                self.status.previous_key.as_ref(),
             ]
             .into_iter()
             .flatten()
+            .map(|k| (k.issuer.clone(), k.id.clone()))
             .collect();
             for (record, id) in held {
                 self.issuer_for(&record).await?.revoke(&id).await?;
@@ -1218,17 +1280,22 @@ impl<'a> Shell<'a> {
                 .await;
             }
         } else {
-            // Retain: the Secrets outlive the ApiKey (their keys stay valid).
+            // Retain: the Secrets outlive the ApiKey (their keys stay valid) — but only the
+            // ones it manages are released; a foreign Secret of that name is left alone.
             let release = json!({"metadata": {"ownerReferences": null}});
-            for secret in [
-                secret::secret_name(self.ak),
-                crate::store::kubernetes::state_secret_name(&name),
-            ] {
-                if self.secrets.get_opt(&secret).await?.is_some() {
-                    self.secrets
-                        .patch(&secret, &PatchParams::default(), &Patch::Merge(&release))
-                        .await?;
-                }
+            let consumer = secret::secret_name(self.ak);
+            if let Some(s) = self.secrets.get_opt(&consumer).await?
+                && secret::may_manage(self.ak, &s)
+            {
+                self.secrets
+                    .patch(&consumer, &PatchParams::default(), &Patch::Merge(&release))
+                    .await?;
+            }
+            let state = crate::store::kubernetes::state_secret_name(&name);
+            if self.secrets.get_opt(&state).await?.is_some() {
+                self.secrets
+                    .patch(&state, &PatchParams::default(), &Patch::Merge(&release))
+                    .await?;
             }
         }
         let api: Api<ApiKey> = Api::namespaced(self.ctx.client.clone(), &self.ns);
@@ -1270,7 +1337,7 @@ fn parse_trigger(reason: &str) -> Trigger {
     }
 }
 
-fn selector_string(sel: &LabelSelector) -> String {
+fn selector_string(sel: &LabelSelector) -> Result<String, Error> {
     let mut parts: Vec<String> = sel
         .match_labels
         .iter()
@@ -1283,10 +1350,15 @@ fn selector_string(sel: &LabelSelector) -> String {
             "In" => format!("{} in ({values})", e.key),
             "NotIn" => format!("{} notin ({values})", e.key),
             "Exists" => e.key.clone(),
-            _ => format!("!{}", e.key),
+            "DoesNotExist" => format!("!{}", e.key),
+            other => {
+                return Err(Error::InvalidSpec(format!(
+                    "consumer selector operator {other:?} is not one of In, NotIn, Exists, DoesNotExist"
+                )));
+            }
         });
     }
-    parts.join(",")
+    Ok(parts.join(","))
 }
 
 fn deployment_done(d: &Deployment) -> bool {

@@ -73,13 +73,6 @@ pub enum Rollout {
     Blocked,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Deletion {
-    None,
-    Retain,
-    Revoke,
-}
-
 /// Everything `decide` looks at, gathered by the reconciler.
 #[derive(Clone, Debug)]
 pub struct Observed {
@@ -87,7 +80,6 @@ pub struct Observed {
     /// The key-defining spec now (compared with `minted_for`).
     pub key_spec: String,
     pub suspended: bool,
-    pub deletion: Deletion,
     pub current: Option<HeldKey>,
     pub previous: Option<Previous>,
     pub pending: Option<Pending>,
@@ -145,8 +137,6 @@ pub enum Step {
     StartOverlap { revoke_after: Timestamp },
     /// Revoke the previous key at the issuer it came from, then drop it everywhere.
     RevokePrevious,
-    /// Deletion: Retain releases the Secret; Revoke revokes every held key first.
-    Finalize,
     /// Nothing to do until `wake_at` (None: until something changes).
     Idle { wake_at: Option<Timestamp> },
 }
@@ -187,9 +177,6 @@ fn due_trigger(o: &Observed, current: &HeldKey) -> Option<Trigger> {
 }
 
 pub fn decide(o: &Observed) -> Step {
-    if o.deletion != Deletion::None {
-        return Step::Finalize;
-    }
     if o.revoke_previous_requested && o.previous.is_none() {
         return Step::AcknowledgeRevokePrevious;
     }
@@ -306,7 +293,6 @@ mod tests {
             now: t(100),
             key_spec: "spec-a".into(),
             suspended: false,
-            deletion: Deletion::None,
             current: Some(key(1)),
             previous: None,
             pending: None,
@@ -629,21 +615,13 @@ mod tests {
     }
 
     #[test]
-    fn drift_and_deletion() {
+    fn drift_is_repaired() {
         let o = Observed {
             secret_in_sync: false,
             now: t(5000),
             ..steady()
         };
         assert_eq!(decide(&o), Step::RestoreSecret);
-        for deletion in [Deletion::Retain, Deletion::Revoke] {
-            let o = Observed {
-                deletion,
-                pending: Some(pending(None, false)),
-                ..steady()
-            };
-            assert_eq!(decide(&o), Step::Finalize);
-        }
     }
 
     #[test]

@@ -64,17 +64,28 @@ pub fn render(ak: &ApiKey, current: &Held<'_>, previous: Option<&Held<'_>>) -> S
     }
 }
 
-/// Whether `actual` already carries everything `desired` says (extra fields others own
-/// are fine).
-pub fn in_sync(desired: &Secret, actual: &Secret) -> bool {
+/// Whether `actual` carries what `desired` says in the fields this ApiKey manages — the
+/// four key fields (the previous ones absent when there is no previous key) and its
+/// labels and annotations. Fields others added are theirs to keep.
+pub fn in_sync(ak: &ApiKey, desired: &Secret, actual: &Secret) -> bool {
     let contains = |want: &Option<BTreeMap<String, String>>,
                     have: &Option<BTreeMap<String, String>>| {
         want.iter()
             .flatten()
             .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
     };
-    let data_equal = desired.data == actual.data;
-    data_equal
+    let t = &ak.spec.secret;
+    let (want, have) = (
+        desired.data.clone().unwrap_or_default(),
+        actual.data.clone().unwrap_or_default(),
+    );
+    let fields = [
+        &t.current_key_field,
+        &t.key_id_field,
+        &t.previous_key_field,
+        &t.previous_key_id_field,
+    ];
+    fields.iter().all(|f| want.get(*f) == have.get(*f))
         && contains(&desired.metadata.labels, &actual.metadata.labels)
         && contains(&desired.metadata.annotations, &actual.metadata.annotations)
 }
@@ -163,17 +174,27 @@ mod tests {
         assert_eq!(s.labels()["team"], "a");
         assert_eq!(s.labels()[NAME_LABEL], "billing");
         assert_eq!(s.owner_references()[0].uid, "uid-1");
-        assert!(in_sync(&s, &s));
+        assert!(in_sync(&ak, &s, &s));
         let mut edited = s.clone();
         edited
             .data
             .as_mut()
             .unwrap()
             .insert("api-key".into(), ByteString(b"hacked".to_vec()));
-        assert!(!in_sync(&s, &edited));
+        assert!(!in_sync(&ak, &s, &edited));
+        let mut extra = s.clone();
+        extra
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("added-by-someone".into(), ByteString(b"x".to_vec()));
+        assert!(
+            in_sync(&ak, &s, &extra),
+            "fields others added are not drift"
+        );
         let only_current = render(&ak, &current, None);
         assert!(
-            !in_sync(&only_current, &s),
+            !in_sync(&ak, &only_current, &s),
             "a previous key left behind is drift"
         );
     }

@@ -33,6 +33,18 @@ pub fn state_secret_name(apikey: &str) -> String {
     format!("{apikey}-apikey-state")
 }
 
+fn id_of(data_key: &str) -> Option<String> {
+    let hex = data_key.strip_prefix("k-")?;
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
 fn unavailable(e: kube::Error) -> StoreError {
     match e {
         kube::Error::Api(s) if s.code == 409 => StoreError::Conflict(s.message),
@@ -48,6 +60,26 @@ impl KubernetesStore {
             owner,
             apikey: apikey.into(),
         }
+    }
+
+    /// The state Secret, if it exists - refusing one this ApiKey does not own.
+    async fn state(&self) -> Result<Option<Secret>, StoreError> {
+        let Some(s) = self.api.get_opt(&self.name).await.map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let ours = s.type_.as_deref() == Some(STATE_SECRET_TYPE)
+            && s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("apikey.dev/state-of"))
+                == Some(&self.apikey);
+        if !ours {
+            return Err(StoreError::Conflict(format!(
+                "Secret {:?} exists and is not this ApiKey's state; rename or delete it",
+                self.name
+            )));
+        }
+        Ok(Some(s))
     }
 
     async fn create_with(&self, key: String, value: ByteString) -> Result<(), kube::Error> {
@@ -80,7 +112,7 @@ impl KeyStore for KubernetesStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
             let value = ByteString(secret.expose_secret().as_bytes().to_vec());
-            match self.api.get_opt(&self.name).await.map_err(unavailable)? {
+            match self.state().await? {
                 None => self
                     .create_with(data_key(id), value)
                     .await
@@ -100,7 +132,7 @@ impl KeyStore for KubernetesStore {
 
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<SecretString>, StoreError>> {
         async move {
-            let secret = self.api.get_opt(&self.name).await.map_err(unavailable)?;
+            let secret = self.state().await?;
             Ok(secret
                 .and_then(|s| s.data)
                 .and_then(|mut d| d.remove(&data_key(id)))
@@ -111,13 +143,7 @@ impl KeyStore for KubernetesStore {
 
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
-            if self
-                .api
-                .get_opt(&self.name)
-                .await
-                .map_err(unavailable)?
-                .is_none()
-            {
+            if self.state().await?.is_none() {
                 return Ok(());
             }
             let patch = json!({"data": {data_key(id): null}});
@@ -126,6 +152,14 @@ impl KeyStore for KubernetesStore {
                 .await
                 .map(|_| ())
                 .map_err(unavailable)
+        }
+        .boxed()
+    }
+
+    fn ids(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        async move {
+            let data = self.state().await?.and_then(|s| s.data).unwrap_or_default();
+            Ok(data.keys().filter_map(|k| id_of(k)).collect())
         }
         .boxed()
     }

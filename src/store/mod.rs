@@ -23,4 +23,6 @@ pub trait KeyStore: Send + Sync {
     ) -> BoxFuture<'a, Result<(), StoreError>>;
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<SecretString>, StoreError>>;
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// The ids of every key stored for this ApiKey.
+    fn ids(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
 }

@@ -255,7 +255,10 @@ async fn scheduled_rotation_overlaps_then_revokes_the_old_key() {
     });
     let done = wait(apikeys.clone(), "web", |a: Option<&ApiKey>| {
         a.and_then(|a| a.status.as_ref()).is_some_and(|s| {
-            s.rotation_count >= 2 && s.previous_key.is_none() && !s.history.is_empty()
+            s.rotation_count >= 2
+                && s.previous_key.is_none()
+                && !s.history.is_empty()
+                && s.phase == Some(Phase::Ready)
         })
     })
     .await;
@@ -328,7 +331,7 @@ async fn disallowed_scopes_and_foreign_secrets_are_refused() {
         .await
         .unwrap();
     create::<ApiKey>(c, apikey("taken", json!({"every": "1h"}), json!({}))).await;
-    let conflict = wait(apikeys, "taken", |a: Option<&ApiKey>| {
+    let conflict = wait(apikeys.clone(), "taken", |a: Option<&ApiKey>| {
         a.and_then(|a| condition(a, "Ready"))
             .is_some_and(|(_, r)| r == "SecretConflict")
     })
@@ -338,6 +341,30 @@ async fn disallowed_scopes_and_foreign_secrets_are_refused() {
         data(&secrets.get("taken").await.unwrap(), "api-key").unwrap(),
         "theirs",
         "never overwritten"
+    );
+
+    // The store's state Secret name is taken too: refused, nothing minted into it.
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "squat-apikey-state"}, "stringData": {"note": "theirs"}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    create::<ApiKey>(c, apikey("squat", json!({"every": "1h"}), json!({}))).await;
+    wait(apikeys, "squat", |a: Option<&ApiKey>| {
+        a.and_then(|a| condition(a, "Ready"))
+            .is_some_and(|(_, r)| r == "StoreConflict")
+    })
+    .await;
+    let untouched = secrets.get("squat-apikey-state").await.unwrap();
+    assert_eq!(
+        untouched.data.unwrap().keys().collect::<Vec<_>>(),
+        ["note"],
+        "never written to"
     );
 }
 
@@ -461,8 +488,9 @@ async fn emergency_rotation_revokes_the_compromised_key_at_once() {
         .await
         .unwrap();
     let after = wait(apikeys, "leaked", |a: Option<&ApiKey>| {
-        a.and_then(|a| a.status.as_ref())
-            .is_some_and(|s| s.history.iter().any(|h| h.reason == "Compromised"))
+        a.and_then(|a| a.status.as_ref()).is_some_and(|s| {
+            s.phase == Some(Phase::Ready) && s.history.iter().any(|h| h.reason == "Compromised")
+        })
     })
     .await;
     let status = after.status.unwrap();
@@ -680,6 +708,45 @@ async fn the_operator_as_its_own_process_fills_the_printer_columns() {
     assert!(row[3].starts_with("gen-"), "KEY: {table}");
     assert!(row[5].starts_with("20"), "NEXT is a timestamp: {table}");
     drop(lines);
+}
+
+#[tokio::test]
+async fn a_spec_broken_after_issuance_does_not_block_deletion() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(
+        c,
+        apikey(
+            "broken",
+            json!({"every": "1h"}),
+            json!({"deletionPolicy": "Revoke"}),
+        ),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    wait(apikeys.clone(), "broken", ready).await;
+    apikeys
+        .patch(
+            "broken",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"rotation": {"every": null, "schedule": "0 3 * * 1", "timeZone": "Mars/Olympus"}}})),
+        )
+        .await
+        .unwrap();
+    wait(apikeys.clone(), "broken", |a: Option<&ApiKey>| {
+        a.and_then(|a| condition(a, "Rotating"))
+            .is_some_and(|(_, r)| r == "InvalidSpec")
+    })
+    .await;
+    apikeys
+        .delete("broken", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_deleted(apikeys, "broken").await;
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    wait_deleted(secrets.clone(), "broken").await;
+    wait_deleted(secrets, "broken-apikey-state").await;
 }
 
 #[tokio::test]
