@@ -253,6 +253,7 @@ pub struct ApiKeyStatus {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     Issuing,
+    Storing,
     Distributing,
     RollingOut,
     Overlapping,

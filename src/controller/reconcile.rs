@@ -843,11 +843,9 @@ impl<'a> Shell<'a> {
                 let issuer = self.issuer_for(&pending.issuer).await?;
                 let req = self.mint_request(&pending)?;
                 let minted = issuer.mint(&req).await?;
-                // Durable before anything depends on it.
-                self.store.put(&minted.id, &minted.secret).await?;
                 if let Some(recorded) = pending.id.as_ref().filter(|id| **id != minted.id) {
                     // The issuer answered the same idempotency key with another key: the one
-                    // recorded must not outlive this rotation.
+                    // recorded (never distributed) must not outlive this rotation.
                     issuer.revoke(recorded).await?;
                     self.store.delete(recorded).await?;
                 }
@@ -856,6 +854,12 @@ impl<'a> Shell<'a> {
                 p.id = Some(minted.id.clone());
                 p.fingerprint = Some(fingerprint.clone());
                 p.expires_at = minted.expires_at.map(ts);
+                // The id is in status before the store is tried, so a store failure shows
+                // which key waits for it (and Persist re-mints it by idempotency key).
+                if pending.id.as_ref() != Some(&minted.id) {
+                    self.write_status(Phase::Storing).await?;
+                }
+                self.store.put(&minted.id, &minted.secret).await?;
                 self.write_status(Phase::Distributing).await?;
                 self.event(
                     EventType::Normal,

@@ -320,16 +320,11 @@ async fn disallowed_scopes_and_foreign_secrets_are_refused() {
     );
 
     let secrets: Api<Secret> = Api::default_namespaced(c.clone());
-    secrets
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(
-                json!({"metadata": {"name": "taken"}, "stringData": {"api-key": "theirs"}}),
-            )
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+    create::<Secret>(
+        c,
+        json!({"metadata": {"name": "taken"}, "stringData": {"api-key": "theirs"}}),
+    )
+    .await;
     create::<ApiKey>(c, apikey("taken", json!({"every": "1h"}), json!({}))).await;
     let conflict = wait(apikeys.clone(), "taken", |a: Option<&ApiKey>| {
         a.and_then(|a| condition(a, "Ready"))
@@ -344,16 +339,11 @@ async fn disallowed_scopes_and_foreign_secrets_are_refused() {
     );
 
     // The store's state Secret name is taken too: refused, nothing minted into it.
-    secrets
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(
-                json!({"metadata": {"name": "squat-apikey-state"}, "stringData": {"note": "theirs"}}),
-            )
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+    create::<Secret>(
+        c,
+        json!({"metadata": {"name": "squat-apikey-state"}, "stringData": {"note": "theirs"}}),
+    )
+    .await;
     create::<ApiKey>(c, apikey("squat", json!({"every": "1h"}), json!({}))).await;
     wait(apikeys, "squat", |a: Option<&ApiKey>| {
         a.and_then(|a| condition(a, "Ready"))
@@ -1032,13 +1022,25 @@ async fn store_failures_are_reported_and_recovered_from() {
             .is_some_and(|(_, r)| r == "StoreUnavailable")
     })
     .await;
+    let status = failing.status.unwrap();
     assert!(
-        failing.status.unwrap().current_key.is_none(),
+        status.current_key.is_none(),
         "nothing is distributed before it is stored"
     );
+    let waiting = status
+        .pending_key
+        .unwrap()
+        .id
+        .expect("the minted id is recorded");
     op.t.cluster.clear_faults();
     let ak = wait(apikeys, "flaky", ready).await;
-    assert_eq!(ak.status.unwrap().rotation_count, 1);
+    let status = ak.status.unwrap();
+    assert_eq!(status.rotation_count, 1);
+    assert_eq!(
+        status.current_key.unwrap().id,
+        waiting,
+        "the same key, re-minted by its idempotency key, not a second one"
+    );
 }
 
 #[tokio::test]
