@@ -22,7 +22,7 @@ pub enum Error {
     )]
     SecretConflict(String),
     #[error(
-        "a key recorded in status has no material in the store; trigger a rotation (apikey.dev/rotate annotation) to mint a replacement"
+        "the current key's material is in neither the store nor the Secret; a rotation replaces it"
     )]
     MaterialLost,
     #[error("Kubernetes API error: {0}")]

@@ -374,8 +374,36 @@ impl<'a> Shell<'a> {
         }
     }
 
-    async fn material(&self, id: &str) -> Result<SecretString, Error> {
-        self.store.get(id).await?.ok_or(Error::MaterialLost)
+    /// The store lost keys the Secret still holds (its state was deleted, say): put them
+    /// back rather than strand working keys. The fingerprint in status vouches for each.
+    async fn recover_material(&self, actual: Option<&Secret>) -> Result<(), Error> {
+        let Some(found) = actual.and_then(|a| secret::held_keys(self.ak, a)) else {
+            return Ok(());
+        };
+        let recorded = [
+            self.status.current_key.as_ref(),
+            self.status.previous_key.as_ref(),
+        ];
+        for (id, material) in [Some(found.current), found.previous].into_iter().flatten() {
+            let fingerprint = issuer::fingerprint(&material);
+            let vouched = recorded
+                .iter()
+                .flatten()
+                .any(|k| k.id == id && k.fingerprint == fingerprint);
+            if vouched && self.store.get(&id).await?.is_none() {
+                self.store.put(&id, &material).await?;
+                self.event(
+                    EventType::Warning,
+                    "MaterialRecovered",
+                    format!(
+                        "key {id} ({fingerprint}) was missing from the store; restored it from Secret {:?}",
+                        secret::secret_name(self.ak)
+                    ),
+                )
+                .await;
+            }
+        }
+        Ok(())
     }
 
     fn annotation(&self, key: &str) -> Option<String> {
@@ -390,9 +418,11 @@ impl<'a> Shell<'a> {
         let Some(cur) = &self.status.current_key else {
             return Ok(None);
         };
-        let cur_secret = self.material(&cur.id).await?;
+        let cur_secret = self.store.get(&cur.id).await?.ok_or(Error::MaterialLost)?;
+        // A previous key without material stays valid until revoked but is no longer
+        // offered: pods that hold it keep working, new ones get the current key.
         let prev = match &self.status.previous_key {
-            Some(p) => Some((p, self.material(&p.id).await?)),
+            Some(p) => self.store.get(&p.id).await?.map(|s| (p, s)),
             None => None,
         };
         let current = Held {
@@ -432,10 +462,20 @@ impl<'a> Shell<'a> {
         {
             return Err(Error::SecretConflict(secret_name));
         }
-        let secret_in_sync = match (&actual, self.desired_secret().await?) {
-            (Some(actual), Some(desired)) => secret::in_sync(self.ak, &desired, actual),
-            (None, Some(_)) => false,
-            (_, None) => true,
+        let desired = match self.desired_secret().await {
+            Err(Error::MaterialLost) => {
+                self.recover_material(actual.as_ref()).await?;
+                self.desired_secret().await
+            }
+            other => other,
+        };
+        let current_material_lost = matches!(desired, Err(Error::MaterialLost));
+        let secret_in_sync = match (&actual, desired) {
+            (_, Err(Error::MaterialLost)) => true, // nothing to restore it from
+            (_, Err(e)) => return Err(e),
+            (Some(actual), Ok(Some(desired))) => secret::in_sync(self.ak, &desired, actual),
+            (None, Ok(Some(_))) => false,
+            (_, Ok(None)) => true,
         };
         if s.current_key.is_none() && s.pending_key.is_none() {
             let gone = |id: &str| s.history.iter().any(|h| h.id == id);
@@ -477,6 +517,7 @@ impl<'a> Shell<'a> {
                 handled.revoke_previous.as_ref(),
             ),
             secret_in_sync,
+            current_material_lost,
             adoptable: self.found.is_some(),
             rollout,
             overlap: self.overlap,
@@ -1337,6 +1378,7 @@ fn parse_trigger(reason: &str) -> Trigger {
         "SpecChanged" => Trigger::SpecChanged,
         "Requested" => Trigger::Requested,
         "Emergency" => Trigger::Emergency,
+        "MaterialLost" => Trigger::MaterialLost,
         _ => Trigger::Initial,
     }
 }

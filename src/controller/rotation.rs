@@ -22,6 +22,8 @@ pub enum Trigger {
     Requested,
     /// `apikey.dev/emergency-rotate` got a new value: the current key is compromised.
     Emergency,
+    /// The current key's material is in neither the store nor the Secret.
+    MaterialLost,
 }
 
 /// A key the ApiKey holds, as status records it (ids and times only).
@@ -96,6 +98,9 @@ pub struct Observed {
     pub revoke_previous_requested: bool,
     /// The consumer Secret holds exactly what status says (current, and previous if any).
     pub secret_in_sync: bool,
+    /// The current key's material is in neither the store nor the Secret: it can never be
+    /// distributed again, so it is replaced.
+    pub current_material_lost: bool,
     /// No key in status, but the Secret this ApiKey may manage (left by a deleted
     /// predecessor with deletionPolicy Retain) holds a key: continue with it.
     pub adoptable: bool,
@@ -160,6 +165,9 @@ pub fn expiry_margin(key: &HeldKey) -> Option<Timestamp> {
 fn due_trigger(o: &Observed, current: &HeldKey) -> Option<Trigger> {
     if o.emergency_requested {
         return Some(Trigger::Emergency);
+    }
+    if o.current_material_lost {
+        return Some(Trigger::MaterialLost);
     }
     if o.rotate_requested {
         return Some(Trigger::Requested);
@@ -227,8 +235,9 @@ pub fn decide(o: &Observed) -> Step {
     if o.rollout == Rollout::NotStarted {
         return Step::RollOut;
     }
-    // A change freeze holds every rotation but an emergency: a compromised key goes now.
-    if (!o.suspended || o.emergency_requested)
+    // A change freeze holds every rotation but repairs: a compromised key goes now, and a
+    // key that can no longer be distributed is replaced.
+    if (!o.suspended || o.emergency_requested || o.current_material_lost)
         && let Some(trigger) = due_trigger(o, current)
     {
         return Step::BeginRotation {
@@ -303,6 +312,7 @@ mod tests {
             emergency_requested: false,
             revoke_previous_requested: false,
             secret_in_sync: true,
+            current_material_lost: false,
             adoptable: false,
             rollout: Rollout::Done,
             overlap: Duration::from_secs(60),
@@ -331,6 +341,29 @@ mod tests {
             rotation_count: 2,
             ..steady()
         }
+    }
+
+    #[test]
+    fn a_key_whose_material_is_lost_is_replaced_even_when_suspended() {
+        let o = Observed {
+            current_material_lost: true,
+            suspended: true,
+            ..steady()
+        };
+        assert_eq!(
+            decide(&o),
+            Step::BeginRotation {
+                rotation: 2,
+                attempt: 1,
+                trigger: Trigger::MaterialLost
+            }
+        );
+        // With a previous key the one slot is taken: the overlap ends first.
+        let o = Observed {
+            current_material_lost: true,
+            ..overlapping(Some(t(50)))
+        };
+        assert_eq!(decide(&o), Step::RevokePrevious);
     }
 
     #[test]

@@ -399,6 +399,96 @@ async fn a_deleted_or_edited_secret_is_restored() {
 }
 
 #[tokio::test]
+async fn keys_lost_from_the_store_are_recovered_from_the_secret() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(c, apikey("lost", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    wait(apikeys.clone(), "lost", ready).await;
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    let original = data(&secrets.get("lost").await.unwrap(), "api-key").unwrap();
+    secrets
+        .delete("lost-apikey-state", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_deleted(secrets.clone(), "lost-apikey-state").await;
+    apikeys
+        .patch(
+            "lost",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"apikey.dev/rotate": "1"}}})),
+        )
+        .await
+        .unwrap();
+    wait(apikeys, "lost", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .is_some_and(|s| s.rotation_count == 2)
+    })
+    .await;
+    let secret = wait(secrets, "lost", |s: Option<&Secret>| {
+        s.is_some_and(|s| data(s, "api-key-previous").is_some())
+    })
+    .await;
+    assert_eq!(
+        data(&secret, "api-key-previous").unwrap(),
+        original,
+        "the working key stays in the overlap, restored into the store from the Secret"
+    );
+}
+
+#[tokio::test]
+async fn a_key_lost_from_the_store_and_the_secret_is_replaced() {
+    let mut op = operator().await;
+    let c = op.t.client.clone();
+    issuer(&c).await;
+    create::<ApiKey>(&c, apikey("gone", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let lost = wait(apikeys.clone(), "gone", ready).await;
+    let lost_id = lost.status.unwrap().current_key.unwrap().id;
+    // Both copies go while the operator is down, so it cannot restore one from the other.
+    op.task.abort();
+    let _ = (&mut op.task).await;
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    secrets
+        .delete("gone-apikey-state", &DeleteParams::default())
+        .await
+        .unwrap();
+    secrets
+        .patch(
+            "gone",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"api-key": "overwritten"}})),
+        )
+        .await
+        .unwrap();
+    op.task = tokio::spawn(apikey_operator::controller::run(
+        c.clone(),
+        Default::default(),
+    ));
+    let replaced = wait(apikeys, "gone", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .is_some_and(|s| s.rotation_count == 2 && s.phase != Some(Phase::Distributing))
+    })
+    .await;
+    let status = replaced.status.unwrap();
+    assert_eq!(
+        status.previous_key.unwrap().id,
+        lost_id,
+        "still revoked only after the overlap"
+    );
+    let secret = secrets.get("gone").await.unwrap();
+    assert_eq!(
+        data(&secret, "api-key-id").unwrap(),
+        status.current_key.unwrap().id
+    );
+    assert!(
+        data(&secret, "api-key-previous").is_none(),
+        "a key without material is not offered"
+    );
+}
+
+#[tokio::test]
 async fn deletion_policies_retain_or_revoke() {
     let op = operator().await;
     let c = &op.t.client;
