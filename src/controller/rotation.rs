@@ -319,6 +319,15 @@ mod tests {
         }
     }
 
+    /// The step that starts rotation 2 (first attempt) of `steady()`.
+    fn second_rotation(trigger: Trigger) -> Step {
+        Step::BeginRotation {
+            rotation: 2,
+            attempt: 1,
+            trigger,
+        }
+    }
+
     fn pending(id: Option<&str>, stored: bool) -> Pending {
         Pending {
             rotation: 2,
@@ -350,14 +359,7 @@ mod tests {
             suspended: true,
             ..steady()
         };
-        assert_eq!(
-            decide(&o),
-            Step::BeginRotation {
-                rotation: 2,
-                attempt: 1,
-                trigger: Trigger::MaterialLost
-            }
-        );
+        assert_eq!(decide(&o), second_rotation(Trigger::MaterialLost));
         // With a previous key the one slot is taken: the overlap ends first.
         let o = Observed {
             current_material_lost: true,
@@ -467,49 +469,21 @@ mod tests {
             now: t(1000),
             ..steady()
         };
-        assert_eq!(
-            decide(&due),
-            Step::BeginRotation {
-                rotation: 2,
-                attempt: 1,
-                trigger: Trigger::Scheduled
-            }
-        );
+        assert_eq!(decide(&due), second_rotation(Trigger::Scheduled));
         let requested = Observed {
             rotate_requested: true,
             ..steady()
         };
-        assert_eq!(
-            decide(&requested),
-            Step::BeginRotation {
-                rotation: 2,
-                attempt: 1,
-                trigger: Trigger::Requested
-            }
-        );
+        assert_eq!(decide(&requested), second_rotation(Trigger::Requested));
         let changed = Observed {
             key_spec: "spec-b".into(),
             ..steady()
         };
-        assert_eq!(
-            decide(&changed),
-            Step::BeginRotation {
-                rotation: 2,
-                attempt: 1,
-                trigger: Trigger::SpecChanged
-            }
-        );
+        assert_eq!(decide(&changed), second_rotation(Trigger::SpecChanged));
         let mut expiring = steady();
         expiring.current.as_mut().unwrap().expires_at = Some(t(1000));
         expiring.now = t(900);
-        assert_eq!(
-            decide(&expiring),
-            Step::BeginRotation {
-                rotation: 2,
-                attempt: 1,
-                trigger: Trigger::Expiring
-            }
-        );
+        assert_eq!(decide(&expiring), second_rotation(Trigger::Expiring));
         expiring.now = t(899);
         assert_eq!(
             decide(&expiring),
@@ -553,14 +527,7 @@ mod tests {
             emergency_requested: true,
             ..steady()
         };
-        assert_eq!(
-            decide(&o),
-            Step::BeginRotation {
-                rotation: 2,
-                attempt: 1,
-                trigger: Trigger::Emergency
-            }
-        );
+        assert_eq!(decide(&o), second_rotation(Trigger::Emergency));
         let o = Observed {
             emergency_requested: true,
             ..overlapping(Some(t(9000)))
@@ -585,11 +552,7 @@ mod tests {
         };
         assert_eq!(
             decide(&o),
-            Step::BeginRotation {
-                rotation: 2,
-                attempt: 1,
-                trigger: Trigger::Emergency
-            },
+            second_rotation(Trigger::Emergency),
             "a change freeze does not hold a compromised key"
         );
     }
