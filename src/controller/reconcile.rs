@@ -195,6 +195,9 @@ struct Shell<'a> {
     found: Option<secret::Found>,
     overlap: Duration,
     key_spec: String,
+    /// The resourceVersion the next status write is guarded by: the one read, then each
+    /// of this reconcile's own writes (a step may write status more than once).
+    resource_version: Option<String>,
 }
 
 fn glob_match(pattern: &str, value: &str) -> bool {
@@ -276,6 +279,7 @@ impl<'a> Shell<'a> {
             overlap,
             key_spec,
             found: None,
+            resource_version: ak.resource_version(),
         })
     }
 
@@ -660,21 +664,23 @@ impl<'a> Shell<'a> {
     }
 
     /// Replaces status with `self.status`, guarded by the resourceVersion this reconcile
-    /// read (a concurrent write makes it a 409 and the reconcile starts over).
+    /// last saw (a concurrent write makes it a 409 and the reconcile starts over).
     async fn put_status(&mut self) -> Result<(), Error> {
         let mut obj = self.ak.clone();
         obj.status = Some(self.status.clone());
         obj.metadata.managed_fields = None;
+        obj.metadata.resource_version = self.resource_version.clone();
         let api: Api<ApiKey> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         let written = api
             .replace_status(&self.ak.name_any(), &PostParams::default(), &obj)
             .await?;
         self.ctx.wrote(&written);
+        self.resource_version = written.resource_version();
         Ok(())
     }
 
-    /// A new current key is in status: record its rotation, put it in the Secret, then
-    /// write status — Secret first, so status never claims a key the pods cannot have.
+    /// A new current key is in status: record its rotation, then write status, the
+    /// Secret, and status again.
     async fn distribute(&mut self, rotation: u64, issued: Timestamp) -> Result<(), Error> {
         self.status.rotation_count = rotation;
         self.status.last_rotation_time = Some(ts(issued));

@@ -203,11 +203,25 @@ async fn first_reconcile_mints_stores_distributes_and_rolls_out() {
         ["billing", "True", "Ready", current.id.as_str()],
         "{table}"
     );
+    // Every step of the first rotation reports itself (a step that writes status more
+    // than once must not lose its event to its own write).
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::default_namespaced(c.clone());
+    let reasons: BTreeSet<String> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    for reason in ["RotationStarted", "Minted", "Distributed"] {
+        assert!(
+            reasons.contains(reason),
+            "{reason} missing from {reasons:?}"
+        );
+    }
     let described = k.ok(&["describe", "ak", "billing"]).await;
-    assert!(
-        described.contains("Minted") && described.contains("Distributed"),
-        "{described}"
-    );
+    assert!(described.contains("RotationStarted"), "{described}");
     assert!(!described.contains(&key), "no key material in events");
 }
 
