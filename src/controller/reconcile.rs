@@ -1508,7 +1508,10 @@ fn set_condition(
     });
 }
 
-/// Records a failure where users look: conditions and an event (never secrets).
+/// Records a failure where users look: conditions and an event (never secrets). The
+/// status write is guarded by the resourceVersion the reconcile read: if the failed step
+/// already wrote status, this 409s rather than roll back what that write recorded, and
+/// the retry (which reads it) reports the failure.
 async fn report_failure(ak: &ApiKey, ctx: &Context, e: &Error) {
     let mut status = ak.status.clone().unwrap_or_default();
     let distributed = status.current_key.is_some();
