@@ -22,7 +22,7 @@ pub enum Error {
     )]
     SecretConflict(String),
     #[error(
-        "the current key's material is in neither the store nor the Secret; a rotation replaces it"
+        "the current key's material is in neither the store nor the Secret; a new rotation replaces it once no previous key is held (annotate apikey.dev/revoke-previous to end the overlap now)"
     )]
     MaterialLost,
     #[error("Kubernetes API error: {0}")]
@@ -39,7 +39,8 @@ impl Error {
             Error::Issuer(IssuerError::Rejected(_)) => "IssuerRejected",
             Error::Issuer(IssuerError::Unavailable(_)) => "IssuerUnavailable",
             Error::Store(StoreError::Conflict(_)) => "StoreConflict",
-            Error::Store(StoreError::Unavailable(_)) | Error::MaterialLost => "StoreUnavailable",
+            Error::Store(StoreError::Unavailable(_)) => "StoreUnavailable",
+            Error::MaterialLost => "MaterialLost",
             Error::SecretConflict(_) => "SecretConflict",
             Error::Kube(_) => "KubernetesError",
         }
@@ -54,6 +55,7 @@ impl Error {
                 | Error::IssuerNotFound { .. }
                 | Error::NotAllowed(_)
                 | Error::SecretConflict(_)
+                | Error::MaterialLost
         )
     }
 

@@ -42,9 +42,9 @@ pub struct Context {
     /// The ApiKeys whose consumers are rolling now.
     rolling: Mutex<std::collections::HashSet<String>>,
     clock: Arc<Clock>,
-    /// The resourceVersion of our last status write per ApiKey: a cached object older than
-    /// that is a stale view, and acting on it could repeat a step.
-    last_written: Mutex<HashMap<String, u64>>,
+    /// Our last status write per ApiKey: a cached object older than that is a stale view,
+    /// and acting on it could repeat a step.
+    last_written: Mutex<HashMap<String, ApiKey>>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -62,25 +62,34 @@ impl Context {
     }
 
     fn is_stale(&self, ak: &ApiKey) -> bool {
-        let seen: u64 = ak
-            .resource_version()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let written = self
-            .last_written
+        self.last_written
             .lock()
             .expect("lock")
             .get(&uid(ak))
-            .copied()
-            .unwrap_or(0);
-        seen < written
+            .is_some_and(|w| version(ak) < version(w))
+    }
+
+    /// `ak`, or our own later write of it (a reconcile that failed after writing status
+    /// reports on top of what it wrote, not the older object it read).
+    fn freshest(&self, ak: &ApiKey) -> ApiKey {
+        match self.last_written.lock().expect("lock").get(&uid(ak)) {
+            Some(w) if version(ak) < version(w) => w.clone(),
+            _ => ak.clone(),
+        }
     }
 
     fn wrote(&self, ak: &ApiKey) {
-        if let Some(rv) = ak.resource_version().and_then(|v| v.parse().ok()) {
-            self.last_written.lock().expect("lock").insert(uid(ak), rv);
-        }
+        self.last_written
+            .lock()
+            .expect("lock")
+            .insert(uid(ak), ak.clone());
     }
+}
+
+fn version(ak: &ApiKey) -> u64 {
+    ak.resource_version()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 fn uid(ak: &ApiKey) -> String {
@@ -114,7 +123,7 @@ pub async fn reconcile(ak: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, Err
         Err(e) => {
             // A failing ApiKey must not keep a rollout slot others wait for.
             ctx.rolling.lock().expect("lock").remove(&uid(&ak));
-            report_failure(&ak, &ctx, e).await
+            report_failure(&ctx.freshest(&ak), &ctx, e).await
         }
     }
     result
@@ -902,8 +911,11 @@ impl<'a> Shell<'a> {
                 p.fingerprint = Some(fingerprint.clone());
                 p.expires_at = minted.expires_at.map(ts);
                 // The id is in status before the store is tried, so a store failure shows
-                // which key waits for it (and Persist re-mints it by idempotency key).
-                if pending.id.as_ref() != Some(&minted.id) {
+                // which key waits for it (and Persist re-mints it by idempotency key); so is
+                // the fingerprint of exactly the material stored.
+                if pending.id.as_ref() != Some(&minted.id)
+                    || pending.fingerprint.as_ref() != Some(&fingerprint)
+                {
                     self.write_status(Phase::Storing).await?;
                 }
                 self.store.put(&minted.id, &minted.secret).await?;
@@ -1087,6 +1099,7 @@ impl<'a> Shell<'a> {
                 }
                 Ok(Action::requeue(until(recheck_at, self.now())))
             }
+            Step::MaterialLostDuringOverlap => Err(Error::MaterialLost),
             Step::RolloutStuck => {
                 self.record_consumers().await?;
                 let blocked = self.status.consumers.iter().any(|c| {
@@ -1295,13 +1308,36 @@ impl<'a> Shell<'a> {
     /// Revokes a pending key; one whose id was never recorded is minted again with its
     /// idempotency key (the issuer returns the same key, if it minted one) and revoked.
     async fn drop_pending(&mut self, p: &PendingKey) -> Result<(), Error> {
-        let issuer = self.issuer_for(&p.issuer).await?;
-        let id = match &p.id {
-            Some(id) => id.clone(),
-            None => issuer.mint(&self.mint_request(p)?).await?.id,
-        };
-        issuer.revoke(&id).await?;
-        self.store.delete(&id).await?;
+        let found: Result<_, Error> = async {
+            let issuer = self.issuer_for(&p.issuer).await?;
+            let id = match &p.id {
+                Some(id) => id.clone(),
+                None => issuer.mint(&self.mint_request(p)?).await?.id,
+            };
+            Ok((issuer, id))
+        }
+        .await;
+        match found {
+            Ok((issuer, id)) => {
+                issuer.revoke(&id).await?;
+                self.store.delete(&id).await?;
+            }
+            // Dropping must not wedge on an issuer that is gone or a spec no longer
+            // valid: say what may be left at the issuer and go on.
+            Err(e @ (Error::IssuerNotFound { .. } | Error::InvalidSpec(_))) => {
+                let id = p.id.as_deref().unwrap_or("(id not recorded)");
+                self.event(
+                    EventType::Warning,
+                    "PendingKeyNotRevoked",
+                    format!(
+                        "could not revoke the key of unfinished rotation {} ({id}): {e}; revoke it at {:?} {:?} if it was minted",
+                        p.rotation, p.issuer.kind, p.issuer.name
+                    ),
+                )
+                .await;
+            }
+            Err(e) => return Err(e),
+        }
         Ok(())
     }
 
@@ -1338,16 +1374,17 @@ impl<'a> Shell<'a> {
             if let Some(s) = self.secrets.get_opt(&consumer).await?
                 && secret::may_manage(self.ak, &s)
             {
+                // Bring it up to date first: a key status names but the Secret lacks (a
+                // distribute cut short) would otherwise be left valid and unreferenced.
+                match self.apply_secret().await {
+                    Ok(()) | Err(Error::MaterialLost) => {}
+                    Err(e) => return Err(e),
+                }
                 self.secrets
                     .patch(&consumer, &PatchParams::default(), &Patch::Merge(&release))
                     .await?;
             }
-            let state = crate::store::kubernetes::state_secret_name(&name);
-            if self.secrets.get_opt(&state).await?.is_some() {
-                self.secrets
-                    .patch(&state, &PatchParams::default(), &Patch::Merge(&release))
-                    .await?;
-            }
+            self.store.release().await?;
         }
         let api: Api<ApiKey> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         let remaining: Vec<String> = self
@@ -1508,10 +1545,9 @@ fn set_condition(
     });
 }
 
-/// Records a failure where users look: conditions and an event (never secrets). The
-/// status write is guarded by the resourceVersion the reconcile read: if the failed step
-/// already wrote status, this 409s rather than roll back what that write recorded, and
-/// the retry (which reads it) reports the failure.
+/// Records a failure where users look: conditions and an event (never secrets), on top
+/// of the freshest status we know, guarded by its resourceVersion (a concurrent writer
+/// wins; the retry reports).
 async fn report_failure(ak: &ApiKey, ctx: &Context, e: &Error) {
     let mut status = ak.status.clone().unwrap_or_default();
     let distributed = status.current_key.is_some();

@@ -138,6 +138,10 @@ pub enum Step {
     WaitForRollout { recheck_at: Timestamp },
     /// Rollout passed its timeout: keep both keys valid, report RolloutTimeout.
     RolloutStuck,
+    /// The current key's material is lost while a previous key holds the one slot: that
+    /// key may be the only one pods can still get, so nothing is revoked without a user's
+    /// say-so; report it.
+    MaterialLostDuringOverlap,
     /// Record when the previous key may be revoked.
     StartOverlap { revoke_after: Timestamp },
     /// Revoke the previous key at the issuer it came from, then drop it everywhere.
@@ -165,9 +169,6 @@ pub fn expiry_margin(key: &HeldKey) -> Option<Timestamp> {
 fn due_trigger(o: &Observed, current: &HeldKey) -> Option<Trigger> {
     if o.emergency_requested {
         return Some(Trigger::Emergency);
-    }
-    if o.current_material_lost {
-        return Some(Trigger::MaterialLost);
     }
     if o.rotate_requested {
         return Some(Trigger::Requested);
@@ -211,6 +212,18 @@ pub fn decide(o: &Observed) -> Step {
     if !o.secret_in_sync {
         return Step::RestoreSecret;
     }
+    if o.current_material_lost {
+        // Replaced at once, even when suspended, and never rolled out (no pod can get it).
+        return match o.previous {
+            None => Step::BeginRotation {
+                rotation: o.rotation_count + 1,
+                attempt: o.abandoned_attempts + 1,
+                trigger: Trigger::MaterialLost,
+            },
+            Some(_) if o.emergency_requested || o.revoke_previous_requested => Step::RevokePrevious,
+            Some(_) => Step::MaterialLostDuringOverlap,
+        };
+    }
     if let Some(prev) = &o.previous {
         // An emergency revokes the old key as soon as the new one is distributed, and a
         // new emergency during an overlap revokes the previous key before rotating again.
@@ -235,9 +248,8 @@ pub fn decide(o: &Observed) -> Step {
     if o.rollout == Rollout::NotStarted {
         return Step::RollOut;
     }
-    // A change freeze holds every rotation but repairs: a compromised key goes now, and a
-    // key that can no longer be distributed is replaced.
-    if (!o.suspended || o.emergency_requested || o.current_material_lost)
+    // A change freeze holds every rotation but an emergency: a compromised key goes now.
+    if (!o.suspended || o.emergency_requested)
         && let Some(trigger) = due_trigger(o, current)
     {
         return Step::BeginRotation {
@@ -360,10 +372,24 @@ mod tests {
             ..steady()
         };
         assert_eq!(decide(&o), second_rotation(Trigger::MaterialLost));
-        // With a previous key the one slot is taken: the overlap ends first.
+        // Never rolled out: no pod can get it.
+        let o = Observed {
+            current_material_lost: true,
+            rollout: Rollout::NotStarted,
+            ..steady()
+        };
+        assert_eq!(decide(&o), second_rotation(Trigger::MaterialLost));
+        // A previous key may be the only usable one: it is not revoked on schedule...
         let o = Observed {
             current_material_lost: true,
             ..overlapping(Some(t(50)))
+        };
+        assert_eq!(decide(&o), Step::MaterialLostDuringOverlap);
+        // ...only when a user ends the overlap.
+        let o = Observed {
+            current_material_lost: true,
+            revoke_previous_requested: true,
+            ..overlapping(None)
         };
         assert_eq!(decide(&o), Step::RevokePrevious);
     }

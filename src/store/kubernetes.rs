@@ -29,7 +29,7 @@ fn data_key(id: &str) -> String {
     format!("k-{hex}")
 }
 
-pub fn state_secret_name(apikey: &str) -> String {
+fn state_secret_name(apikey: &str) -> String {
     format!("{apikey}-apikey-state")
 }
 
@@ -59,6 +59,28 @@ impl KubernetesStore {
             name: state_secret_name(apikey),
             owner,
             apikey: apikey.into(),
+        }
+    }
+
+    /// Detaches the state Secret from the ApiKey so it outlives it (deletionPolicy
+    /// Retain); a Secret of that name that is not this ApiKey's state is left alone.
+    pub async fn release(&self) -> Result<(), StoreError> {
+        if self.own_state().await?.is_some() {
+            let release = json!({"metadata": {"ownerReferences": null}});
+            self.api
+                .patch(&self.name, &PatchParams::default(), &Patch::Merge(&release))
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// The state Secret if it exists and is ours: one of that name that is not holds
+    /// nothing of ours, so there is nothing in it to delete or release.
+    async fn own_state(&self) -> Result<Option<Secret>, StoreError> {
+        match self.state().await {
+            Err(StoreError::Conflict(_)) => Ok(None),
+            other => other,
         }
     }
 
@@ -143,7 +165,7 @@ impl KeyStore for KubernetesStore {
 
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
-            if self.state().await?.is_none() {
+            if self.own_state().await?.is_none() {
                 return Ok(());
             }
             let patch = json!({"data": {data_key(id): null}});

@@ -352,19 +352,34 @@ async fn disallowed_scopes_and_foreign_secrets_are_refused() {
         "never overwritten"
     );
 
-    // The store's state Secret name is taken too: refused, nothing minted into it.
+    // The store's state Secret name is taken too: refused, nothing minted into it, and
+    // deleting the ApiKey (Retain) does not detach that Secret from its real owner.
+    let owner: k8s_openapi::api::core::v1::ConfigMap =
+        create(c, json!({"metadata": {"name": "their-app"}})).await;
     create::<Secret>(
         c,
-        json!({"metadata": {"name": "squat-apikey-state"}, "stringData": {"note": "theirs"}}),
+        json!({"metadata": {"name": "squat-apikey-state", "ownerReferences": [{
+            "apiVersion": "v1", "kind": "ConfigMap", "name": "their-app", "uid": owner.uid().unwrap()
+        }]}, "stringData": {"note": "theirs"}}),
     )
     .await;
     create::<ApiKey>(c, apikey("squat", json!({"every": "1h"}), json!({}))).await;
-    wait(apikeys, "squat", |a: Option<&ApiKey>| {
+    wait(apikeys.clone(), "squat", |a: Option<&ApiKey>| {
         a.and_then(|a| condition(a, "Ready"))
             .is_some_and(|(_, r)| r == "StoreConflict")
     })
     .await;
+    apikeys
+        .delete("squat", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_deleted(apikeys, "squat").await;
     let untouched = secrets.get("squat-apikey-state").await.unwrap();
+    assert_eq!(
+        untouched.owner_references()[0].name,
+        "their-app",
+        "still theirs"
+    );
     assert_eq!(
         untouched.data.unwrap().keys().collect::<Vec<_>>(),
         ["note"],
@@ -500,6 +515,51 @@ async fn a_key_lost_from_the_store_and_the_secret_is_replaced() {
         data(&secret, "api-key-previous").is_none(),
         "a key without material is not offered"
     );
+}
+
+#[tokio::test]
+async fn an_unfinished_rotation_whose_issuer_is_gone_does_not_block_deletion() {
+    let mut op = operator().await;
+    let c = op.t.client.clone();
+    issuer(&c).await;
+    create::<ApiKey>(&c, apikey("stranded", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    wait(apikeys.clone(), "stranded", ready).await;
+    // A rotation started at an issuer that has since been deleted, its key never recorded.
+    op.task.abort();
+    let _ = (&mut op.task).await;
+    apikeys
+        .patch_status(
+            "stranded",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"pendingKey": {
+                "rotation": 2, "attempt": 1, "startedAt": "2026-01-01T00:00:00Z",
+                "issuer": {"kind": "KeyIssuer", "name": "vanished", "uid": "0"},
+                "mintedFor": "x", "reason": "Requested"
+            }}})),
+        )
+        .await
+        .unwrap();
+    apikeys
+        .delete("stranded", &DeleteParams::default())
+        .await
+        .unwrap();
+    op.task = tokio::spawn(apikey_operator::controller::run(
+        c.clone(),
+        Default::default(),
+    ));
+    wait_deleted(apikeys, "stranded").await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::default_namespaced(c.clone());
+    let warning = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|e| e.reason.as_deref() == Some("PendingKeyNotRevoked"))
+        .expect("the user is told what may be left at the issuer");
+    let note = warning.note.unwrap();
+    assert!(note.contains("\"vanished\""), "{note}");
 }
 
 #[tokio::test]
