@@ -22,6 +22,22 @@ struct Operator {
     task: JoinHandle<()>,
 }
 
+impl Operator {
+    /// Stops the operator as a crash would (it is gone once this returns).
+    async fn stop(&mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
+    /// Starts a fresh operator process against the same cluster.
+    fn start(&mut self) {
+        self.task = tokio::spawn(apikey_operator::controller::run(
+            self.t.client.clone(),
+            Default::default(),
+        ));
+    }
+}
+
 impl Drop for Operator {
     fn drop(&mut self) {
         self.task.abort();
@@ -476,8 +492,7 @@ async fn a_key_lost_from_the_store_and_the_secret_is_replaced() {
     let lost = wait(apikeys.clone(), "gone", ready).await;
     let lost_id = lost.status.unwrap().current_key.unwrap().id;
     // Both copies go while the operator is down, so it cannot restore one from the other.
-    op.task.abort();
-    let _ = (&mut op.task).await;
+    op.stop().await;
     let secrets: Api<Secret> = Api::default_namespaced(c.clone());
     secrets
         .delete("gone-apikey-state", &DeleteParams::default())
@@ -491,10 +506,7 @@ async fn a_key_lost_from_the_store_and_the_secret_is_replaced() {
         )
         .await
         .unwrap();
-    op.task = tokio::spawn(apikey_operator::controller::run(
-        c.clone(),
-        Default::default(),
-    ));
+    op.start();
     let replaced = wait(apikeys, "gone", |a: Option<&ApiKey>| {
         a.and_then(|a| a.status.as_ref())
             .is_some_and(|s| s.rotation_count == 2 && s.phase != Some(Phase::Distributing))
@@ -526,8 +538,7 @@ async fn an_unfinished_rotation_whose_issuer_is_gone_does_not_block_deletion() {
     let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
     wait(apikeys.clone(), "stranded", ready).await;
     // A rotation started at an issuer that has since been deleted, its key never recorded.
-    op.task.abort();
-    let _ = (&mut op.task).await;
+    op.stop().await;
     apikeys
         .patch_status(
             "stranded",
@@ -544,10 +555,7 @@ async fn an_unfinished_rotation_whose_issuer_is_gone_does_not_block_deletion() {
         .delete("stranded", &DeleteParams::default())
         .await
         .unwrap();
-    op.task = tokio::spawn(apikey_operator::controller::run(
-        c.clone(),
-        Default::default(),
-    ));
+    op.start();
     wait_deleted(apikeys, "stranded").await;
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::default_namespaced(c.clone());
     let warning = events
