@@ -207,6 +207,9 @@ struct Shell<'a> {
     /// The resourceVersion the next status write is guarded by: the one read, then each
     /// of this reconcile's own writes (a step may write status more than once).
     resource_version: Option<String>,
+    /// The resourceVersion of the consumer Secret when it was checked to be ours: the
+    /// apply is conditional on it, so a Secret replaced since is never taken over.
+    secret_version: Option<String>,
 }
 
 fn glob_match(pattern: &str, value: &str) -> bool {
@@ -289,6 +292,7 @@ impl<'a> Shell<'a> {
             key_spec,
             found: None,
             resource_version: ak.resource_version(),
+            secret_version: None,
         })
     }
 
@@ -475,6 +479,7 @@ impl<'a> Shell<'a> {
         {
             return Err(Error::SecretConflict(secret_name));
         }
+        self.secret_version = actual.as_ref().and_then(|a| a.resource_version());
         let desired = match self.desired_secret().await {
             Err(Error::MaterialLost) => {
                 self.recover_material(actual.as_ref()).await?;
@@ -760,20 +765,25 @@ impl<'a> Shell<'a> {
         }
     }
 
-    async fn apply_secret(&self) -> Result<(), Error> {
+    async fn apply_secret(&mut self) -> Result<(), Error> {
         let Some(desired) = self.desired_secret().await? else {
             return Ok(());
         };
         let mut body = serde_json::to_value(&desired).expect("Secrets serialize");
         body["apiVersion"] = json!("v1");
         body["kind"] = json!("Secret");
-        self.secrets
+        if let Some(rv) = &self.secret_version {
+            body["metadata"]["resourceVersion"] = json!(rv);
+        }
+        let written = self
+            .secrets
             .patch(
                 &secret::secret_name(self.ak),
                 &PatchParams::apply(MANAGER).force(),
                 &Patch::Apply(body),
             )
             .await?;
+        self.secret_version = written.resource_version();
         Ok(())
     }
 
@@ -1374,6 +1384,7 @@ impl<'a> Shell<'a> {
             if let Some(s) = self.secrets.get_opt(&consumer).await?
                 && secret::may_manage(self.ak, &s)
             {
+                self.secret_version = s.resource_version();
                 // Bring it up to date first: a key status names but the Secret lacks (a
                 // distribute cut short) would otherwise be left valid and unreferenced.
                 match self.apply_secret().await {

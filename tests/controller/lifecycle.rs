@@ -444,6 +444,56 @@ async fn a_deleted_or_edited_secret_is_restored() {
 }
 
 #[tokio::test]
+async fn a_secret_replaced_while_being_restored_is_not_taken_over() {
+    use apikey_operator::devcluster::Fault;
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(c, apikey("raced", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    wait(apikeys.clone(), "raced", ready).await;
+    // The operator's restoring apply is held up; meanwhile someone else's Secret takes
+    // the name. The apply must not land on it.
+    let patches = op.t.cluster.requests("patch", "secrets");
+    op.t.cluster.inject(
+        Fault::on("patch", "secrets")
+            .delay(std::time::Duration::from_secs(2))
+            .times(1),
+    );
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    let mut tampered = secrets.get("raced").await.unwrap();
+    tampered.data = None;
+    secrets
+        .replace("raced", &PostParams::default(), &tampered)
+        .await
+        .unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        while op.t.cluster.requests("patch", "secrets") == patches {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the operator restores the Secret");
+    secrets
+        .delete("raced", &DeleteParams::default())
+        .await
+        .unwrap();
+    create::<Secret>(
+        c,
+        json!({"metadata": {"name": "raced"}, "stringData": {"api-key": "theirs"}}),
+    )
+    .await;
+    wait(apikeys, "raced", |a: Option<&ApiKey>| {
+        a.and_then(|a| condition(a, "Rotating"))
+            .is_some_and(|(_, r)| r == "SecretConflict")
+    })
+    .await;
+    let theirs = secrets.get("raced").await.unwrap();
+    assert_eq!(data(&theirs, "api-key").unwrap(), "theirs");
+    assert!(theirs.owner_references().is_empty(), "not taken over");
+}
+
+#[tokio::test]
 async fn keys_lost_from_the_store_are_recovered_from_the_secret() {
     let op = operator().await;
     let c = &op.t.client;
