@@ -380,6 +380,17 @@ impl<'a> Shell<'a> {
         issuer::for_spec(&config).map_err(Error::InvalidSpec)
     }
 
+    /// The keys status says are issued and distributed: current and, in an overlap,
+    /// previous.
+    fn issued_keys(&self) -> impl Iterator<Item = &KeyStatus> {
+        [
+            self.status.current_key.as_ref(),
+            self.status.previous_key.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     fn held(k: &KeyStatus) -> HeldKey {
         HeldKey {
             id: k.id.clone(),
@@ -397,15 +408,10 @@ impl<'a> Shell<'a> {
         let Some(found) = actual.and_then(|a| secret::held_keys(self.ak, a)) else {
             return Ok(());
         };
-        let recorded = [
-            self.status.current_key.as_ref(),
-            self.status.previous_key.as_ref(),
-        ];
         for (id, material) in [Some(found.current), found.previous].into_iter().flatten() {
             let fingerprint = issuer::fingerprint(&material);
-            let vouched = recorded
-                .iter()
-                .flatten()
+            let vouched = self
+                .issued_keys()
                 .any(|k| k.id == id && k.fingerprint == fingerprint);
             if vouched && self.store.get(&id).await?.is_none() {
                 self.store.put(&id, &material).await?;
@@ -716,15 +722,11 @@ impl<'a> Shell<'a> {
     /// Removes store entries status no longer references (left by a failure between a
     /// status write and the store cleanup that follows it).
     async fn sweep_store(&mut self) -> Result<(), Error> {
-        let referenced: Vec<String> = [
-            self.status.current_key.as_ref(),
-            self.status.previous_key.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|k| k.id.clone())
-        .chain(self.status.pending_key.as_ref().and_then(|p| p.id.clone()))
-        .collect();
+        let referenced: Vec<String> = self
+            .issued_keys()
+            .map(|k| k.id.clone())
+            .chain(self.status.pending_key.as_ref().and_then(|p| p.id.clone()))
+            .collect();
         for id in self.store.ids().await? {
             if !referenced.contains(&id) {
                 self.store.delete(&id).await?;
@@ -1358,14 +1360,10 @@ impl<'a> Shell<'a> {
             self.drop_pending(&p).await?;
         }
         if self.ak.spec.deletion_policy == DeletionPolicy::Revoke {
-            let held: Vec<(IssuerRecord, String)> = [
-                self.status.current_key.as_ref(),
-                self.status.previous_key.as_ref(),
-            ]
-            .into_iter()
-            .flatten()
-            .map(|k| (k.issuer.clone(), k.id.clone()))
-            .collect();
+            let held: Vec<(IssuerRecord, String)> = self
+                .issued_keys()
+                .map(|k| (k.issuer.clone(), k.id.clone()))
+                .collect();
             for (record, id) in held {
                 self.issuer_for(&record).await?.revoke(&id).await?;
                 self.store.delete(&id).await?;

@@ -66,13 +66,18 @@ impl KubernetesStore {
     /// Retain); a Secret of that name that is not this ApiKey's state is left alone.
     pub async fn release(&self) -> Result<(), StoreError> {
         if self.own_state().await?.is_some() {
-            let release = json!({"metadata": {"ownerReferences": null}});
-            self.api
-                .patch(&self.name, &PatchParams::default(), &Patch::Merge(&release))
-                .await
-                .map_err(unavailable)?;
+            self.merge(json!({"metadata": {"ownerReferences": null}}))
+                .await?;
         }
         Ok(())
+    }
+
+    async fn merge(&self, patch: serde_json::Value) -> Result<(), StoreError> {
+        self.api
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
     }
 
     /// The state Secret if it exists and is ours: one of that name that is not holds
@@ -139,14 +144,7 @@ impl KeyStore for KubernetesStore {
                     .create_with(data_key(id), value)
                     .await
                     .map_err(unavailable),
-                Some(_) => {
-                    let patch = json!({"data": {data_key(id): value}});
-                    self.api
-                        .patch(&self.name, &PatchParams::default(), &Patch::Merge(patch))
-                        .await
-                        .map(|_| ())
-                        .map_err(unavailable)
-                }
+                Some(_) => self.merge(json!({"data": {data_key(id): value}})).await,
             }
         }
         .boxed()
@@ -168,12 +166,7 @@ impl KeyStore for KubernetesStore {
             if self.own_state().await?.is_none() {
                 return Ok(());
             }
-            let patch = json!({"data": {data_key(id): null}});
-            self.api
-                .patch(&self.name, &PatchParams::default(), &Patch::Merge(patch))
-                .await
-                .map(|_| ())
-                .map_err(unavailable)
+            self.merge(json!({"data": {data_key(id): null}})).await
         }
         .boxed()
     }
