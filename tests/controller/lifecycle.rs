@@ -111,6 +111,14 @@ fn apikey(name: &str, rotation: Value, extra: Value) -> Value {
     json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "ApiKey", "metadata": {"name": name}, "spec": spec})
 }
 
+/// A wait condition: the ApiKey's condition `type_` has reason `reason`.
+fn reason_is(type_: &'static str, reason: &'static str) -> impl Fn(Option<&ApiKey>) -> bool {
+    move |a| {
+        a.and_then(|a| condition(a, type_))
+            .is_some_and(|(_, r)| r == reason)
+    }
+}
+
 fn condition(ak: &ApiKey, type_: &str) -> Option<(String, String)> {
     ak.status
         .as_ref()?
@@ -339,11 +347,7 @@ async fn disallowed_scopes_and_foreign_secrets_are_refused() {
     )
     .await;
     let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
-    let refused = wait(apikeys.clone(), "greedy", |a: Option<&ApiKey>| {
-        a.and_then(|a| condition(a, "Ready"))
-            .is_some_and(|(_, r)| r == "NotAllowed")
-    })
-    .await;
+    let refused = wait(apikeys.clone(), "greedy", reason_is("Ready", "NotAllowed")).await;
     assert!(
         refused.status.unwrap().current_key.is_none(),
         "nothing minted"
@@ -356,10 +360,11 @@ async fn disallowed_scopes_and_foreign_secrets_are_refused() {
     )
     .await;
     create::<ApiKey>(c, apikey("taken", json!({"every": "1h"}), json!({}))).await;
-    let conflict = wait(apikeys.clone(), "taken", |a: Option<&ApiKey>| {
-        a.and_then(|a| condition(a, "Ready"))
-            .is_some_and(|(_, r)| r == "SecretConflict")
-    })
+    let conflict = wait(
+        apikeys.clone(),
+        "taken",
+        reason_is("Ready", "SecretConflict"),
+    )
     .await;
     assert!(condition(&conflict, "Ready").is_some());
     assert_eq!(
@@ -380,10 +385,11 @@ async fn disallowed_scopes_and_foreign_secrets_are_refused() {
     )
     .await;
     create::<ApiKey>(c, apikey("squat", json!({"every": "1h"}), json!({}))).await;
-    wait(apikeys.clone(), "squat", |a: Option<&ApiKey>| {
-        a.and_then(|a| condition(a, "Ready"))
-            .is_some_and(|(_, r)| r == "StoreConflict")
-    })
+    wait(
+        apikeys.clone(),
+        "squat",
+        reason_is("Ready", "StoreConflict"),
+    )
     .await;
     apikeys
         .delete("squat", &DeleteParams::default())
@@ -483,11 +489,7 @@ async fn a_secret_replaced_while_being_restored_is_not_taken_over() {
         json!({"metadata": {"name": "raced"}, "stringData": {"api-key": "theirs"}}),
     )
     .await;
-    wait(apikeys, "raced", |a: Option<&ApiKey>| {
-        a.and_then(|a| condition(a, "Rotating"))
-            .is_some_and(|(_, r)| r == "SecretConflict")
-    })
-    .await;
+    wait(apikeys, "raced", reason_is("Rotating", "SecretConflict")).await;
     let theirs = secrets.get("raced").await.unwrap();
     assert_eq!(data(&theirs, "api-key").unwrap(), "theirs");
     assert!(theirs.owner_references().is_empty(), "not taken over");
@@ -946,10 +948,11 @@ async fn a_spec_broken_after_issuance_does_not_block_deletion() {
         )
         .await
         .unwrap();
-    wait(apikeys.clone(), "broken", |a: Option<&ApiKey>| {
-        a.and_then(|a| condition(a, "Rotating"))
-            .is_some_and(|(_, r)| r == "InvalidSpec")
-    })
+    wait(
+        apikeys.clone(),
+        "broken",
+        reason_is("Rotating", "InvalidSpec"),
+    )
     .await;
     apikeys
         .delete("broken", &DeleteParams::default())
@@ -992,11 +995,7 @@ async fn schedules_rotate_at_their_local_time_and_bad_ones_are_explained() {
     );
 
     create::<ApiKey>(c, apikey("typo", json!({"schedule": "0 3 * *"}), json!({}))).await;
-    let bad = wait(apikeys.clone(), "typo", |a: Option<&ApiKey>| {
-        a.and_then(|a| condition(a, "Ready"))
-            .is_some_and(|(_, r)| r == "InvalidSpec")
-    })
-    .await;
+    let bad = wait(apikeys.clone(), "typo", reason_is("Ready", "InvalidSpec")).await;
     let message = bad
         .status
         .unwrap()
@@ -1015,11 +1014,7 @@ async fn schedules_rotate_at_their_local_time_and_bad_ones_are_explained() {
         ),
     )
     .await;
-    wait(apikeys, "nowhere", |a: Option<&ApiKey>| {
-        a.and_then(|a| condition(a, "Ready"))
-            .is_some_and(|(_, r)| r == "InvalidSpec")
-    })
-    .await;
+    wait(apikeys, "nowhere", reason_is("Ready", "InvalidSpec")).await;
 }
 
 #[tokio::test]
@@ -1064,10 +1059,11 @@ async fn a_paused_consumer_blocks_revocation_with_its_own_reason() {
         )
         .await
         .unwrap();
-    let blocked = wait(apikeys.clone(), "frozen", |a: Option<&ApiKey>| {
-        a.and_then(|a| condition(a, "Rotating"))
-            .is_some_and(|(_, r)| r == "ConsumerBlocked")
-    })
+    let blocked = wait(
+        apikeys.clone(),
+        "frozen",
+        reason_is("Rotating", "ConsumerBlocked"),
+    )
     .await;
     let status = blocked.status.unwrap();
     assert!(
@@ -1153,10 +1149,11 @@ async fn rollouts_are_throttled_across_apikeys() {
         ),
     )
     .await;
-    wait(apikeys.clone(), "second", |a: Option<&ApiKey>| {
-        a.and_then(|a| condition(a, "Rotating"))
-            .is_some_and(|(_, r)| r == "RolloutQueued")
-    })
+    wait(
+        apikeys.clone(),
+        "second",
+        reason_is("Rotating", "RolloutQueued"),
+    )
     .await;
     let second = deployments.get("second").await.unwrap();
     let annotations = second
@@ -1239,10 +1236,11 @@ async fn store_failures_are_reported_and_recovered_from() {
         .inject(Fault::on("create", "secrets").status(500));
     create::<ApiKey>(c, apikey("flaky", json!({"every": "1h"}), json!({}))).await;
     let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
-    let failing = wait(apikeys.clone(), "flaky", |a: Option<&ApiKey>| {
-        a.and_then(|a| condition(a, "Ready"))
-            .is_some_and(|(_, r)| r == "StoreUnavailable")
-    })
+    let failing = wait(
+        apikeys.clone(),
+        "flaky",
+        reason_is("Ready", "StoreUnavailable"),
+    )
     .await;
     let status = failing.status.unwrap();
     assert!(
@@ -1396,10 +1394,7 @@ async fn cluster_issuers_serve_only_the_namespaces_they_select() {
     let refused = wait(
         Api::<ApiKey>::namespaced(c.clone(), "default"),
         "k",
-        |a: Option<&ApiKey>| {
-            a.and_then(|a| condition(a, "Ready"))
-                .is_some_and(|(_, r)| r == "NotAllowed")
-        },
+        reason_is("Ready", "NotAllowed"),
     )
     .await;
     let message = refused
