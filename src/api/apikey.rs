@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::duration::GoDuration;
+use super::limits;
 
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -35,9 +36,11 @@ pub struct ApiKeySpec {
     pub key_type: KeyType,
     /// Scopes the key is minted with; the issuer's `allowedScopes` must cover them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = limits::SCOPES), inner(length(max = limits::SCOPE)))]
     pub scopes: Vec<String>,
     /// The key's name at the issuer (default `<namespace>/<name>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::DISPLAY_NAME))]
     pub display_name: Option<String>,
     /// Issuer-side lifetime of each key; must exceed every + overlap + rolloutTimeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,6 +53,7 @@ pub struct ApiKeySpec {
     pub secret: SecretTemplate,
     /// Workloads rolled out after each new key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = limits::CONSUMERS))]
     pub consumers: Vec<Consumer>,
     #[serde(default = "default_rollout_timeout")]
     pub rollout_timeout: GoDuration,
@@ -66,6 +70,7 @@ fn default_rollout_timeout() -> GoDuration {
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct IssuerRef {
+    #[schemars(length(max = limits::OBJECT_NAME))]
     pub name: String,
     #[serde(default)]
     pub kind: IssuerKind,
@@ -90,8 +95,10 @@ pub enum KeyType {
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+// "Exactly one" rules are counted, not written `has(a) != has(b)`: kube-apiserver 1.24
+// prices `!=` between two `has()` results as unbounded and refuses the CRD.
 #[x_kube(
-    validation = Rule::new("has(self.every) != has(self.schedule)").message("set exactly one of rotation.every or rotation.schedule"),
+    validation = Rule::new("(has(self.every) ? 1 : 0) + (has(self.schedule) ? 1 : 0) == 1").message("set exactly one of rotation.every or rotation.schedule"),
     validation = Rule::new("!has(self.overlap) || !has(self.every) || duration(self.overlap) < duration(self.every)").message("rotation.overlap must be shorter than rotation.every"),
     validation = Rule::new("!has(self.timeZone) || has(self.schedule)").message("rotation.timeZone applies to rotation.schedule only"),
     validation = Rule::new("!has(self.every) || duration(self.every) >= duration('1s')").message("rotation.every must be at least 1s"),
@@ -102,9 +109,11 @@ pub struct Rotation {
     pub every: Option<GoDuration>,
     /// Or rotate on a 5-field cron schedule, e.g. `0 3 * * 1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::CRON))]
     pub schedule: Option<String>,
     /// IANA time zone of `schedule` (default UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::TIME_ZONE))]
     pub time_zone: Option<String>,
     /// How long the previous key stays valid after consumers rolled out
     /// (default min(1h, every/4)).
@@ -122,11 +131,13 @@ pub struct Rotation {
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct StoreRef {
+    #[schemars(length(max = limits::OBJECT_NAME))]
     pub name: String,
     #[serde(default)]
     pub kind: StoreKind,
     /// Where in the store the key lives (default `<namespace>/<name>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::STORE_PATH))]
     pub path: Option<String>,
 }
 
@@ -143,20 +154,27 @@ pub enum StoreKind {
 pub struct SecretTemplate {
     /// Default: the ApiKey's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::OBJECT_NAME))]
     pub name: Option<String>,
     #[serde(default = "field_current")]
+    #[schemars(length(max = limits::SECRET_DATA_KEY))]
     pub current_key_field: String,
     #[serde(default = "field_key_id")]
+    #[schemars(length(max = limits::SECRET_DATA_KEY))]
     pub key_id_field: String,
     /// Present only during an overlap.
     #[serde(default = "field_previous")]
+    #[schemars(length(max = limits::SECRET_DATA_KEY))]
     pub previous_key_field: String,
     #[serde(default = "field_previous_id")]
+    #[schemars(length(max = limits::SECRET_DATA_KEY))]
     pub previous_key_id_field: String,
     /// Copied onto the Secret.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = limits::SECRET_METADATA_ENTRIES, "additionalProperties" = {"type": "string", "maxLength": limits::LABEL_VALUE}))]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = limits::SECRET_METADATA_ENTRIES, "additionalProperties" = {"type": "string", "maxLength": limits::ANNOTATION_VALUE}))]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -189,12 +207,15 @@ impl Default for SecretTemplate {
 
 /// A workload rolled out after each new key: by name, or every one a selector matches.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = Rule::new("has(self.name) != has(self.selector)").message("a consumer has exactly one of name or selector"))]
+// Counted, not `!=` (see Rotation).
+#[x_kube(validation = Rule::new("(has(self.name) ? 1 : 0) + (has(self.selector) ? 1 : 0) == 1").message("a consumer has exactly one of name or selector"))]
 pub struct Consumer {
     pub kind: ConsumerKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::OBJECT_NAME))]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "limits::label_selector")]
     pub selector: Option<LabelSelector>,
 }
 
@@ -222,12 +243,15 @@ pub struct ApiKeyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "limits::conditions")]
     pub conditions: Vec<Condition>,
     #[serde(default)]
     pub rotation_count: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::TIMESTAMP))]
     pub last_rotation_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::TIMESTAMP))]
     pub next_rotation_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_key: Option<KeyStatus>,
@@ -236,17 +260,20 @@ pub struct ApiKeyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_key: Option<PendingKey>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = limits::CONSUMER_STATUSES))]
     pub consumers: Vec<ConsumerStatus>,
     /// The last rotation attempt abandoned: its idempotency key is never used again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_abandoned: Option<AttemptRef>,
     /// When consumers were last patched with the current key (for rolloutTimeout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::TIMESTAMP))]
     pub rollout_started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_requests: Option<HandledRequests>,
     /// The last 10 keys this ApiKey held.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = limits::HISTORY))]
     pub history: Vec<HistoryEntry>,
 }
 
@@ -267,14 +294,19 @@ pub enum Phase {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct IssuerRecord {
     pub kind: IssuerKind,
+    #[schemars(length(max = limits::OBJECT_NAME))]
     pub name: String,
+    #[schemars(length(max = limits::KEY_ID))]
     pub uid: String,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct StoreRecord {
+    #[schemars(length(max = limits::SHORT))]
     pub kind: String,
+    #[schemars(length(max = limits::OBJECT_NAME))]
     pub name: String,
+    #[schemars(length(max = limits::URL))]
     pub location: String,
 }
 
@@ -282,11 +314,15 @@ pub struct StoreRecord {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyStatus {
+    #[schemars(length(max = limits::KEY_ID))]
     pub id: String,
     /// `sha256:` + the first 12 hex digits of the key's SHA-256.
+    #[schemars(length(max = limits::FINGERPRINT))]
     pub fingerprint: String,
+    #[schemars(length(max = limits::TIMESTAMP))]
     pub issued_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::TIMESTAMP))]
     pub expires_at: Option<String>,
     pub rotation: u64,
     pub issuer: IssuerRecord,
@@ -294,11 +330,14 @@ pub struct KeyStatus {
     pub store: Option<StoreRecord>,
     /// Previous key only: when it may be revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::TIMESTAMP))]
     pub revoke_after: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::TIMESTAMP))]
     pub last_used_at: Option<String>,
     /// The key-defining spec (scopes, keyType, issuer, lifetime) it was minted for.
     #[serde(default)]
+    #[schemars(length(max = limits::MINTED_FOR))]
     pub minted_for: String,
     /// Previous key only: replaced by an emergency rotation (revoked at once).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -312,20 +351,26 @@ pub struct KeyStatus {
 pub struct PendingKey {
     pub rotation: u64,
     pub attempt: u32,
+    #[schemars(length(max = limits::TIMESTAMP))]
     pub started_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::KEY_ID))]
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::FINGERPRINT))]
     pub fingerprint: Option<String>,
     pub issuer: IssuerRecord,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreRecord>,
     /// The key-defining spec it is minted for; a change abandons it.
     #[serde(default)]
+    #[schemars(length(max = limits::MINTED_FOR))]
     pub minted_for: String,
     /// What started this rotation (Initial, Scheduled, Expiring, SpecChanged, Requested, Emergency).
+    #[schemars(length(max = limits::REASON))]
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::TIMESTAMP))]
     pub expires_at: Option<String>,
 }
 
@@ -339,9 +384,11 @@ pub struct AttemptRef {
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerStatus {
     pub kind: ConsumerKind,
+    #[schemars(length(max = limits::OBJECT_NAME))]
     pub name: String,
     pub rolled_out: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::MESSAGE))]
     pub message: Option<String>,
 }
 
@@ -350,10 +397,13 @@ pub struct ConsumerStatus {
 #[serde(rename_all = "camelCase")]
 pub struct HandledRequests {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::KEY_ID))]
     pub rotate: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::KEY_ID))]
     pub emergency_rotate: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::KEY_ID))]
     pub revoke_previous: Option<String>,
 }
 
@@ -361,11 +411,16 @@ pub struct HandledRequests {
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
     pub rotation: u64,
+    #[schemars(length(max = limits::KEY_ID))]
     pub id: String,
+    #[schemars(length(max = limits::FINGERPRINT))]
     pub fingerprint: String,
+    #[schemars(length(max = limits::TIMESTAMP))]
     pub issued_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::TIMESTAMP))]
     pub revoked_at: Option<String>,
+    #[schemars(length(max = limits::REASON))]
     pub reason: String,
 }
 

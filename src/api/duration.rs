@@ -39,6 +39,7 @@ impl JsonSchema for GoDuration {
         json_schema!({
             "type": "string",
             "pattern": GO_DURATION_PATTERN,
+            "maxLength": super::limits::DURATION,
             "description": "A Go duration, e.g. 720h, 90m or 1h30m (units: ns, us, µs, ms, s, m, h; no days).",
         })
     }

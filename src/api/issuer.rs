@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::apikey::KeyType;
 use super::duration::GoDuration;
+use super::limits;
 
 /// What both issuer kinds configure.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -23,9 +24,11 @@ pub struct IssuerConfig {
     pub aws_iam: Option<AwsIamIssuer>,
     /// Glob patterns (`widgets:*`) the scopes of every ApiKey using this issuer must match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = limits::ALLOWED_SCOPES), inner(length(max = limits::SCOPE)))]
     pub allowed_scopes: Vec<String>,
     /// Key types ApiKeys may ask for (default: all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 2))]
     pub allowed_key_types: Vec<KeyType>,
 }
 
@@ -62,6 +65,7 @@ pub struct ClusterKeyIssuerSpec {
     pub config: IssuerConfig,
     /// Namespaces whose ApiKeys may use this issuer (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "limits::label_selector")]
     pub namespace_selector: Option<LabelSelector>,
 }
 
@@ -69,6 +73,7 @@ pub struct ClusterKeyIssuerSpec {
 pub struct GenerateIssuer {
     /// Prepended to every key, e.g. `sk_live_`.
     #[serde(default)]
+    #[schemars(length(max = limits::SHORT))]
     pub prefix: String,
     /// Random base62 characters after the prefix (22 or more: at least 128 bits).
     #[serde(default = "default_length")]
@@ -83,7 +88,9 @@ fn default_length() -> u32 {
 /// A Secret key holding a credential.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct SecretKeySelector {
+    #[schemars(length(max = limits::OBJECT_NAME))]
     pub name: String,
+    #[schemars(length(max = limits::SECRET_DATA_KEY))]
     pub key: String,
 }
 
@@ -91,11 +98,13 @@ pub struct SecretKeySelector {
 #[serde(rename_all = "camelCase")]
 pub struct HttpIssuer {
     /// Base URL of the issuer's key API.
+    #[schemars(length(max = limits::URL))]
     pub url: String,
     /// The admin token the operator authenticates with.
     pub credentials_secret_ref: SecretKeySelector,
     /// PEM bundle to trust for the issuer's TLS certificate (default: system roots).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::CA_BUNDLE))]
     pub ca_bundle: Option<String>,
     #[serde(default = "default_timeout")]
     pub timeout: GoDuration,
@@ -112,10 +121,13 @@ fn default_timeout() -> GoDuration {
 #[serde(rename_all = "camelCase")]
 pub struct AwsIamIssuer {
     /// The IAM user whose access keys are minted (IAM allows two at a time: the overlap).
+    #[schemars(length(max = limits::SHORT))]
     pub user_name: String,
+    #[schemars(length(max = limits::SHORT))]
     pub region: String,
     /// Override the IAM endpoint (e.g. a local test server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::URL))]
     pub endpoint_url: Option<String>,
     /// Static credentials (default: the operator's ambient AWS credentials).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,10 +137,13 @@ pub struct AwsIamIssuer {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AwsCredentialsRef {
+    #[schemars(length(max = limits::OBJECT_NAME))]
     pub name: String,
     #[serde(default = "default_access_key_id_key")]
+    #[schemars(length(max = limits::SECRET_DATA_KEY))]
     pub access_key_id_key: String,
     #[serde(default = "default_secret_access_key_key")]
+    #[schemars(length(max = limits::SECRET_DATA_KEY))]
     pub secret_access_key_key: String,
 }
 

@@ -3,6 +3,7 @@
 pub mod apikey;
 pub mod duration;
 pub mod issuer;
+pub mod limits;
 pub mod store;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -10,13 +11,25 @@ use kube::CustomResourceExt;
 
 /// Every CRD of the API, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    let mut crds = vec![
         apikey::ApiKey::crd(),
         issuer::KeyIssuer::crd(),
         issuer::ClusterKeyIssuer::crd(),
         store::KeyStore::crd(),
         store::ClusterKeyStore::crd(),
-    ]
+    ];
+    for version in crds.iter_mut().flat_map(|crd| crd.spec.versions.iter_mut()) {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            let mut value = serde_json::to_value(&*schema).expect("schemas serialize");
+            limits::drop_null_from_enums(&mut value);
+            *schema = serde_json::from_value(value).expect("a schema stays a schema");
+        }
+    }
+    crds
 }
 
 /// A CRD as the YAML committed under `crds/` and printed by `apikey-operator crds`.

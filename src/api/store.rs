@@ -6,6 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::issuer::{AwsCredentialsRef, SecretKeySelector};
+use super::limits;
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -16,8 +17,10 @@ pub struct StoreConfig {
     pub aws_secrets_manager: Option<AwsSecretsManagerStore>,
 }
 
-/// A root-level rule: `self` is the whole object.
-const EXACTLY_ONE_BACKEND: &str = "has(self.spec.vault) != has(self.spec.awsSecretsManager)";
+/// A root-level rule: `self` is the whole object. Counted rather than compared with `!=`:
+/// kube-apiserver 1.24 prices `!=` between two `has()` results as unbounded and refuses it.
+const EXACTLY_ONE_BACKEND: &str =
+    "(has(self.spec.vault) ? 1 : 0) + (has(self.spec.awsSecretsManager) ? 1 : 0) == 1";
 
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -49,6 +52,7 @@ pub struct ClusterKeyStoreSpec {
     pub config: StoreConfig,
     /// Namespaces whose ApiKeys may use this store (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "limits::label_selector")]
     pub namespace_selector: Option<LabelSelector>,
 }
 
@@ -57,17 +61,22 @@ pub struct ClusterKeyStoreSpec {
 #[serde(rename_all = "camelCase")]
 pub struct VaultStore {
     /// e.g. `https://vault.example.com:8200`.
+    #[schemars(length(max = limits::URL))]
     pub server: String,
     /// The KV v2 mount.
     #[serde(default = "default_mount")]
+    #[schemars(length(max = limits::IDENTIFIER))]
     pub mount_path: String,
     /// Prepended to every ApiKey's path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::IDENTIFIER))]
     pub path_prefix: Option<String>,
     /// Vault Enterprise / OpenBao namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::IDENTIFIER))]
     pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::CA_BUNDLE))]
     pub ca_bundle: Option<String>,
     pub auth: VaultAuth,
 }
@@ -77,7 +86,8 @@ fn default_mount() -> String {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = Rule::new("has(self.token) != has(self.kubernetes)").message("set exactly one of auth.token or auth.kubernetes"))]
+// Counted, not `!=` (see EXACTLY_ONE_BACKEND).
+#[x_kube(validation = Rule::new("(has(self.token) ? 1 : 0) + (has(self.kubernetes) ? 1 : 0) == 1").message("set exactly one of auth.token or auth.kubernetes"))]
 pub struct VaultAuth {
     /// A Vault token read from a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,13 +106,17 @@ pub struct VaultTokenAuth {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct VaultKubernetesAuth {
+    #[schemars(length(max = limits::IDENTIFIER))]
     pub role: String,
     #[serde(default = "default_kubernetes_mount")]
+    #[schemars(length(max = limits::IDENTIFIER))]
     pub mount_path: String,
     /// The ServiceAccount whose token is presented (default: the operator's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::OBJECT_NAME))]
     pub service_account_name: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = limits::AUDIENCES), inner(length(max = limits::IDENTIFIER)))]
     pub audiences: Vec<String>,
 }
 
@@ -113,14 +127,18 @@ fn default_kubernetes_mount() -> String {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AwsSecretsManagerStore {
+    #[schemars(length(max = limits::SHORT))]
     pub region: String,
     /// Prepended to every secret name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::IDENTIFIER))]
     pub prefix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::URL))]
     pub kms_key_id: Option<String>,
     /// Override the endpoint (e.g. a local test server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::URL))]
     pub endpoint_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<AwsCredentialsRef>,

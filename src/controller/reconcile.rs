@@ -429,8 +429,16 @@ impl<'a> Shell<'a> {
         Ok(())
     }
 
+    /// A request annotation's value as status records it: status bounds the field, so a
+    /// longer value is recorded (and compared) by its digest.
     fn annotation(&self, key: &str) -> Option<String> {
-        self.ak.annotations().get(key).cloned()
+        let value = self.ak.annotations().get(key)?;
+        if value.len() <= crate::api::limits::KEY_ID as usize {
+            return Some(value.clone());
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        Some(format!("sha256:{hex}"))
     }
 
     fn requested(&self, key: &str, handled: Option<&String>) -> bool {
@@ -854,21 +862,17 @@ impl<'a> Shell<'a> {
                 trigger,
             } => {
                 let issuer = self.spec_issuer().await?;
+                let (rotate, emergency) = (
+                    self.annotation(annotations::ROTATE),
+                    self.annotation(annotations::EMERGENCY_ROTATE),
+                );
                 let handled = self
                     .status
                     .handled_requests
                     .get_or_insert_with(Default::default);
                 match trigger {
-                    Trigger::Requested => {
-                        handled.rotate = self.ak.annotations().get(annotations::ROTATE).cloned()
-                    }
-                    Trigger::Emergency => {
-                        handled.emergency_rotate = self
-                            .ak
-                            .annotations()
-                            .get(annotations::EMERGENCY_ROTATE)
-                            .cloned()
-                    }
+                    Trigger::Requested => handled.rotate = rotate,
+                    Trigger::Emergency => handled.emergency_rotate = emergency,
                     _ => {}
                 }
                 self.status.pending_key = Some(PendingKey {
@@ -1272,7 +1276,7 @@ impl<'a> Shell<'a> {
 
     /// Refreshes `status.consumers`; true when it changed.
     async fn record_consumers(&mut self) -> Result<bool, Error> {
-        let now_state: Vec<ConsumerStatus> = self
+        let mut now_state: Vec<ConsumerStatus> = self
             .consumers()
             .await?
             .into_iter()
@@ -1287,6 +1291,8 @@ impl<'a> Shell<'a> {
                 },
             })
             .collect();
+        // Status lists a bounded number of consumers; a selector may match more.
+        now_state.truncate(crate::api::limits::CONSUMER_STATUSES as usize);
         let changed = now_state != self.status.consumers;
         self.status.consumers = now_state;
         Ok(changed)
