@@ -55,6 +55,29 @@ struct DevArgs {
     /// Seconds a simulated Deployment/StatefulSet/DaemonSet rollout takes.
     #[arg(long, default_value_t = 2.0)]
     rollout_seconds: f64,
+    /// The Kubernetes release to report and whose CRD registration checks (CEL type
+    /// checking and cost estimation) to apply, 1.24 to 1.33.
+    #[arg(long, default_value = "1.33", value_parser = parse_kubernetes_minor)]
+    kubernetes_version: u32,
+}
+
+/// `1.N` → N, within the releases the dev cluster emulates.
+fn parse_kubernetes_minor(v: &str) -> Result<u32, String> {
+    let supported = format!(
+        "1.{} to 1.{}",
+        devcluster::OLDEST_KUBERNETES_MINOR,
+        devcluster::DEFAULT_KUBERNETES_MINOR
+    );
+    let minor = v
+        .strip_prefix("1.")
+        .and_then(|m| m.parse::<u32>().ok())
+        .ok_or_else(|| format!("expected a release such as 1.29 ({supported})"))?;
+    if (devcluster::OLDEST_KUBERNETES_MINOR..=devcluster::DEFAULT_KUBERNETES_MINOR).contains(&minor)
+    {
+        Ok(minor)
+    } else {
+        Err(format!("the dev cluster emulates Kubernetes {supported}"))
+    }
 }
 
 #[tokio::main]
@@ -98,6 +121,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
         token: args.token,
         rbac: args.rbac,
         rollout_delay: Duration::from_secs_f64(args.rollout_seconds.max(0.0)),
+        kubernetes_minor: args.kubernetes_version,
         ..Default::default()
     };
     let cluster = DevCluster::start(config)

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value, json};
 
+use super::cel::Release;
 use super::crd;
 use super::errors::{ApiError, ApiResult, FieldError};
 use super::events;
@@ -21,6 +22,18 @@ use super::store::{Store, meta_str};
 pub struct State {
     pub store: Store,
     pub registry: Registry,
+    /// The Kubernetes release whose registration checks CRDs get.
+    pub release: Release,
+}
+
+impl State {
+    pub fn new(history_limit: usize, release: Release) -> State {
+        State {
+            store: Store::new(history_limit),
+            registry: Registry::with_builtins(),
+            release,
+        }
+    }
 }
 
 pub struct ApiServer {
@@ -312,12 +325,9 @@ fn without_volatile_metadata(obj: &Value) -> Value {
 }
 
 impl ApiServer {
-    pub fn new(history_limit: usize) -> Self {
+    pub fn new(history_limit: usize, release: Release) -> Self {
         ApiServer {
-            state: Mutex::new(State {
-                store: Store::new(history_limit),
-                registry: Registry::with_builtins(),
-            }),
+            state: Mutex::new(State::new(history_limit, release)),
         }
     }
 
@@ -600,7 +610,7 @@ impl ApiServer {
         let mut warnings = Self::admit_content(rt, &mut obj, None, opts)?;
         prepare_for_create(rt, &mut obj);
         let mut errors = Self::validate_metadata(rt, &obj);
-        errors.extend(crd::validate_definition(rt, &obj));
+        errors.extend(crd::validate_definition(rt, &obj, st.release));
         errors.extend(validate_data(rt, &obj));
         if !errors.is_empty() {
             return Err(ApiError::invalid(&rt.qualified_kind(), &name, &errors));
@@ -782,7 +792,7 @@ impl ApiServer {
                 ));
             }
         }
-        errors.extend(crd::validate_definition(rt, &obj));
+        errors.extend(crd::validate_definition(rt, &obj, st.release));
         errors.extend(crd::validate_update(rt, old, &obj));
         errors.extend(immutable_data_changes(rt, old, &obj));
         errors.extend(validate_data(rt, &obj));

@@ -242,10 +242,7 @@ mod tests {
         let sa = json!({"metadata": {"namespace": "ns", "name": "sa", "uid": "u1"}});
         let (token, exp) = signer.issue(&sa, &["vault".to_string()], 600);
         assert!(exp > now());
-        let mut st = State {
-            store: super::super::store::Store::new(10),
-            registry: super::super::resources::Registry::with_builtins(),
-        };
+        let mut st = State::new(10, Default::default());
         assert!(signer.verify(&st, &token).unwrap_err().contains("deleted"));
         st.store.insert(&service_accounts(), sa.clone());
         let v = signer.verify(&st, &token).unwrap();

@@ -19,11 +19,11 @@ const VERBS: &[&str] = &[
     "watch",
 ];
 
-pub fn version() -> Value {
+pub fn version(minor: u32) -> Value {
     json!({
         "major": "1",
-        "minor": "33",
-        "gitVersion": "v1.33.0-apikey-devcluster",
+        "minor": minor.to_string(),
+        "gitVersion": format!("v1.{minor}.0-apikey-devcluster"),
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",
         "buildDate": "2026-01-01T00:00:00Z",

@@ -384,7 +384,7 @@ impl RequestContext<'_> {
                 json!({"paths": ["/api", "/api/v1", "/apis", "/openapi/v2", "/openapi/v3", "/version", "/healthz"]}),
             ),
             Route::Health => Ok((StatusCode::OK, "ok").into_response()),
-            Route::Version => ok(discovery::version()),
+            Route::Version => ok(discovery::version(self.shared.config.kubernetes_minor)),
             Route::CoreVersions => ok(discovery::api_versions(&self.shared.addr.to_string())),
             Route::Groups => ok(discovery::group_list(&api.lock().registry)),
             Route::Group(g) => discovery::group(&api.lock().registry, &g)

@@ -3,6 +3,7 @@
 
 mod apiserver;
 mod auth;
+mod cel;
 mod controllers;
 mod crd;
 mod discovery;
@@ -58,7 +59,15 @@ pub struct Config {
     /// Enforce RBAC for every identity but the admin (ServiceAccount tokens, impersonated
     /// users). Access reviews evaluate RBAC either way.
     pub rbac: bool,
+    /// The Kubernetes 1.x release reported by `/version`, whose CRD registration checks
+    /// (CEL cost estimation) the dev cluster applies.
+    pub kubernetes_minor: u32,
 }
+
+/// The release the dev cluster reports unless told otherwise.
+pub const DEFAULT_KUBERNETES_MINOR: u32 = 33;
+/// The oldest release it can emulate: the first with CRD validation rules.
+pub const OLDEST_KUBERNETES_MINOR: u32 = 24;
 
 impl Default for Config {
     fn default() -> Self {
@@ -70,6 +79,7 @@ impl Default for Config {
             rollout_delay: Duration::from_secs(2),
             daemonset_nodes: 1,
             rbac: false,
+            kubernetes_minor: DEFAULT_KUBERNETES_MINOR,
         }
     }
 }
@@ -97,7 +107,17 @@ impl DevCluster {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let certs = tls::generate()?;
-        let api = Arc::new(ApiServer::new(config.history_limit));
+        if !(OLDEST_KUBERNETES_MINOR..=DEFAULT_KUBERNETES_MINOR).contains(&config.kubernetes_minor)
+        {
+            return Err(std::io::Error::other(format!(
+                "the dev cluster emulates Kubernetes 1.{OLDEST_KUBERNETES_MINOR} to 1.{DEFAULT_KUBERNETES_MINOR}, not 1.{}",
+                config.kubernetes_minor
+            )));
+        }
+        let api = Arc::new(ApiServer::new(
+            config.history_limit,
+            cel::Release::of_minor(config.kubernetes_minor),
+        ));
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             let rt = api

@@ -232,10 +232,7 @@ mod tests {
     use serde_json::json;
 
     fn state() -> State {
-        let mut st = State {
-            store: super::super::store::Store::new(100),
-            registry: super::super::resources::Registry::with_builtins(),
-        };
+        let mut st = State::new(100, Default::default());
         st.store.insert(&key("roles"), json!({"metadata": {"namespace": "app", "name": "secret-reader", "uid": "r1"},
             "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"], "resourceNames": []}]}));
         st.store.insert(

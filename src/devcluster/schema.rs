@@ -40,29 +40,6 @@ impl Schema {
         }
     }
 
-    /// Rules that do not compile (kube-apiserver refuses such a CRD).
-    pub fn rule_errors(&self) -> Vec<String> {
-        fn collect(c: &kube_cel::CompiledSchema, out: &mut Vec<String>) {
-            out.extend(c.compilation_errors().iter().map(|e| e.to_string()));
-            let children = c
-                .properties
-                .values()
-                .chain(c.items.as_deref())
-                .chain(c.additional_properties.as_deref())
-                .chain(&c.all_of)
-                .chain(&c.one_of)
-                .chain(&c.any_of);
-            for child in children {
-                collect(child, out);
-            }
-        }
-        let mut out = Vec::new();
-        if let Some(c) = &self.cel {
-            collect(c, &mut out);
-        }
-        out
-    }
-
     pub fn raw(&self) -> &Value {
         &self.root
     }
@@ -762,14 +739,5 @@ mod tests {
                 "Forbidden: owner is immutable".to_string()
             )]
         );
-    }
-
-    #[test]
-    fn rules_that_do_not_compile_are_reported() {
-        let s = Schema::new(
-            json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.spec.size >", "message": "m"}]}),
-        );
-        assert_eq!(s.rule_errors().len(), 1);
-        assert!(schema().rule_errors().is_empty());
     }
 }

@@ -2,6 +2,7 @@
 //! kube-runtime and kubectl.
 
 mod auth;
+mod cel_cost;
 mod controller;
 mod crd;
 mod deletion;

@@ -8,7 +8,7 @@ pub mod openbao;
 use std::fmt::Debug;
 use std::time::Duration;
 
-use apikey_operator::devcluster::{Config, DevCluster};
+pub use apikey_operator::devcluster::{Config, DevCluster};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
