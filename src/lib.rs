@@ -1,8 +1,9 @@
 //! apikey-operator: mints, stores, distributes and rotates API keys for Kubernetes
-//! workloads. This crate also carries the dev cluster the operator is tested against.
+//! workloads.
 
 pub mod api;
 pub mod controller;
-pub mod devcluster;
 pub mod issuer;
+#[cfg(feature = "devcluster")]
+pub mod sandbox;
 pub mod store;

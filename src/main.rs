@@ -1,9 +1,6 @@
-use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use apikey_operator::devcluster::{self, DevCluster};
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "apikey-operator", version, about)]
@@ -15,7 +12,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a local sandbox: an in-memory Kubernetes API server with the operator running.
-    Dev(DevArgs),
+    #[cfg(feature = "devcluster")]
+    Dev(apikey_operator::sandbox::DevArgs),
     /// Run the operator against the cluster in the kubeconfig (or in-cluster config).
     Run {
         /// Kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
@@ -33,53 +31,6 @@ enum Command {
     },
 }
 
-#[derive(Args)]
-struct DevArgs {
-    /// Serve only the Kubernetes API (without: the CRDs are installed and the operator
-    /// runs against it too).
-    #[arg(long)]
-    api_only: bool,
-    /// Port on 127.0.0.1; 0 picks a free one.
-    #[arg(long, default_value_t = 0)]
-    port: u16,
-    /// Where to write the kubeconfig for kubectl.
-    #[arg(long, default_value = "dev.kubeconfig")]
-    kubeconfig: PathBuf,
-    /// The admin's bearer token (default: a random one, written to the kubeconfig).
-    #[arg(long, env = "APIKEY_DEV_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// Enforce RBAC for ServiceAccount tokens and impersonated users (the admin token is
-    /// always allowed).
-    #[arg(long)]
-    rbac: bool,
-    /// Seconds a simulated Deployment/StatefulSet/DaemonSet rollout takes.
-    #[arg(long, default_value_t = 2.0)]
-    rollout_seconds: f64,
-    /// The Kubernetes release to report and whose CRD registration checks (CEL type
-    /// checking and cost estimation) to apply, 1.24 to 1.33.
-    #[arg(long, default_value = "1.33", value_parser = parse_kubernetes_minor)]
-    kubernetes_version: u32,
-}
-
-/// `1.N` → N, within the releases the dev cluster emulates.
-fn parse_kubernetes_minor(v: &str) -> Result<u32, String> {
-    let supported = format!(
-        "1.{} to 1.{}",
-        devcluster::OLDEST_KUBERNETES_MINOR,
-        devcluster::DEFAULT_KUBERNETES_MINOR
-    );
-    let minor = v
-        .strip_prefix("1.")
-        .and_then(|m| m.parse::<u32>().ok())
-        .ok_or_else(|| format!("expected a release such as 1.29 ({supported})"))?;
-    if (devcluster::OLDEST_KUBERNETES_MINOR..=devcluster::DEFAULT_KUBERNETES_MINOR).contains(&minor)
-    {
-        Ok(minor)
-    } else {
-        Err(format!("the dev cluster emulates Kubernetes {supported}"))
-    }
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -90,7 +41,8 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Dev(args) => dev(args).await,
+        #[cfg(feature = "devcluster")]
+        Command::Dev(args) => apikey_operator::sandbox::serve(args).await,
         Command::Crds { dir } => crds(dir),
         Command::Run {
             kubeconfig,
@@ -113,61 +65,6 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-async fn dev(args: DevArgs) -> Result<(), String> {
-    let config = devcluster::Config {
-        port: args.port,
-        token: args.token,
-        rbac: args.rbac,
-        rollout_delay: Duration::from_secs_f64(args.rollout_seconds.max(0.0)),
-        kubernetes_minor: args.kubernetes_version,
-        ..Default::default()
-    };
-    let cluster = DevCluster::start(config)
-        .await
-        .map_err(|e| format!("cannot start the dev cluster: {e}"))?;
-    cluster
-        .write_kubeconfig(&args.kubeconfig)
-        .map_err(|e| format!("cannot write {}: {e}", args.kubeconfig.display()))?;
-    // A closed stdout (the launcher stopped reading) must not take the server down.
-    let mut out = std::io::stdout();
-    let _ = writeln!(out, "dev cluster serving at {}", cluster.url());
-    let _ = writeln!(out, "kubeconfig: {}", args.kubeconfig.display());
-    let _ = writeln!(out, "  export KUBECONFIG={}", args.kubeconfig.display());
-    if !args.api_only {
-        let client = cluster
-            .client()
-            .await
-            .map_err(|e| format!("cannot connect to the dev cluster: {e}"))?;
-        install_crds(&client).await?;
-        tokio::spawn(apikey_operator::controller::run(client, Default::default()));
-        let _ = writeln!(
-            out,
-            "apikey-operator running; try: kubectl apply -f examples/basic && kubectl get ak -w"
-        );
-    }
-    let _ = out.flush();
-    shutdown_signal().await;
-    tracing::info!("stopping");
-    Ok(())
-}
-
-/// Creates (or updates) the apikey.dev CRDs, as `kubectl apply -f crds/` would.
-async fn install_crds(client: &kube::Client) -> Result<(), String> {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
-    for crd in apikey_operator::api::crds() {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.patch(
-            &name,
-            &kube::api::PatchParams::apply("apikey-operator").force(),
-            &kube::api::Patch::Apply(&crd),
-        )
-        .await
-        .map_err(|e| format!("cannot install CRD {name}: {e}"))?;
-    }
-    Ok(())
 }
 
 async fn run(
@@ -207,13 +104,4 @@ fn crds(dir: Option<PathBuf>) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

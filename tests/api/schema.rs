@@ -2,7 +2,7 @@ use apikey_operator::api::{self, apikey::ApiKey};
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
-use crate::support::kubectl::Kubectl;
+use crate::support::Kubectl;
 use crate::support::*;
 
 fn repo_path(p: &str) -> std::path::PathBuf {

@@ -14,7 +14,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::support::kubectl::Kubectl;
+use crate::support::Kubectl;
 use crate::support::*;
 
 struct Operator {
@@ -451,7 +451,7 @@ async fn a_deleted_or_edited_secret_is_restored() {
 
 #[tokio::test]
 async fn a_secret_replaced_while_being_restored_is_not_taken_over() {
-    use apikey_operator::devcluster::Fault;
+    use kube_devcluster::Fault;
     let op = operator().await;
     let c = &op.t.client;
     issuer(c).await;
@@ -800,7 +800,7 @@ async fn a_crash_after_any_step_recovers_with_no_key_lost_or_orphaned() {
         issuer(c).await;
         deployment(c, "crashy").await;
         op.t.cluster.inject(
-            apikey_operator::devcluster::Fault::on("update", "apikeys")
+            kube_devcluster::Fault::on("update", "apikeys")
                 .after(n)
                 .times(1)
                 .status(500),
@@ -1105,7 +1105,7 @@ async fn a_paused_consumer_blocks_revocation_with_its_own_reason() {
 
 #[tokio::test]
 async fn rollouts_are_throttled_across_apikeys() {
-    use apikey_operator::devcluster::WorkloadKind;
+    use kube_devcluster::WorkloadKind;
     let op = operator_with(apikey_operator::controller::Settings {
         max_concurrent_rollouts: 1,
         ..Default::default()
@@ -1227,7 +1227,7 @@ async fn a_month_long_cycle_runs_on_the_test_clock() {
 
 #[tokio::test]
 async fn store_failures_are_reported_and_recovered_from() {
-    use apikey_operator::devcluster::Fault;
+    use kube_devcluster::Fault;
     let op = operator().await;
     let c = &op.t.client;
     issuer(c).await;

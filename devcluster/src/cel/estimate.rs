@@ -60,7 +60,7 @@ pub struct Release {
 
 impl Default for Release {
     fn default() -> Release {
-        Release::of_minor(crate::devcluster::DEFAULT_KUBERNETES_MINOR)
+        Release::of_minor(crate::DEFAULT_KUBERNETES_MINOR)
     }
 }
 

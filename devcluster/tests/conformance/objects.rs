@@ -469,7 +469,7 @@ async fn discovery_serves_builtins_and_crds() {
 
 #[tokio::test]
 async fn bearer_token_is_required_when_configured() {
-    let t = cluster_with(apikey_operator::devcluster::Config {
+    let t = cluster_with(kube_devcluster::Config {
         token: Some("s3cret-token".into()),
         ..test_config()
     })
@@ -693,7 +693,7 @@ async fn apply_to_the_status_of_a_missing_object_is_not_found() {
 #[tokio::test]
 async fn apply_records_ownership_even_when_values_do_not_change() {
     let t = cluster().await;
-    let k = crate::support::kubectl::Kubectl::new(&t.cluster.kubeconfig());
+    let k = crate::support::Kubectl::new(&t.cluster.kubeconfig());
     k.ok(&["create", "configmap", "co", "--from-literal=mode=fast"])
         .await;
     let cms: Api<ConfigMap> = t.api("default");

@@ -10,7 +10,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-use crate::support::kubectl::Kubectl;
+use crate::support::Kubectl;
 use crate::support::*;
 
 const WIDGET: &str = "apiVersion: example.apikey.dev/v1
@@ -22,7 +22,7 @@ spec:
   color: green
 ";
 
-/// `apikey-operator dev --api-only` as a separate process, stopped on drop.
+/// The `kube-devcluster` binary as a separate process, stopped on drop.
 struct DevProcess {
     _child: Child,
     _stdout: Lines<BufReader<ChildStdout>>,
@@ -34,20 +34,14 @@ impl DevProcess {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dev.kubeconfig");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_apikey-operator"))
-            .args([
-                "dev",
-                "--api-only",
-                "--rollout-seconds",
-                "0.05",
-                "--kubeconfig",
-            ])
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kube-devcluster"))
+            .args(["--rollout-seconds", "0.05", "--kubeconfig"])
             .arg(&path)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .expect("the apikey-operator binary starts");
+            .expect("the kube-devcluster binary starts");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = tokio::time::timeout(PATIENCE, lines.next_line())
             .await

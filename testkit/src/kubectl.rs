@@ -7,15 +7,11 @@ use std::process::Stdio;
 use tempfile::TempDir;
 use tokio::process::Command;
 
+use crate::Output;
+
 pub struct Kubectl {
     dir: TempDir,
     bin: PathBuf,
-}
-
-pub struct Output {
-    pub ok: bool,
-    pub stdout: String,
-    pub stderr: String,
 }
 
 impl Kubectl {
@@ -55,12 +51,7 @@ impl Kubectl {
         for (k, v) in env {
             c.env(k, v);
         }
-        let out = c.output().await.expect("kubectl runs");
-        Output {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Output::of(c.output().await.expect("kubectl runs"))
     }
 
     /// Runs kubectl and fails the test unless it succeeds; returns stdout.

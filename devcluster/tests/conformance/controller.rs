@@ -12,7 +12,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use apikey_operator::devcluster::Fault;
+use kube_devcluster::Fault;
 
 use crate::support::*;
 

@@ -1,9 +1,10 @@
 //! The dev cluster: an in-memory Kubernetes API server that the real `kube` client,
-//! `kube-runtime` controllers and `kubectl` use unchanged. See `docs/devcluster.md`.
+//! `kube-runtime` controllers and `kubectl` use unchanged. See its `README.md`.
 
 mod apiserver;
 mod auth;
 mod cel;
+pub mod cli;
 mod controllers;
 mod crd;
 mod discovery;

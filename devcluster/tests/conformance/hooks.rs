@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use apikey_operator::devcluster::Fault;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
+use kube_devcluster::Fault;
 
 use crate::support::*;
 
@@ -68,7 +68,7 @@ async fn requests_are_counted_by_verb_resource_and_user_agent() {
     assert_eq!(t.cluster.requests("get", "secrets"), 2);
     assert_eq!(t.cluster.requests("list", "secrets"), 1);
     let req = http::Request::get("/api/v1/namespaces/default/secrets/a")
-        .header("User-Agent", "apikey-operator/test")
+        .header("User-Agent", "devcluster/test")
         .body(vec![])
         .unwrap();
     t.client.request_text(req).await.unwrap();
@@ -78,5 +78,5 @@ async fn requests_are_counted_by_verb_resource_and_user_agent() {
         .filter(|(k, _)| k.verb == "get" && k.resource == "secrets")
         .map(|(k, n)| (k.user_agent.as_str(), *n))
         .collect();
-    assert_eq!(agent_gets, [("apikey-operator/test", 1), ("unknown", 2)]);
+    assert_eq!(agent_gets, [("devcluster/test", 1), ("unknown", 2)]);
 }

@@ -1,7 +1,6 @@
 //! ServiceAccount tokens, TokenReview, access reviews, RBAC enforcement and admission
 //! checks for Secrets.
 
-use apikey_operator::devcluster::Config;
 use k8s_openapi::api::authentication::v1::{
     TokenRequest, TokenRequestSpec, TokenReview, TokenReviewSpec,
 };
@@ -11,9 +10,10 @@ use k8s_openapi::api::authorization::v1::{
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use kube_devcluster::Config;
 use serde_json::json;
 
-use crate::support::kubectl::Kubectl;
+use crate::support::Kubectl;
 use crate::support::*;
 
 async fn service_account(t: &TestCluster, name: &str) -> ServiceAccount {
@@ -350,7 +350,7 @@ async fn openbao_kubernetes_auth_logs_in_with_service_account_tokens() {
         ..test_config()
     })
     .await;
-    let bao = crate::support::openbao::OpenBao::start().await;
+    let bao = crate::support::OpenBao::start().await;
     // The reviewer may create TokenReviews, as system:auth-delegator allows.
     let k = Kubectl::new(&t.cluster.kubeconfig());
     k.ok(&[

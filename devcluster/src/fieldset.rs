@@ -418,7 +418,7 @@ pub fn display(path: &[Element]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devcluster::resources::Registry;
+    use crate::resources::Registry;
 
     fn deployments() -> std::sync::Arc<ResourceType> {
         Registry::with_builtins()

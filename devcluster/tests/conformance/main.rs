@@ -1,5 +1,5 @@
 //! Conformance of the dev cluster with kube-apiserver, through the real kube client,
-//! kube-runtime and kubectl.
+//! kube-runtime and kubectl. One test binary (fast to link): a module per capability.
 
 mod auth;
 mod cel_cost;
@@ -10,4 +10,5 @@ mod hooks;
 mod kubectl;
 mod list_watch;
 mod objects;
+mod support;
 mod workloads;

@@ -1,5 +1,5 @@
-//! A real OpenBao dev server on a free loopback port, from `.tools/venv/bin/bao`
-//! (installed by scripts/install-tools) or $BAO_BIN. Missing means failing, not skipping.
+//! A real OpenBao dev server on a free loopback port, from the workspace's
+//! `.tools/venv/bin/bao` (installed by scripts/install-tools) or $BAO_BIN. Missing means failing, not skipping.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -7,7 +7,7 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::PATIENCE;
+use crate::{Output, PATIENCE};
 
 pub struct OpenBao {
     _child: Child,
@@ -16,18 +16,15 @@ pub struct OpenBao {
     root_token: String,
 }
 
-pub struct Output {
-    pub ok: bool,
-    pub stdout: String,
-    pub stderr: String,
-}
-
 impl OpenBao {
     pub async fn start() -> Self {
         let bin = std::env::var_os("BAO_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/bao")
+                PathBuf::from(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../.tools/venv/bin/bao"
+                ))
             });
         assert!(
             bin.exists(),
@@ -81,11 +78,7 @@ impl OpenBao {
             .output()
             .await
             .expect("bao CLI runs");
-        Output {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Output::of(out)
     }
 
     pub async fn ok(&self, args: &[&str]) -> String {

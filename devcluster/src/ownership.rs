@@ -1,7 +1,7 @@
 //! `managedFields`: who owns which fields. Updates transfer the fields they change to their
 //! manager; server-side apply detects conflicts with other managers (or takes the fields
 //! with `force`) and removes the fields a manager stops applying when nobody else owns
-//! them. See docs/devcluster.md for where this approximates structured-merge-diff.
+//! them. See the crate README for where this approximates structured-merge-diff.
 
 use std::collections::BTreeSet;
 
@@ -257,7 +257,7 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devcluster::resources::Registry;
+    use crate::resources::Registry;
 
     fn writer(manager: &str) -> Writer<'_> {
         Writer {

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::decl::{self, Decl, MAX_REQUEST_SIZE_BYTES, Ty};
 use super::estimate::{self, Release};
-use crate::devcluster::errors::FieldError;
+use crate::errors::FieldError;
 
 /// `StaticEstimatedCostLimit`: the most one rule may cost, times its node's cardinality.
 pub const PER_EXPRESSION_LIMIT: u64 = 10_000_000;

@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use apikey_operator::devcluster::{Config, DevCluster};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ListParams, ObjectMeta, PostParams, WatchEvent, WatchParams};
+use kube_devcluster::{Config, DevCluster};
 
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")

@@ -1,9 +1,9 @@
 //! The rollout simulator: Deployment, StatefulSet and DaemonSet status after template
 //! changes, held (stuck) rollouts, and workloads that never roll by themselves.
 
-use apikey_operator::devcluster::WorkloadKind;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube_devcluster::WorkloadKind;
 use serde_json::json;
 
 use crate::support::*;
@@ -238,7 +238,7 @@ async fn on_delete_statefulsets_do_not_roll_by_themselves() {
 
 #[tokio::test]
 async fn daemonset_rollouts_complete_on_every_node() {
-    let t = cluster_with(apikey_operator::devcluster::Config {
+    let t = cluster_with(kube_devcluster::Config {
         daemonset_nodes: 3,
         ..test_config()
     })
