@@ -53,6 +53,27 @@ impl Clock {
     }
 }
 
+/// A timestamp as status records it (whole seconds).
+pub fn ts(t: Timestamp) -> String {
+    t.round(jiff::Unit::Second).unwrap_or(t).to_string()
+}
+
+pub fn parse_ts(s: &str) -> Option<Timestamp> {
+    s.parse().ok()
+}
+
+/// `t + d`, saturating.
+pub fn after(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// How long from `now` until `t` (at least 50 ms: a requeue never spins).
+pub fn until(t: Timestamp, now: Timestamp) -> Duration {
+    let secs = (t.as_millisecond() - now.as_millisecond()).max(0) as u64;
+    Duration::from_millis(secs).max(Duration::from_millis(50))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,11 +2,16 @@
 //! shell that observes and acts, and `run` wires the watches.
 
 pub mod clock;
+mod consumers;
 pub mod error;
+mod observe;
 pub mod reconcile;
 pub mod rotation;
 pub mod schedule;
 pub mod secret;
+mod shell;
+mod status;
+mod steps;
 
 use std::sync::Arc;
 
@@ -150,7 +155,7 @@ where
                 c.kind == kind
                     && match (&c.name, &c.selector) {
                         (Some(n), _) => *n == w.name_any(),
-                        (None, Some(sel)) => reconcile::selector_matches(sel, w.labels()),
+                        (None, Some(sel)) => shell::selector_matches(sel, w.labels()),
                         (None, None) => false,
                     }
             })

@@ -8,6 +8,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::SecretString;
 
 use super::{Issuer, IssuerError, MintRequest, MintedKey};
+use crate::api::issuer::IssuerConfig;
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -15,6 +16,12 @@ pub struct Generate {
     prefix: String,
     length: u32,
     rng: SystemRandom,
+}
+
+/// The `generate` provider, when the spec configures it.
+pub fn from_spec(config: &IssuerConfig) -> Option<Result<Box<dyn Issuer>, String>> {
+    let g = config.generate.as_ref()?;
+    Some(Ok(Box::new(Generate::new(&g.prefix, g.length))))
 }
 
 impl Generate {

@@ -1,5 +1,7 @@
 //! Stores keep key material durable before any step depends on it. One small trait, one
-//! module per backend; the built-in one keeps it in Kubernetes.
+//! module per backend; the built-in one keeps it in Kubernetes (the default: no
+//! `storeRef`). External backends (`KeyStore` objects) arrive as a module each, registered
+//! in one table beside this trait, as issuers are in `issuer::PROVIDERS`.
 
 pub mod kubernetes;
 

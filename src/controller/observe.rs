@@ -1,0 +1,180 @@
+//! Gathering what `rotation::decide` needs: status, the store, the consumer Secret and
+//! the consumers' rollouts, as one `Observed`.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::runtime::events::EventType;
+
+use super::clock::{after, parse_ts};
+use super::error::Error;
+use super::reconcile::uid;
+use super::rotation::{Observed, Pending, Previous, Rollout};
+use super::secret::{self, Held};
+use super::shell::{Shell, parse_trigger};
+use crate::api::apikey::annotations;
+use crate::issuer;
+use crate::store::KeyStore;
+
+impl Shell<'_> {
+    pub(super) async fn observe(&mut self) -> Result<Observed, Error> {
+        let s = &self.status;
+        let pending = match &s.pending_key {
+            Some(p) => Some(Pending {
+                rotation: p.rotation,
+                attempt: p.attempt,
+                minted_for: p.minted_for.clone(),
+                trigger: parse_trigger(&p.reason),
+                id: p.id.clone(),
+                stored: match &p.id {
+                    Some(id) => self.store.get(id).await?.is_some(),
+                    None => false,
+                },
+            }),
+            None => None,
+        };
+        let current = s.current_key.as_ref().map(Self::held);
+        let secret_name = secret::secret_name(self.ak);
+        let actual = self.secrets.get_opt(&secret_name).await?;
+        if let Some(a) = &actual
+            && !secret::may_manage(self.ak, a)
+        {
+            return Err(Error::SecretConflict(secret_name));
+        }
+        self.secret_version = actual.as_ref().and_then(|a| a.resource_version());
+        let desired = match self.desired_secret().await {
+            Err(Error::MaterialLost) => {
+                self.recover_material(actual.as_ref()).await?;
+                self.desired_secret().await
+            }
+            other => other,
+        };
+        let current_material_lost = matches!(desired, Err(Error::MaterialLost));
+        let secret_in_sync = match (&actual, desired) {
+            (_, Err(Error::MaterialLost)) => true, // nothing to restore it from
+            (_, Err(e)) => return Err(e),
+            (Some(actual), Ok(Some(desired))) => secret::in_sync(self.ak, &desired, actual),
+            (None, Ok(Some(_))) => false,
+            (_, Ok(None)) => true,
+        };
+        if s.current_key.is_none() && s.pending_key.is_none() {
+            let gone = |id: &str| s.history.iter().any(|h| h.id == id);
+            self.found = actual
+                .as_ref()
+                .and_then(|a| secret::held_keys(self.ak, a))
+                .filter(|f| !gone(&f.current.0));
+        }
+        let rollout = self.rollout_state().await?;
+        let handled = s.handled_requests.clone().unwrap_or_default();
+        let scheduled_at = current
+            .as_ref()
+            .and_then(|c| self.cadence.next_after(c.issued_at, &uid(self.ak)));
+        Ok(Observed {
+            now: self.now(),
+            key_spec: self.key_spec.clone(),
+            suspended: self.ak.spec.suspend,
+            previous: s.previous_key.as_ref().map(|p| Previous {
+                key: Self::held(p),
+                revoke_after: p.revoke_after.as_deref().and_then(parse_ts),
+                emergency: p.emergency,
+            }),
+            current,
+            pending,
+            rotation_count: s.rotation_count,
+            abandoned_attempts: s
+                .last_abandoned
+                .as_ref()
+                .filter(|a| a.rotation == s.rotation_count + 1)
+                .map_or(0, |a| a.attempt),
+            scheduled_at,
+            rotate_requested: self.requested(annotations::ROTATE, handled.rotate.as_ref()),
+            emergency_requested: self.requested(
+                annotations::EMERGENCY_ROTATE,
+                handled.emergency_rotate.as_ref(),
+            ),
+            revoke_previous_requested: self.requested(
+                annotations::REVOKE_PREVIOUS,
+                handled.revoke_previous.as_ref(),
+            ),
+            secret_in_sync,
+            current_material_lost,
+            adoptable: self.found.is_some(),
+            rollout,
+            overlap: self.overlap,
+        })
+    }
+
+    /// The store lost keys the Secret still holds (its state was deleted, say): put them
+    /// back rather than strand working keys. The fingerprint in status vouches for each.
+    pub(super) async fn recover_material(&self, actual: Option<&Secret>) -> Result<(), Error> {
+        let Some(found) = actual.and_then(|a| secret::held_keys(self.ak, a)) else {
+            return Ok(());
+        };
+        for (id, material) in [Some(found.current), found.previous].into_iter().flatten() {
+            let fingerprint = issuer::fingerprint(&material);
+            let vouched = self
+                .issued_keys()
+                .any(|k| k.id == id && k.fingerprint == fingerprint);
+            if vouched && self.store.get(&id).await?.is_none() {
+                self.store.put(&id, &material).await?;
+                self.event(
+                    EventType::Warning,
+                    "MaterialRecovered",
+                    format!(
+                        "key {id} ({fingerprint}) was missing from the store; restored it from Secret {:?}",
+                        secret::secret_name(self.ak)
+                    ),
+                )
+                .await;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn desired_secret(&self) -> Result<Option<Secret>, Error> {
+        let Some(cur) = &self.status.current_key else {
+            return Ok(None);
+        };
+        let cur_secret = self.store.get(&cur.id).await?.ok_or(Error::MaterialLost)?;
+        // A previous key without material stays valid until revoked but is no longer
+        // offered: pods that hold it keep working, new ones get the current key.
+        let prev = match &self.status.previous_key {
+            Some(p) => self.store.get(&p.id).await?.map(|s| (p, s)),
+            None => None,
+        };
+        let current = Held {
+            id: &cur.id,
+            fingerprint: &cur.fingerprint,
+            secret: &cur_secret,
+        };
+        let previous = prev.as_ref().map(|(p, s)| Held {
+            id: &p.id,
+            fingerprint: &p.fingerprint,
+            secret: s,
+        });
+        Ok(Some(secret::render(self.ak, &current, previous.as_ref())))
+    }
+
+    pub(super) async fn rollout_state(&self) -> Result<Rollout, Error> {
+        let consumers = self.consumers().await?;
+        if consumers.iter().any(|w| !w.carries) {
+            return Ok(Rollout::NotStarted);
+        }
+        if consumers.iter().all(|w| w.done) {
+            return Ok(Rollout::Done);
+        }
+        if consumers.iter().any(|w| w.blocked.is_some()) {
+            return Ok(Rollout::Blocked);
+        }
+        let timeout = self
+            .ak
+            .spec
+            .rollout_timeout
+            .to_std()
+            .map_err(Error::InvalidSpec)?;
+        let started = self.status.rollout_started_at.as_deref().and_then(parse_ts);
+        Ok(match started {
+            Some(t) if self.now() >= after(t, timeout) => Rollout::TimedOut,
+            _ => Rollout::InProgress,
+        })
+    }
+}

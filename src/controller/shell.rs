@@ -1,0 +1,283 @@
+//! The shell's state for one reconcile, and what it reads of the world besides the
+//! ApiKey: the issuer the spec names (checked against what it allows), and the keys
+//! status holds.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::Api;
+use kube::{Resource, ResourceExt};
+
+use super::clock::parse_ts;
+use super::error::Error;
+use super::reconcile::Context;
+use super::rotation::{self, HeldKey, Trigger};
+use super::schedule::Cadence;
+use super::secret;
+use crate::api::apikey::{ApiKey, ApiKeyStatus, IssuerKind, IssuerRecord, KeyStatus};
+use crate::api::issuer::{ClusterKeyIssuer, IssuerConfig, KeyIssuer};
+use crate::issuer::{self, Issuer};
+use crate::store::kubernetes::KubernetesStore;
+
+pub(super) struct Shell<'a> {
+    pub(super) ak: &'a ApiKey,
+    pub(super) ctx: &'a Context,
+    pub(super) ns: String,
+    pub(super) status: ApiKeyStatus,
+    pub(super) store: KubernetesStore,
+    pub(super) secrets: Api<Secret>,
+    pub(super) cadence: Cadence,
+    /// Keys found in a Secret left by a deleted predecessor (for `Step::Adopt`).
+    pub(super) found: Option<secret::Found>,
+    pub(super) overlap: Duration,
+    pub(super) key_spec: String,
+    /// The resourceVersion the next status write is guarded by: the one read, then each
+    /// of this reconcile's own writes (a step may write status more than once).
+    pub(super) resource_version: Option<String>,
+    /// The resourceVersion of the consumer Secret when it was checked to be ours: the
+    /// apply is conditional on it, so a Secret replaced since is never taken over.
+    pub(super) secret_version: Option<String>,
+}
+
+impl<'a> Shell<'a> {
+    pub(super) fn now(&self) -> Timestamp {
+        self.ctx.clock.now()
+    }
+
+    /// `deleting`: the spec's rotation and store settings are not needed, so invalid ones
+    /// must not block finalization.
+    pub(super) async fn load(
+        ak: &'a ApiKey,
+        ctx: &'a Context,
+        deleting: bool,
+    ) -> Result<Shell<'a>, Error> {
+        let ns = ak.namespace().unwrap_or_default();
+        let rotation = &ak.spec.rotation;
+        let cadence = match Cadence::from_spec(rotation) {
+            Ok(c) => c,
+            Err(_) if deleting => Cadence::Every(Duration::from_secs(3600)),
+            Err(e) => return Err(Error::InvalidSpec(e)),
+        };
+        let overlap = match rotation.overlap.as_ref().map(|o| o.to_std()) {
+            Some(Ok(o)) => o,
+            Some(Err(e)) if !deleting => return Err(Error::InvalidSpec(e)),
+            _ => rotation::default_overlap(cadence.every()),
+        };
+        if ak.spec.store_ref.is_some() && !deleting {
+            return Err(Error::InvalidSpec(
+                "storeRef (Vault, AWS Secrets Manager) is not supported by this release yet; remove it to keep keys in Kubernetes".into(),
+            ));
+        }
+        let mut scopes = ak.spec.scopes.clone();
+        scopes.sort();
+        let key_spec = format!(
+            "{:?}/{};{:?};{};{}",
+            ak.spec.issuer_ref.kind,
+            ak.spec.issuer_ref.name,
+            ak.spec.key_type,
+            scopes.join(","),
+            ak.spec
+                .expires_after
+                .as_ref()
+                .map(|d| d.0.as_str())
+                .unwrap_or("")
+        );
+        let owner = ak.controller_owner_ref(&()).expect("ApiKeys have uids");
+        Ok(Shell {
+            ak,
+            ctx,
+            store: KubernetesStore::new(ctx.client.clone(), &ns, &ak.name_any(), owner),
+            secrets: Api::namespaced(ctx.client.clone(), &ns),
+            ns,
+            status: ak.status.clone().unwrap_or_default(),
+            cadence,
+            overlap,
+            key_spec,
+            found: None,
+            resource_version: ak.resource_version(),
+            secret_version: None,
+        })
+    }
+
+    pub(super) async fn issuer_config(
+        &self,
+        kind: IssuerKind,
+        name: &str,
+    ) -> Result<(IssuerConfig, String, Option<LabelSelector>), Error> {
+        let client = self.ctx.client.clone();
+        match kind {
+            IssuerKind::KeyIssuer => {
+                let i = Api::<KeyIssuer>::namespaced(client, &self.ns)
+                    .get_opt(name)
+                    .await?
+                    .ok_or_else(|| Error::IssuerNotFound {
+                        kind: "KeyIssuer",
+                        name: name.into(),
+                    })?;
+                Ok((i.spec.config.clone(), uid_of(&i), None))
+            }
+            IssuerKind::ClusterKeyIssuer => {
+                let i = Api::<ClusterKeyIssuer>::all(client)
+                    .get_opt(name)
+                    .await?
+                    .ok_or_else(|| Error::IssuerNotFound {
+                        kind: "ClusterKeyIssuer",
+                        name: name.into(),
+                    })?;
+                Ok((
+                    i.spec.config.clone(),
+                    uid_of(&i),
+                    i.spec.namespace_selector.clone(),
+                ))
+            }
+        }
+    }
+
+    /// The issuer the spec names, checked against what it allows.
+    pub(super) async fn spec_issuer(&self) -> Result<IssuerRecord, Error> {
+        let r = &self.ak.spec.issuer_ref;
+        let (config, uid, namespace_selector) = self.issuer_config(r.kind, &r.name).await?;
+        if let Some(selector) = namespace_selector {
+            let ns = Api::<Namespace>::all(self.ctx.client.clone())
+                .get(&self.ns)
+                .await?;
+            if !selector_matches(&selector, ns.labels()) {
+                return Err(Error::NotAllowed(format!(
+                    "ClusterKeyIssuer {:?} does not allow namespace {:?} (spec.namespaceSelector)",
+                    r.name, self.ns
+                )));
+            }
+        }
+        if !config.allowed_key_types.is_empty()
+            && !config.allowed_key_types.contains(&self.ak.spec.key_type)
+        {
+            return Err(Error::NotAllowed(format!(
+                "issuer {:?} does not allow keyType {:?}",
+                r.name, self.ak.spec.key_type
+            )));
+        }
+        if !config.allowed_scopes.is_empty()
+            && let Some(s) = self
+                .ak
+                .spec
+                .scopes
+                .iter()
+                .find(|s| !config.allowed_scopes.iter().any(|p| glob_match(p, s)))
+        {
+            return Err(Error::NotAllowed(format!(
+                "issuer {:?} does not allow scope {s:?} (allowedScopes: {})",
+                r.name,
+                config.allowed_scopes.join(", ")
+            )));
+        }
+        Ok(IssuerRecord {
+            kind: r.kind,
+            name: r.name.clone(),
+            uid,
+        })
+    }
+
+    /// The issuer a key was minted by (revocation goes where the key came from).
+    pub(super) async fn issuer_for(&self, record: &IssuerRecord) -> Result<Box<dyn Issuer>, Error> {
+        let (config, _, _) = self.issuer_config(record.kind, &record.name).await?;
+        issuer::for_spec(&config).map_err(Error::InvalidSpec)
+    }
+
+    /// The keys status says are issued and distributed: current and, in an overlap,
+    /// previous.
+    pub(super) fn issued_keys(&self) -> impl Iterator<Item = &KeyStatus> {
+        [
+            self.status.current_key.as_ref(),
+            self.status.previous_key.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    pub(super) fn held(k: &KeyStatus) -> HeldKey {
+        HeldKey {
+            id: k.id.clone(),
+            rotation: k.rotation,
+            minted_for: k.minted_for.clone(),
+            // Status timestamps are ours; an unreadable one counts as long ago.
+            issued_at: parse_ts(&k.issued_at).unwrap_or(Timestamp::UNIX_EPOCH),
+            expires_at: k.expires_at.as_deref().and_then(parse_ts),
+        }
+    }
+
+    /// A request annotation's value as status records it: status bounds the field, so a
+    /// longer value is recorded (and compared) by its digest.
+    pub(super) fn annotation(&self, key: &str) -> Option<String> {
+        let value = self.ak.annotations().get(key)?;
+        if value.len() <= crate::api::limits::KEY_ID as usize {
+            return Some(value.clone());
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        Some(format!("sha256:{hex}"))
+    }
+
+    pub(super) fn requested(&self, key: &str, handled: Option<&String>) -> bool {
+        self.annotation(key).is_some_and(|v| Some(&v) != handled)
+    }
+}
+
+fn glob_match(pattern: &str, value: &str) -> bool {
+    let re = format!("^{}$", regex::escape(pattern).replace(r"\*", ".*"));
+    regex::Regex::new(&re).is_ok_and(|r| r.is_match(value))
+}
+
+pub(crate) fn selector_matches(
+    selector: &LabelSelector,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let by_labels = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let by_expressions = selector.match_expressions.iter().flatten().all(|e| {
+        let value = labels.get(&e.key);
+        let values = e.values.clone().unwrap_or_default();
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    by_labels && by_expressions
+}
+
+fn uid_of<K: Resource>(k: &K) -> String {
+    k.meta().uid.clone().unwrap_or_default()
+}
+
+pub(super) fn parse_trigger(reason: &str) -> Trigger {
+    match reason {
+        "Scheduled" => Trigger::Scheduled,
+        "Expiring" => Trigger::Expiring,
+        "SpecChanged" => Trigger::SpecChanged,
+        "Requested" => Trigger::Requested,
+        "Emergency" => Trigger::Emergency,
+        "MaterialLost" => Trigger::MaterialLost,
+        _ => Trigger::Initial,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_globs() {
+        assert!(glob_match("widgets:*", "widgets:read"));
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("a*c*e", "abcde"));
+        assert!(!glob_match("widgets:*", "gadgets:read"));
+        assert!(!glob_match("widgets:read", "widgets:write"));
+    }
+}

@@ -1,0 +1,183 @@
+//! What users see: status (guarded by resourceVersion), conditions, history and events.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, PostParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+
+use super::error::Error;
+use super::reconcile::Context;
+use super::shell::Shell;
+use crate::api::apikey::{ApiKey, HistoryEntry, Phase};
+
+const HISTORY_LIMIT: usize = 10;
+
+impl Shell<'_> {
+    pub(super) async fn write_status(&mut self, phase: Phase) -> Result<(), Error> {
+        self.status.phase = Some(phase);
+        self.status.observed_generation = self.ak.meta().generation;
+        let rotating = !matches!(phase, Phase::Ready | Phase::Suspended | Phase::Failed);
+        let generation = self.ak.meta().generation;
+        let (reason, message) = if rotating {
+            (
+                format!("{phase:?}"),
+                format!(
+                    "rotation {} in progress",
+                    self.status.rotation_count + u64::from(self.status.pending_key.is_some())
+                ),
+            )
+        } else {
+            ("Idle".into(), "no rotation in progress".into())
+        };
+        set_condition(
+            &mut self.status.conditions,
+            "Rotating",
+            rotating,
+            &reason,
+            &message,
+            generation,
+            self.ctx.clock.now(),
+        );
+        // While Distributing, status names a key the Secret may not hold yet.
+        if let Some(k) = self
+            .status
+            .current_key
+            .as_ref()
+            .filter(|_| phase != Phase::Distributing)
+        {
+            let msg = format!("key {} ({}) is distributed", k.id, k.fingerprint);
+            set_condition(
+                &mut self.status.conditions,
+                "Ready",
+                true,
+                "KeyDistributed",
+                &msg,
+                generation,
+                self.ctx.clock.now(),
+            );
+        }
+        self.put_status().await
+    }
+
+    /// Replaces status with `self.status`, guarded by the resourceVersion this reconcile
+    /// last saw (a concurrent write makes it a 409 and the reconcile starts over).
+    pub(super) async fn put_status(&mut self) -> Result<(), Error> {
+        let mut obj = self.ak.clone();
+        obj.status = Some(self.status.clone());
+        obj.metadata.managed_fields = None;
+        obj.metadata.resource_version = self.resource_version.clone();
+        let api: Api<ApiKey> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        let written = api
+            .replace_status(&self.ak.name_any(), &PostParams::default(), &obj)
+            .await?;
+        self.ctx.wrote(&written);
+        self.resource_version = written.resource_version();
+        Ok(())
+    }
+
+    pub(super) fn record_history(&mut self, entry: HistoryEntry) {
+        self.status.history.insert(0, entry);
+        self.status.history.truncate(HISTORY_LIMIT);
+    }
+
+    /// Publishes an event. kube's Recorder folds repeats of (type, reason, action) into a
+    /// series that keeps the first note, so events about a particular rotation carry its
+    /// number in the action and stay distinct; repeated failures still aggregate.
+    pub(super) async fn event(&self, type_: EventType, reason: &str, note: String) {
+        let rotation = self
+            .status
+            .pending_key
+            .as_ref()
+            .map(|p| p.rotation)
+            .unwrap_or(self.status.rotation_count);
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: format!("{reason}/{rotation}"),
+            secondary: None,
+        };
+        if let Err(e) = self
+            .ctx
+            .recorder
+            .publish(&ev, &self.ak.object_ref(&()))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot publish event");
+        }
+    }
+}
+
+pub(super) fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let status = if status { "True" } else { "False" }.to_string();
+    let transition = conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    conditions.retain(|c| c.type_ != type_);
+    conditions.push(Condition {
+        type_: type_.into(),
+        status,
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time: transition,
+    });
+}
+
+/// Records a failure where users look: conditions and an event (never secrets), on top
+/// of the freshest status we know, guarded by its resourceVersion (a concurrent writer
+/// wins; the retry reports).
+pub(super) async fn report_failure(ak: &ApiKey, ctx: &Context, e: &Error) {
+    let mut status = ak.status.clone().unwrap_or_default();
+    let distributed = status.current_key.is_some();
+    let message = e.to_string();
+    let (type_, phase) = if distributed {
+        ("Rotating", status.phase)
+    } else {
+        ("Ready", Some(Phase::Failed))
+    };
+    set_condition(
+        &mut status.conditions,
+        type_,
+        false,
+        e.reason(),
+        &message,
+        ak.meta().generation,
+        ctx.clock.now(),
+    );
+    status.phase = phase;
+    status.observed_generation = ak.meta().generation;
+    if ak.status.as_ref() != Some(&status) {
+        let mut obj = ak.clone();
+        obj.status = Some(status);
+        let api: Api<ApiKey> =
+            Api::namespaced(ctx.client.clone(), &ak.namespace().unwrap_or_default());
+        match api
+            .replace_status(&ak.name_any(), &PostParams::default(), &obj)
+            .await
+        {
+            Ok(written) => ctx.wrote(&written),
+            Err(err) => tracing::debug!(error = %err, "cannot record the failure in status"),
+        }
+        let ev = Event {
+            type_: EventType::Warning,
+            reason: e.reason().into(),
+            note: Some(message),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        let _ = ctx.recorder.publish(&ev, &ak.object_ref(&())).await;
+    }
+    tracing::warn!(apikey = %ak.name_any(), namespace = ?ak.namespace(), reason = e.reason(), error = %e, "reconcile failed");
+}

@@ -1,0 +1,77 @@
+//! Deletion: `Retain` releases the Secrets with their keys valid, `Revoke` revokes every
+//! key the ApiKey holds; a pending key goes under either policy.
+
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use serde_json::json;
+
+use crate::api::apikey::{ApiKey, DeletionPolicy, IssuerRecord};
+use crate::controller::error::Error;
+use crate::controller::reconcile::FINALIZER;
+use crate::controller::secret;
+use crate::controller::shell::Shell;
+use crate::store::KeyStore;
+
+impl Shell<'_> {
+    pub(in crate::controller) async fn finalize(&mut self) -> Result<Action, Error> {
+        let name = self.ak.name_any();
+        // A pending key will never be promoted: it goes under either policy.
+        if let Some(p) = self.status.pending_key.clone() {
+            self.drop_pending(&p).await?;
+        }
+        if self.ak.spec.deletion_policy == DeletionPolicy::Revoke {
+            let held: Vec<(IssuerRecord, String)> = self
+                .issued_keys()
+                .map(|k| (k.issuer.clone(), k.id.clone()))
+                .collect();
+            for (record, id) in held {
+                self.issuer_for(&record).await?.revoke(&id).await?;
+                self.store.delete(&id).await?;
+                self.event(
+                    EventType::Normal,
+                    "Revoked",
+                    format!("revoked key {id} (ApiKey deleted with deletionPolicy Revoke)"),
+                )
+                .await;
+            }
+        } else {
+            // Retain: the Secrets outlive the ApiKey (their keys stay valid) — but only the
+            // ones it manages are released; a foreign Secret of that name is left alone.
+            let release = json!({"metadata": {"ownerReferences": null}});
+            let consumer = secret::secret_name(self.ak);
+            if let Some(s) = self.secrets.get_opt(&consumer).await?
+                && secret::may_manage(self.ak, &s)
+            {
+                self.secret_version = s.resource_version();
+                // Bring it up to date first: a key status names but the Secret lacks (a
+                // distribute cut short) would otherwise be left valid and unreferenced.
+                match self.apply_secret().await {
+                    Ok(()) | Err(Error::MaterialLost) => {}
+                    Err(e) => return Err(e),
+                }
+                self.secrets
+                    .patch(&consumer, &PatchParams::default(), &Patch::Merge(&release))
+                    .await?;
+            }
+            self.store.release().await?;
+        }
+        let api: Api<ApiKey> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        let remaining: Vec<String> = self
+            .ak
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
+        let patch: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": self.ak.finalizers()},
+            {"op": "replace", "path": "/metadata/finalizers", "value": remaining}
+        ]))
+        .expect("static patch");
+        api.patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await?;
+        Ok(Action::await_change())
+    }
+}

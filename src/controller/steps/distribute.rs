@@ -1,0 +1,144 @@
+//! Putting keys where pods read them: the consumer Secret (and the store behind it),
+//! restored when it drifts; a predecessor's keys adopted instead of minted again.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use secrecy::SecretString;
+use serde_json::json;
+
+use super::soon;
+use crate::api::apikey::{KeyStatus, Phase};
+use crate::controller::clock::ts;
+use crate::controller::error::Error;
+use crate::controller::reconcile::{MANAGER, uid};
+use crate::controller::secret;
+use crate::controller::shell::Shell;
+use crate::issuer;
+use crate::store::KeyStore;
+
+impl Shell<'_> {
+    /// Takes over the keys a deleted predecessor left in the Secret.
+    pub(super) async fn adopt(&mut self) -> Result<Action, Error> {
+        let found = self.found.take().expect("decide adopts only found keys");
+        let issuer = self.spec_issuer().await?;
+        let issued = found.created.unwrap_or_else(|| self.now());
+        let adopt = |id: String, material: &SecretString, rotation: u64| KeyStatus {
+            fingerprint: issuer::fingerprint(material),
+            id,
+            issued_at: ts(issued),
+            expires_at: None,
+            rotation,
+            issuer: issuer.clone(),
+            store: None,
+            revoke_after: None,
+            last_used_at: None,
+            minted_for: self.key_spec.clone(),
+            emergency: false,
+        };
+        self.store.put(&found.current.0, &found.current.1).await?;
+        let mut previous = None;
+        if let Some((id, material)) = &found.previous {
+            // The predecessor was mid-overlap: finish it (roll out, overlap, revoke).
+            self.store.put(id, material).await?;
+            previous = Some(adopt(id.clone(), material, 1));
+        }
+        let rotation = if previous.is_some() { 2 } else { 1 };
+        let current = adopt(found.current.0.clone(), &found.current.1, rotation);
+        let id = current.id.clone();
+        self.status.current_key = Some(current);
+        self.status.previous_key = previous;
+        self.distribute(rotation, issued).await?;
+        self.event(
+            EventType::Normal,
+            "Adopted",
+            format!(
+                "continuing with key {id} found in Secret {:?}",
+                secret::secret_name(self.ak)
+            ),
+        )
+        .await;
+        Ok(Action::requeue(Duration::ZERO))
+    }
+
+    /// Rewrites a consumer Secret that was deleted or edited.
+    pub(super) async fn restore_secret(&mut self) -> Result<Action, Error> {
+        self.apply_secret().await?;
+        self.event(
+            EventType::Warning,
+            "SecretRestored",
+            format!(
+                "Secret {:?} was missing or edited; restored",
+                secret::secret_name(self.ak)
+            ),
+        )
+        .await;
+        Ok(soon())
+    }
+
+    /// A new current key is in status: record its rotation, then write status, the
+    /// Secret, and status again.
+    pub(super) async fn distribute(
+        &mut self,
+        rotation: u64,
+        issued: Timestamp,
+    ) -> Result<(), Error> {
+        self.status.rotation_count = rotation;
+        self.status.last_rotation_time = Some(ts(issued));
+        self.status.next_rotation_time = self.cadence.next_after(issued, &uid(self.ak)).map(ts);
+        self.status.rollout_started_at = None;
+        let phase = if self.status.previous_key.is_some() {
+            Phase::RollingOut
+        } else {
+            Phase::Ready
+        };
+        // Status first: once it names the new key nothing can abandon (revoke) that key,
+        // and a failure before the Secret is written is repaired by RestoreSecret. Ready
+        // only moves to the new key once the Secret holds it.
+        self.write_status(Phase::Distributing).await?;
+        self.apply_secret().await?;
+        self.write_status(phase).await
+    }
+
+    pub(super) async fn apply_secret(&mut self) -> Result<(), Error> {
+        let Some(desired) = self.desired_secret().await? else {
+            return Ok(());
+        };
+        let mut body = serde_json::to_value(&desired).expect("Secrets serialize");
+        body["apiVersion"] = json!("v1");
+        body["kind"] = json!("Secret");
+        if let Some(rv) = &self.secret_version {
+            body["metadata"]["resourceVersion"] = json!(rv);
+        }
+        let written = self
+            .secrets
+            .patch(
+                &secret::secret_name(self.ak),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(body),
+            )
+            .await?;
+        self.secret_version = written.resource_version();
+        Ok(())
+    }
+
+    /// Removes store entries status no longer references (left by a failure between a
+    /// status write and the store cleanup that follows it).
+    pub(super) async fn sweep_store(&mut self) -> Result<(), Error> {
+        let referenced: Vec<String> = self
+            .issued_keys()
+            .map(|k| k.id.clone())
+            .chain(self.status.pending_key.as_ref().and_then(|p| p.id.clone()))
+            .collect();
+        for id in self.store.ids().await? {
+            if !referenced.contains(&id) {
+                self.store.delete(&id).await?;
+            }
+        }
+        Ok(())
+    }
+}

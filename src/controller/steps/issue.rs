@@ -1,0 +1,250 @@
+//! Steps 1-5 of a rotation (docs/rotation.md): record the intent, mint, persist, promote;
+//! and abandoning a pending key that will not be promoted.
+
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+
+use super::soon;
+use crate::api::apikey::{HistoryEntry, KeyStatus, PendingKey, Phase, annotations};
+use crate::controller::clock::ts;
+use crate::controller::error::Error;
+use crate::controller::reconcile::uid;
+use crate::controller::rotation::Trigger;
+use crate::controller::secret;
+use crate::controller::shell::{Shell, parse_trigger};
+use crate::issuer::{self, MintRequest};
+use crate::store::KeyStore;
+
+impl Shell<'_> {
+    /// Step 1: the intent (pendingKey) is recorded before anything external happens.
+    pub(super) async fn begin_rotation(
+        &mut self,
+        rotation: u64,
+        attempt: u32,
+        trigger: Trigger,
+    ) -> Result<Action, Error> {
+        let issuer = self.spec_issuer().await?;
+        let (rotate, emergency) = (
+            self.annotation(annotations::ROTATE),
+            self.annotation(annotations::EMERGENCY_ROTATE),
+        );
+        let handled = self
+            .status
+            .handled_requests
+            .get_or_insert_with(Default::default);
+        match trigger {
+            Trigger::Requested => handled.rotate = rotate,
+            Trigger::Emergency => handled.emergency_rotate = emergency,
+            _ => {}
+        }
+        self.status.pending_key = Some(PendingKey {
+            rotation,
+            attempt,
+            started_at: ts(self.now()),
+            id: None,
+            fingerprint: None,
+            issuer,
+            store: None,
+            minted_for: self.key_spec.clone(),
+            reason: format!("{trigger:?}"),
+            expires_at: None,
+        });
+        self.write_status(Phase::Issuing).await?;
+        let (kind, verb) = if trigger == Trigger::Emergency {
+            (
+                EventType::Warning,
+                "emergency rotation: the current key will be revoked as soon as its successor is in the Secret",
+            )
+        } else {
+            (EventType::Normal, "rotation started")
+        };
+        self.event(
+            kind,
+            "RotationStarted",
+            format!("{verb} (rotation {rotation}, reason {trigger:?})"),
+        )
+        .await;
+        Ok(soon())
+    }
+
+    /// Steps 2-3: mint with the rotation's idempotency key, record the id, store the material.
+    pub(super) async fn mint(&mut self) -> Result<Action, Error> {
+        let pending = self
+            .status
+            .pending_key
+            .clone()
+            .expect("decide mints only with a pending key");
+        // The spec's issuer must still allow the key; the pending key was recorded for it.
+        self.spec_issuer().await?;
+        let issuer = self.issuer_for(&pending.issuer).await?;
+        let req = self.mint_request(&pending)?;
+        let minted = issuer.mint(&req).await?;
+        if let Some(recorded) = pending.id.as_ref().filter(|id| **id != minted.id) {
+            // The issuer answered the same idempotency key with another key: the one
+            // recorded (never distributed) must not outlive this rotation.
+            issuer.revoke(recorded).await?;
+            self.store.delete(recorded).await?;
+        }
+        let fingerprint = issuer::fingerprint(&minted.secret);
+        let p = self.status.pending_key.as_mut().expect("pending");
+        p.id = Some(minted.id.clone());
+        p.fingerprint = Some(fingerprint.clone());
+        p.expires_at = minted.expires_at.map(ts);
+        // The id is in status before the store is tried, so a store failure shows
+        // which key waits for it (and Persist re-mints it by idempotency key); so is
+        // the fingerprint of exactly the material stored.
+        if pending.id.as_ref() != Some(&minted.id)
+            || pending.fingerprint.as_ref() != Some(&fingerprint)
+        {
+            self.write_status(Phase::Storing).await?;
+        }
+        self.store.put(&minted.id, &minted.secret).await?;
+        self.write_status(Phase::Distributing).await?;
+        self.event(
+            EventType::Normal,
+            "Minted",
+            format!("minted key {} ({fingerprint})", minted.id),
+        )
+        .await;
+        Ok(soon())
+    }
+
+    /// Step 5: the stored pending key becomes current; the old one previous.
+    pub(super) async fn promote(&mut self) -> Result<Action, Error> {
+        let p = self
+            .status
+            .pending_key
+            .take()
+            .expect("decide promotes only a pending key");
+        let id = p.id.clone().expect("a stored pending key has an id");
+        let issued = self.now();
+        let new = KeyStatus {
+            id: id.clone(),
+            fingerprint: p.fingerprint.clone().unwrap_or_default(),
+            issued_at: ts(issued),
+            expires_at: p.expires_at.clone(),
+            rotation: p.rotation,
+            issuer: p.issuer.clone(),
+            store: None,
+            revoke_after: None,
+            last_used_at: None,
+            minted_for: p.minted_for.clone(),
+            emergency: false,
+        };
+        let emergency = parse_trigger(&p.reason) == Trigger::Emergency;
+        self.status.previous_key = self.status.current_key.take().map(|mut old| {
+            old.emergency = emergency;
+            old
+        });
+        self.status.current_key = Some(new);
+        self.distribute(p.rotation, issued).await?;
+        self.event(
+            EventType::Normal,
+            "Distributed",
+            format!(
+                "key {id} is now current in Secret {:?}",
+                secret::secret_name(self.ak)
+            ),
+        )
+        .await;
+        Ok(soon())
+    }
+
+    /// A pending key that will not be promoted is revoked and its attempt spent.
+    pub(super) async fn abandon(&mut self) -> Result<Action, Error> {
+        let p = self
+            .status
+            .pending_key
+            .take()
+            .expect("decide abandons only a pending key");
+        self.drop_pending(&p).await?;
+        // The attempt's idempotency key is spent, id or not.
+        self.status.last_abandoned = Some(crate::api::apikey::AttemptRef {
+            rotation: p.rotation,
+            attempt: p.attempt,
+        });
+        self.record_history(HistoryEntry {
+            rotation: p.rotation,
+            id: p.id.clone().unwrap_or_default(),
+            fingerprint: p.fingerprint.clone().unwrap_or_default(),
+            issued_at: p.started_at.clone(),
+            revoked_at: Some(ts(self.now())),
+            reason: "Abandoned".into(),
+        });
+        self.write_status(Phase::Ready).await?;
+        self.event(
+            EventType::Normal,
+            "Abandoned",
+            format!(
+                "pending rotation {} dropped: the key's spec changed",
+                p.rotation
+            ),
+        )
+        .await;
+        Ok(Action::requeue(Duration::ZERO))
+    }
+
+    /// What the issuer is asked for a pending rotation (the same every time: idempotent).
+    pub(super) fn mint_request(&self, p: &PendingKey) -> Result<MintRequest, Error> {
+        let expires_after = self
+            .ak
+            .spec
+            .expires_after
+            .as_ref()
+            .map(|d| d.to_std())
+            .transpose()
+            .map_err(Error::InvalidSpec)?;
+        Ok(MintRequest {
+            idempotency_key: format!("{}-{}-{}", uid(self.ak), p.rotation, p.attempt),
+            display_name: self
+                .ak
+                .spec
+                .display_name
+                .clone()
+                .unwrap_or_else(|| format!("{}/{}", self.ns, self.ak.name_any())),
+            scopes: self.ak.spec.scopes.clone(),
+            key_type: self.ak.spec.key_type,
+            expires_after,
+            now: self.now(),
+        })
+    }
+
+    /// Revokes a pending key; one whose id was never recorded is minted again with its
+    /// idempotency key (the issuer returns the same key, if it minted one) and revoked.
+    pub(super) async fn drop_pending(&mut self, p: &PendingKey) -> Result<(), Error> {
+        let found: Result<_, Error> = async {
+            let issuer = self.issuer_for(&p.issuer).await?;
+            let id = match &p.id {
+                Some(id) => id.clone(),
+                None => issuer.mint(&self.mint_request(p)?).await?.id,
+            };
+            Ok((issuer, id))
+        }
+        .await;
+        match found {
+            Ok((issuer, id)) => {
+                issuer.revoke(&id).await?;
+                self.store.delete(&id).await?;
+            }
+            // Dropping must not wedge on an issuer that is gone or a spec no longer
+            // valid: say what may be left at the issuer and go on.
+            Err(e @ (Error::IssuerNotFound { .. } | Error::InvalidSpec(_))) => {
+                let id = p.id.as_deref().unwrap_or("(id not recorded)");
+                self.event(
+                    EventType::Warning,
+                    "PendingKeyNotRevoked",
+                    format!(
+                        "could not revoke the key of unfinished rotation {} ({id}): {e}; revoke it at {:?} {:?} if it was minted",
+                        p.rotation, p.issuer.kind, p.issuer.name
+                    ),
+                )
+                .await;
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+}

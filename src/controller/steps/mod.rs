@@ -1,0 +1,46 @@
+//! One function per step of the rotation protocol, grouped as docs/rotation.md groups
+//! them; `act` performs the step `rotation::decide` chose.
+
+mod delete;
+mod distribute;
+mod issue;
+mod revoke;
+mod rollout;
+
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+
+use super::error::Error;
+use super::rotation::{Observed, Step};
+use super::shell::Shell;
+
+/// When to look again after a step that waits on the world.
+fn soon() -> Action {
+    Action::requeue(Duration::from_secs(30))
+}
+
+impl Shell<'_> {
+    pub(super) async fn act(&mut self, step: Step, o: &Observed) -> Result<Action, Error> {
+        match step {
+            Step::Adopt => self.adopt().await,
+            Step::AcknowledgeRevokePrevious => self.acknowledge_revoke_previous().await,
+            Step::BeginRotation {
+                rotation,
+                attempt,
+                trigger,
+            } => self.begin_rotation(rotation, attempt, trigger).await,
+            Step::Mint | Step::Persist => self.mint().await,
+            Step::Promote => self.promote().await,
+            Step::Abandon => self.abandon().await,
+            Step::RestoreSecret => self.restore_secret().await,
+            Step::RollOut => self.roll_out().await,
+            Step::WaitForRollout { recheck_at } => self.wait_for_rollout(recheck_at).await,
+            Step::MaterialLostDuringOverlap => Err(Error::MaterialLost),
+            Step::RolloutStuck => self.rollout_stuck().await,
+            Step::StartOverlap { revoke_after } => self.start_overlap(revoke_after).await,
+            Step::RevokePrevious => self.revoke_previous(o.revoke_previous_requested).await,
+            Step::Idle { wake_at } => self.idle(wake_at).await,
+        }
+    }
+}

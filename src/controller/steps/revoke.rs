@@ -1,0 +1,111 @@
+//! Step 8: the previous key is revoked at the issuer that minted it, then dropped from
+//! status, the Secret and the store; and the idle pass between rotations.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::Resource;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+
+use super::soon;
+use crate::api::apikey::{HistoryEntry, Phase, annotations};
+use crate::controller::clock::{ts, until};
+use crate::controller::error::Error;
+use crate::controller::shell::Shell;
+use crate::store::KeyStore;
+
+impl Shell<'_> {
+    /// Revokes the previous key; `requested`: a user asked (`revoke-previous`).
+    pub(super) async fn revoke_previous(&mut self, requested: bool) -> Result<Action, Error> {
+        let prev = self
+            .status
+            .previous_key
+            .clone()
+            .expect("decide revokes only a previous key");
+        self.issuer_for(&prev.issuer)
+            .await?
+            .revoke(&prev.id)
+            .await?;
+        self.status.previous_key = None;
+        let reason = if prev.emergency {
+            "Compromised"
+        } else if requested {
+            "RevokePreviousRequested"
+        } else {
+            "Superseded"
+        };
+        if requested {
+            self.status
+                .handled_requests
+                .get_or_insert_with(Default::default)
+                .revoke_previous = self.annotation(annotations::REVOKE_PREVIOUS);
+        }
+        self.record_history(HistoryEntry {
+            rotation: prev.rotation,
+            id: prev.id.clone(),
+            fingerprint: prev.fingerprint.clone(),
+            issued_at: prev.issued_at.clone(),
+            revoked_at: Some(ts(self.now())),
+            reason: reason.into(),
+        });
+        // Status first: a failure after it leaves a Secret that RestoreSecret repairs
+        // and a store entry the idle sweep removes - never a status naming a key
+        // whose material is gone. The phase stays Revoking until the next (idle)
+        // pass, so Ready means the Secret no longer holds the revoked key.
+        self.write_status(Phase::Revoking).await?;
+        self.apply_secret().await?;
+        self.store.delete(&prev.id).await?;
+        self.event(
+            EventType::Normal,
+            "Revoked",
+            format!("revoked previous key {} ({reason})", prev.id),
+        )
+        .await;
+        Ok(Action::requeue(Duration::ZERO))
+    }
+
+    /// A `revoke-previous` request with no previous key is marked handled.
+    pub(super) async fn acknowledge_revoke_previous(&mut self) -> Result<Action, Error> {
+        self.status
+            .handled_requests
+            .get_or_insert_with(Default::default)
+            .revoke_previous = self.annotation(annotations::REVOKE_PREVIOUS);
+        let phase = self.status.phase.unwrap_or(Phase::Ready);
+        self.write_status(phase).await?;
+        self.event(
+            EventType::Normal,
+            "RequestIgnored",
+            "revoke-previous requested, but there is no previous key".into(),
+        )
+        .await;
+        Ok(soon())
+    }
+
+    /// Nothing to do until `wake_at`: keep status and the store tidy.
+    pub(super) async fn idle(&mut self, wake_at: Option<Timestamp>) -> Result<Action, Error> {
+        let phase = if self.status.previous_key.is_some() {
+            Phase::Overlapping
+        } else if self.ak.spec.suspend {
+            Phase::Suspended
+        } else {
+            Phase::Ready
+        };
+        // A failure reported earlier is cleared once things work again.
+        let failure_shown = self.status.conditions.iter().any(|c| {
+            (c.type_ == "Ready" && c.status != "True")
+                || (c.type_ == "Rotating" && c.status == "False" && c.reason != "Idle")
+        });
+        let stale = self.status.phase != Some(phase)
+            || self.status.observed_generation != self.ak.meta().generation
+            || failure_shown;
+        self.sweep_store().await?;
+        let consumers_changed = self.record_consumers().await?;
+        if stale || consumers_changed {
+            self.write_status(phase).await?;
+        }
+        Ok(wake_at.map_or(Action::await_change(), |t| {
+            Action::requeue(until(t, self.now()))
+        }))
+    }
+}
