@@ -1,0 +1,146 @@
+//! What the controller's tests share: an operator on a fresh dev cluster, and the
+//! manifests and conditions they create and wait for.
+
+use apikey_operator::api::apikey::{ApiKey, Phase};
+use apikey_operator::api::issuer::KeyIssuer;
+use apikey_operator::api::{self};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, PostParams};
+use kube::runtime::wait::conditions;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use crate::support::*;
+
+pub struct Operator {
+    pub t: TestCluster,
+    task: JoinHandle<()>,
+}
+
+impl Operator {
+    /// Stops the operator as a crash would (it is gone once this returns).
+    pub async fn stop(&mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
+    /// Starts a fresh operator process against the same cluster.
+    pub fn start(&mut self) {
+        self.task = tokio::spawn(apikey_operator::controller::run(
+            self.t.client.clone(),
+            Default::default(),
+        ));
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn operator() -> Operator {
+    operator_with(Default::default()).await
+}
+
+/// An operator whose clock the test moves (`clock.advance`).
+pub async fn operator_on_test_clock() -> (
+    Operator,
+    std::sync::Arc<apikey_operator::controller::clock::Clock>,
+) {
+    let clock = std::sync::Arc::new(apikey_operator::controller::clock::Clock::default());
+    let op = operator_with(apikey_operator::controller::Settings {
+        clock: clock.clone(),
+        ..Default::default()
+    })
+    .await;
+    (op, clock)
+}
+
+pub async fn operator_with(settings: apikey_operator::controller::Settings) -> Operator {
+    let t = cluster().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(t.client.clone());
+    for crd in api::crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+        wait(crds.clone(), &name, conditions::is_crd_established()).await;
+    }
+    let task = tokio::spawn(apikey_operator::controller::run(t.client.clone(), settings));
+    Operator { t, task }
+}
+
+pub async fn create<K>(client: &Client, obj: Value) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + serde::Serialize,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let api: Api<K> = Api::default_namespaced(client.clone());
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(obj).unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+pub async fn issuer(client: &Client) {
+    create::<KeyIssuer>(
+        client,
+        json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "KeyIssuer",
+        "metadata": {"name": "gen"}, "spec": {"generate": {"prefix": "sk_test_", "length": 32},
+        "allowedScopes": ["widgets:*"]}}),
+    )
+    .await;
+}
+
+pub fn apikey(name: &str, rotation: Value, extra: Value) -> Value {
+    let mut spec =
+        json!({"issuerRef": {"name": "gen"}, "scopes": ["widgets:read"], "rotation": rotation});
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "ApiKey", "metadata": {"name": name}, "spec": spec})
+}
+
+/// A wait condition: the ApiKey's condition `type_` has reason `reason`.
+pub fn reason_is(type_: &'static str, reason: &'static str) -> impl Fn(Option<&ApiKey>) -> bool {
+    move |a| {
+        a.and_then(|a| condition(a, type_))
+            .is_some_and(|(_, r)| r == reason)
+    }
+}
+
+pub fn condition(ak: &ApiKey, type_: &str) -> Option<(String, String)> {
+    ak.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+pub fn ready(ak: Option<&ApiKey>) -> bool {
+    ak.and_then(|a| condition(a, "Ready"))
+        .is_some_and(|(s, _)| s == "True")
+        && ak.and_then(|a| a.status.as_ref()).and_then(|s| s.phase) == Some(Phase::Ready)
+}
+
+pub fn data(s: &Secret, key: &str) -> Option<String> {
+    s.data
+        .as_ref()?
+        .get(key)
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+}
+
+pub async fn deployment(client: &Client, name: &str) {
+    create::<Deployment>(client, json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app", "image": "example/app:1"}]}}}})).await;
+}
