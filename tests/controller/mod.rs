@@ -1,4 +1,5 @@
 //! The ApiKey controller end to end on the dev cluster, through kube-runtime.
 
+mod correctness;
 mod harness;
 mod lifecycle;

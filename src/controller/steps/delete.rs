@@ -2,7 +2,7 @@
 //! key the ApiKey holds; a pending key goes under either policy.
 
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use serde_json::json;
@@ -27,14 +27,35 @@ impl Shell<'_> {
                 .map(|k| (k.issuer.clone(), k.id.clone()))
                 .collect();
             for (record, id) in held {
-                self.issuer_for(&record).await?.revoke(&id).await?;
+                if self.revoke_at_issuer(&record, &id).await? {
+                    self.event(
+                        EventType::Normal,
+                        "Revoked",
+                        format!("revoked key {id} (ApiKey deleted with deletionPolicy Revoke)"),
+                    )
+                    .await;
+                }
                 self.store.delete(&id).await?;
-                self.event(
-                    EventType::Normal,
-                    "Revoked",
-                    format!("revoked key {id} (ApiKey deleted with deletionPolicy Revoke)"),
-                )
-                .await;
+            }
+            // The Secret goes too, before the finalizer does: left to the garbage
+            // collector (which an orphaning delete skips) it could outlive this ApiKey and
+            // offer its revoked key to a successor of the same name.
+            let consumer = secret::secret_name(self.ak);
+            if let Some(s) = self.secrets.get_opt(&consumer).await?
+                && secret::may_manage(self.ak, &s)
+            {
+                let exactly_that = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: s.uid(),
+                        resource_version: s.resource_version(),
+                    }),
+                    ..Default::default()
+                };
+                match self.secrets.delete(&consumer, &exactly_that).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         } else {
             // Retain: the Secrets outlive the ApiKey (their keys stay valid) — but only the

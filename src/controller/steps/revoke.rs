@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use kube::Resource;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
 
 use super::soon;
-use crate::api::apikey::{HistoryEntry, Phase, annotations};
+use crate::api::apikey::{HistoryEntry, IssuerRecord, Phase, annotations};
 use crate::controller::clock::{ts, until};
 use crate::controller::error::Error;
 use crate::controller::shell::Shell;
@@ -23,12 +23,11 @@ impl Shell<'_> {
             .previous_key
             .clone()
             .expect("decide revokes only a previous key");
-        self.issuer_for(&prev.issuer)
-            .await?
-            .revoke(&prev.id)
-            .await?;
+        let revoked = self.revoke_at_issuer(&prev.issuer, &prev.id).await?;
         self.status.previous_key = None;
-        let reason = if prev.emergency {
+        let reason = if !revoked {
+            "NotRevoked"
+        } else if prev.emergency {
             "Compromised"
         } else if requested {
             "RevokePreviousRequested"
@@ -46,7 +45,7 @@ impl Shell<'_> {
             id: prev.id.clone(),
             fingerprint: prev.fingerprint.clone(),
             issued_at: prev.issued_at.clone(),
-            revoked_at: Some(ts(self.now())),
+            revoked_at: revoked.then(|| ts(self.now())),
             reason: reason.into(),
         });
         // Status first: a failure after it leaves a Secret that RestoreSecret repairs
@@ -56,13 +55,46 @@ impl Shell<'_> {
         self.write_status(Phase::Revoking).await?;
         self.apply_secret().await?;
         self.store.delete(&prev.id).await?;
-        self.event(
-            EventType::Normal,
-            "Revoked",
-            format!("revoked previous key {} ({reason})", prev.id),
-        )
-        .await;
+        if revoked {
+            self.event(
+                EventType::Normal,
+                "Revoked",
+                format!("revoked previous key {} ({reason})", prev.id),
+            )
+            .await;
+        }
         Ok(Action::requeue(Duration::ZERO))
+    }
+
+    /// Revokes a key at the issuer that minted it. An issuer that is gone (or no longer
+    /// valid) cannot revoke anything: that must not wedge deletion or later rotations, so
+    /// the key is reported (`KeyNotRevoked`, naming where to revoke it by hand) and
+    /// `false` returned.
+    pub(super) async fn revoke_at_issuer(
+        &self,
+        record: &IssuerRecord,
+        id: &str,
+    ) -> Result<bool, Error> {
+        match self.issuer_for(record).await {
+            Ok(issuer) => {
+                issuer.revoke(id).await?;
+                Ok(true)
+            }
+            Err(e @ (Error::IssuerNotFound { .. } | Error::InvalidSpec(_))) => {
+                tracing::warn!(apikey = %self.ak.name_any(), key = id, error = %e, "key not revoked");
+                self.event(
+                    EventType::Warning,
+                    "KeyNotRevoked",
+                    format!(
+                        "could not revoke key {id}: {e}; it stays valid until revoked at {:?} {:?} by hand",
+                        record.kind, record.name
+                    ),
+                )
+                .await;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A `revoke-previous` request with no previous key is marked handled.

@@ -1,0 +1,211 @@
+//! Scenarios from the adversarial review of the controller (issue 15): each once broke a
+//! promise — never revoke early, never serve a revoked key, never wedge, never leak.
+
+use apikey_operator::api::apikey::ApiKey;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use super::harness::*;
+use crate::support::*;
+
+/// The reasons and notes of the events about one object.
+async fn events(c: &Client, ns: &str, name: &str) -> Vec<(String, String)> {
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(c.clone(), ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+async fn create_in<K>(c: &Client, ns: &str, obj: Value) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + serde::Serialize,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    Api::<K>::namespaced(c.clone(), ns)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(obj).unwrap(),
+        )
+        .await
+        .unwrap()
+}
+
+fn current_id(ak: &ApiKey) -> String {
+    ak.status
+        .as_ref()
+        .unwrap()
+        .current_key
+        .as_ref()
+        .unwrap()
+        .id
+        .clone()
+}
+
+/// Item 2: a Revoke deletion that orphans its Secret (or races the garbage collector)
+/// must not leave the revoked key for a re-created ApiKey to adopt and serve.
+#[tokio::test]
+async fn a_revoked_key_is_never_adopted_by_a_successor() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    let revoke = || {
+        apikey(
+            "e",
+            json!({"every": "1h"}),
+            json!({"deletionPolicy": "Revoke"}),
+        )
+    };
+    create::<ApiKey>(c, revoke()).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let revoked = current_id(&wait(apikeys.clone(), "e", ready).await);
+    apikeys.delete("e", &DeleteParams::orphan()).await.unwrap();
+    wait_deleted(apikeys.clone(), "e").await;
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    wait_deleted(secrets, "e").await;
+    create::<ApiKey>(c, revoke()).await;
+    let successor = current_id(&wait(apikeys, "e", ready).await);
+    assert_ne!(successor, revoked, "a new key, not the revoked one");
+    assert!(
+        !events(c, "default", "e")
+            .await
+            .iter()
+            .any(|(r, _)| r == "Adopted"),
+        "nothing adopted"
+    );
+}
+
+/// Item 1: deleting a namespace deletes its KeyIssuer first; the ApiKey's Revoke
+/// finalizer must not wait for it forever (the namespace would never go away).
+#[tokio::test]
+async fn a_namespace_deletion_that_takes_the_issuer_first_completes() {
+    let op = operator().await;
+    let c = &op.t.client;
+    let namespaces: Api<Namespace> = Api::all(c.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "ns1"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    create_in::<apikey_operator::api::issuer::KeyIssuer>(
+        c,
+        "ns1",
+        json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "KeyIssuer",
+            "metadata": {"name": "gen"}, "spec": {"generate": {}, "allowedScopes": ["widgets:*"]}}),
+    )
+    .await;
+    create_in::<ApiKey>(
+        c,
+        "ns1",
+        apikey(
+            "k",
+            json!({"every": "1h"}),
+            json!({"deletionPolicy": "Revoke"}),
+        ),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::namespaced(c.clone(), "ns1");
+    let id = current_id(&wait(apikeys.clone(), "k", ready).await);
+    namespaces
+        .delete("ns1", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_deleted(apikeys, "k").await;
+    wait_deleted(namespaces, "ns1").await;
+    // What could not be revoked was said while it could still be read.
+    let _ = id;
+}
+
+/// Item 1: the issuer of the previous key is deleted during its overlap (after an
+/// `issuerRef` change): the overlap still ends, the key is reported as not revoked and
+/// kept in history, and rotations go on at the new issuer.
+#[tokio::test]
+async fn an_issuer_gone_during_an_overlap_does_not_stop_rotations() {
+    let (op, clock) = operator_on_test_clock().await;
+    let c = &op.t.client;
+    for name in ["a", "b"] {
+        create::<apikey_operator::api::issuer::KeyIssuer>(
+            c,
+            json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "KeyIssuer",
+                "metadata": {"name": name}, "spec": {"generate": {}, "allowedScopes": ["widgets:*"]}}),
+        )
+        .await;
+    }
+    let mut ak = apikey("moved", json!({"every": "24h", "overlap": "1h"}), json!({}));
+    ak["spec"]["issuerRef"]["name"] = json!("a");
+    create::<ApiKey>(c, ak).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let first = current_id(&wait(apikeys.clone(), "moved", ready).await);
+    let patch = |v: Value| Patch::Merge(v);
+    apikeys
+        .patch(
+            "moved",
+            &PatchParams::default(),
+            &patch(json!({"metadata": {"annotations": {"apikey.dev/rotate": "1"}}})),
+        )
+        .await
+        .unwrap();
+    wait(apikeys.clone(), "moved", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .and_then(|s| s.previous_key.as_ref())
+            .is_some_and(|p| p.revoke_after.is_some())
+    })
+    .await;
+    apikeys
+        .patch(
+            "moved",
+            &PatchParams::default(),
+            &patch(json!({"spec": {"issuerRef": {"name": "b"}}})),
+        )
+        .await
+        .unwrap();
+    Api::<apikey_operator::api::issuer::KeyIssuer>::default_namespaced(c.clone())
+        .delete("a", &DeleteParams::default())
+        .await
+        .unwrap();
+    // The overlap ends: the key of issuer a cannot be revoked, and the deferred
+    // SpecChanged rotation mints at issuer b.
+    clock.advance(std::time::Duration::from_secs(2 * 3600));
+    wait(apikeys.clone(), "moved", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref()).is_some_and(|s| {
+            s.current_key.as_ref().is_some_and(|k| k.issuer.name == "b")
+                && s.previous_key
+                    .as_ref()
+                    .is_some_and(|p| p.revoke_after.is_some())
+        })
+    })
+    .await;
+    // Its own overlap ends too (the second key of issuer a cannot be revoked either).
+    clock.advance(std::time::Duration::from_secs(2 * 3600));
+    let moved = wait(apikeys.clone(), "moved", |a: Option<&ApiKey>| {
+        ready(a)
+            && a.and_then(|a| a.status.as_ref())
+                .is_some_and(|s| s.previous_key.is_none())
+    })
+    .await;
+    let history = moved.status.unwrap().history;
+    let entry = history.iter().find(|h| h.id == first).expect("in history");
+    assert_eq!(entry.reason, "NotRevoked");
+    assert!(entry.revoked_at.is_none(), "{entry:?}");
+    assert!(
+        events(c, "default", "moved")
+            .await
+            .iter()
+            .any(|(r, note)| r == "KeyNotRevoked"
+                && note.contains(&first)
+                && note.contains("\"a\"")),
+        "the user is told which key to revoke where"
+    );
+}
