@@ -4,7 +4,7 @@
 use apikey_operator::api::apikey::ApiKey;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::Client;
 use serde_json::{Value, json};
 
 use super::harness::*;
