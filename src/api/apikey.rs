@@ -151,6 +151,8 @@ pub enum StoreKind {
 /// The Secret pods consume.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+// One field holding two things would put a key where an id is shown (status, events).
+#[x_kube(validation = Rule::new(DISTINCT_FIELDS).message("secret.currentKeyField, keyIdField, previousKeyField and previousKeyIdField must all differ"))]
 pub struct SecretTemplate {
     /// Default: the ApiKey's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,6 +179,8 @@ pub struct SecretTemplate {
     #[schemars(extend("maxProperties" = limits::SECRET_METADATA_ENTRIES, "additionalProperties" = {"type": "string", "maxLength": limits::ANNOTATION_VALUE}))]
     pub annotations: BTreeMap<String, String>,
 }
+
+const DISTINCT_FIELDS: &str = "self.currentKeyField != self.keyIdField && self.currentKeyField != self.previousKeyField && self.currentKeyField != self.previousKeyIdField && self.keyIdField != self.previousKeyField && self.keyIdField != self.previousKeyIdField && self.previousKeyField != self.previousKeyIdField";
 
 fn field_current() -> String {
     "api-key".into()

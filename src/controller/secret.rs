@@ -98,7 +98,10 @@ pub struct Found {
     pub created: Option<jiff::Timestamp>,
 }
 
-/// The keys in a Secret laid out as this ApiKey's template says, if it holds any.
+/// The keys in a Secret laid out as this ApiKey's template says, if it holds any. Ids
+/// read back end up in status and events, so one that does not look like an id (too
+/// long, not printable, or equal to a key in the Secret) is never trusted: nothing is
+/// adopted from such a Secret.
 pub fn held_keys(ak: &ApiKey, s: &Secret) -> Option<Found> {
     let t = &ak.spec.secret;
     let data = s.data.as_ref()?;
@@ -107,12 +110,25 @@ pub fn held_keys(ak: &ApiKey, s: &Secret) -> Option<Found> {
             .map(|b| String::from_utf8_lossy(&b.0).into_owned())
             .filter(|v| !v.is_empty())
     };
-    let pair = |id_field: &str, key_field: &str| {
-        Some((text(id_field)?, SecretString::from(text(key_field)?)))
+    let keys: Vec<String> = [&t.current_key_field, &t.previous_key_field]
+        .into_iter()
+        .filter_map(|f| text(f))
+        .collect();
+    let looks_like_id = |id: &str| {
+        id.len() <= crate::api::limits::KEY_ID as usize
+            && id.chars().all(|c| c.is_ascii_graphic())
+            && !keys.iter().any(|k| k == id)
     };
-    Some(Found {
-        current: pair(&t.key_id_field, &t.current_key_field)?,
-        previous: pair(&t.previous_key_id_field, &t.previous_key_field),
+    let pair = |id_field: &str, key_field: &str| {
+        let id = text(id_field)?;
+        Some((id, SecretString::from(text(key_field)?)))
+    };
+    let current = pair(&t.key_id_field, &t.current_key_field)?;
+    let previous = pair(&t.previous_key_id_field, &t.previous_key_field);
+    let ids_ok = looks_like_id(&current.0) && previous.as_ref().is_none_or(|p| looks_like_id(&p.0));
+    ids_ok.then(|| Found {
+        current,
+        previous,
         created: s.metadata.creation_timestamp.as_ref().map(|t| t.0),
     })
 }
@@ -197,6 +213,22 @@ mod tests {
             !in_sync(&ak, &only_current, &s),
             "a previous key left behind is drift"
         );
+    }
+
+    #[test]
+    fn ids_that_are_not_ids_are_not_read_back() {
+        let ak = apikey();
+        let secret = |id: &str| Secret {
+            data: Some(BTreeMap::from([
+                ("api-key".to_string(), ByteString(b"sk_live_x".to_vec())),
+                ("api-key-id".to_string(), ByteString(id.as_bytes().to_vec())),
+            ])),
+            ..Default::default()
+        };
+        assert!(held_keys(&ak, &secret("gen-0123abcd")).is_some());
+        for bad in ["sk_live_x", "two words", "line\nbreak", &"x".repeat(300)] {
+            assert!(held_keys(&ak, &secret(bad)).is_none(), "{bad:?}");
+        }
     }
 
     #[test]

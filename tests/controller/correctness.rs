@@ -3,11 +3,12 @@
 
 use apikey_operator::api::apikey::ApiKey;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use super::harness::*;
+use crate::support::Kubectl;
 use crate::support::*;
 
 /// The reasons and notes of the events about one object.
@@ -208,4 +209,55 @@ async fn an_issuer_gone_during_an_overlap_does_not_stop_rotations() {
                 && note.contains("\"a\"")),
         "the user is told which key to revoke where"
     );
+}
+
+/// Item 5: a field name used twice would put key material where ids are shown.
+#[tokio::test]
+async fn secret_field_names_must_differ() {
+    let op = operator().await;
+    let k = Kubectl::new(&op.t.cluster.kubeconfig());
+    let manifest = k.file(
+        "clash.yaml",
+        "apiVersion: apikey.dev/v1alpha1
+kind: ApiKey
+metadata: {name: clash}
+spec:
+  issuerRef: {name: gen}
+  rotation: {every: 1h}
+  secret: {keyIdField: api-key-previous}
+",
+    );
+    let out = k.run(&["apply", "-f", &manifest]).await;
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains(
+            "secret.currentKeyField, keyIdField, previousKeyField and previousKeyIdField must all differ"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Item 5: an id read back from a Secret left behind is shown in status, the KEY column
+/// and events, so one that is really a key (or not an id at all) is never adopted.
+#[tokio::test]
+async fn a_left_behind_secret_whose_id_is_a_key_is_not_adopted() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<Secret>(
+        c,
+        json!({"metadata": {"name": "leaky", "labels": {"apikey.dev/name": "leaky"}},
+            "stringData": {"api-key": "sk_live_material", "api-key-id": "sk_live_material"}}),
+    )
+    .await;
+    create::<ApiKey>(c, apikey("leaky", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let ak = wait(apikeys, "leaky", ready).await;
+    let status = serde_json::to_string(&ak.status).unwrap();
+    assert!(!status.contains("sk_live_material"), "{status}");
+    assert!(current_id(&ak).starts_with("gen-"), "a key of its own");
+    for (_, note) in events(c, "default", "leaky").await {
+        assert!(!note.contains("sk_live_material"), "{note}");
+    }
 }
