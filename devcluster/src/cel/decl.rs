@@ -40,6 +40,8 @@ pub enum Ty {
     Type,
     /// A Kubernetes library type: `Quantity`, `URL`, `IP`, `CIDR`, `Semver`, `Format`.
     Opaque(&'static str),
+    /// `oldSelf` of a rule with `optionalOldSelf: true`.
+    Optional(Rc<Decl>),
 }
 
 impl Ty {
@@ -47,7 +49,7 @@ impl Ty {
     pub fn is_scalar(&self) -> bool {
         matches!(
             self,
-            Ty::Bool | Ty::Int | Ty::Uint | Ty::Double | Ty::Duration | Ty::Timestamp | Ty::Null
+            Ty::Bool | Ty::Int | Ty::Uint | Ty::Double | Ty::Duration | Ty::Timestamp
         )
     }
 
@@ -55,20 +57,21 @@ impl Ty {
     pub fn name(&self) -> String {
         match self {
             Ty::Dyn => "dyn".into(),
-            Ty::Null => "null_type".into(),
+            Ty::Null => "null".into(),
             Ty::Bool => "bool".into(),
             Ty::Int => "int".into(),
             Ty::Uint => "uint".into(),
             Ty::Double => "double".into(),
             Ty::String => "string".into(),
             Ty::Bytes => "bytes".into(),
-            Ty::Duration => "google.protobuf.Duration".into(),
-            Ty::Timestamp => "google.protobuf.Timestamp".into(),
+            Ty::Duration => "duration".into(),
+            Ty::Timestamp => "timestamp".into(),
             Ty::List(e) => format!("list({})", e.ty.name()),
             Ty::Map(k, v) => format!("map({}, {})", k.ty.name(), v.ty.name()),
             Ty::Object(_) => "object".into(),
             Ty::Type => "type".into(),
             Ty::Opaque(name) => (*name).into(),
+            Ty::Optional(d) => format!("optional_type({})", d.ty.name()),
         }
     }
 
@@ -81,6 +84,7 @@ impl Ty {
             // Schema objects are structurally typed by the fields they declare.
             (Ty::Object(_), Ty::Object(_)) => true,
             (Ty::Opaque(a), Ty::Opaque(b)) => a == b,
+            (Ty::Optional(a), Ty::Optional(b)) => a.ty.unifies(&b.ty),
             (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
         }
     }
@@ -250,20 +254,28 @@ fn object(s: &Value, resource_root: bool, typing: Typing) -> Decl {
             }
         }
     }
-    // The root of a resource (and an embedded resource) always has these, declared or not.
+    // The root of a resource (and an embedded resource) always has these: kept as declared
+    // when the schema declares all of them as strings, else replaced by unbounded ones
+    // (`WithTypeAndObjectMeta`).
     if resource_root || s["x-kubernetes-embedded-resource"] == true {
-        for name in ["apiVersion", "kind"] {
-            fields
-                .entry(name.to_string())
-                .or_insert_with(|| string(None, typing));
+        let props = &s["properties"];
+        let is_string = |v: &Value| v["type"] == "string";
+        let declared = is_string(&props["kind"])
+            && is_string(&props["apiVersion"])
+            && is_string(&props["metadata"]["properties"]["name"])
+            && is_string(&props["metadata"]["properties"]["generateName"]);
+        if !declared {
+            for name in ["apiVersion", "kind"] {
+                fields.insert(name.to_string(), string(None, typing));
+            }
+            let mut metadata = BTreeMap::new();
+            metadata.insert("name".to_string(), string(None, typing));
+            metadata.insert("generateName".to_string(), string(None, typing));
+            fields.insert(
+                "metadata".into(),
+                Decl::simple(Ty::Object(Rc::new(metadata)), 2),
+            );
         }
-        let mut metadata = BTreeMap::new();
-        metadata.insert("name".to_string(), string(None, typing));
-        metadata.insert("generateName".to_string(), string(None, typing));
-        fields.insert(
-            "metadata".into(),
-            Decl::simple(Ty::Object(Rc::new(metadata)), 2),
-        );
     }
     Decl::simple(Ty::Object(Rc::new(fields)), min_size)
 }

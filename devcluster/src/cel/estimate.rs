@@ -17,6 +17,9 @@ use kube_cel::cel::common::ast::{
 use super::decl::{Decl, Ty, Typing};
 use super::range::Range;
 
+/// The namespaces of library functions (`sets.contains`, `optional.of`, …).
+const NAMESPACES: &[&str] = &["sets", "optional", "format", "strings", "ip"];
+
 const LIST_CREATE_BASE: u64 = 10;
 const MAP_CREATE_BASE: u64 = 30;
 const STRUCT_CREATE_BASE: u64 = 40;
@@ -28,8 +31,9 @@ pub(super) struct Node {
     pub cost: Range,
     /// cel-go's `ComputedSize`: literals, and results whose size a function reports.
     pub computed: Option<Range>,
-    /// The schema node this expression reads, for kube-apiserver's path-based sizes.
-    pub schema: Option<Rc<Decl>>,
+    /// cel-go's field path (`self.spec.items`, `@items` for elements), which
+    /// kube-apiserver's size estimator resolves against the schema.
+    pub path: Option<Vec<String>>,
 }
 
 impl Node {
@@ -38,9 +42,16 @@ impl Node {
             ty,
             cost,
             computed: None,
-            schema: None,
+            path: None,
         }
     }
+}
+
+/// `path` extended by one step (cel-go appends to a missing path as to an empty one).
+pub(super) fn extend(path: &Option<Vec<String>>, step: &str) -> Option<Vec<String>> {
+    let mut p = path.clone().unwrap_or_default();
+    p.push(step.to_string());
+    Some(p)
 }
 
 /// Behaviour that differs between the Kubernetes releases the dev cluster can emulate.
@@ -53,8 +64,15 @@ pub struct Release {
     /// `has(x.f)` costs what `x` costs from Kubernetes 1.29 on (cel-go 0.17.7, with
     /// Kubernetes' `PresenceTestHasCost(false)`); before, nothing.
     pub has_costs_operand: bool,
-    /// `CrossTypeNumericComparisons` (int < double) is enabled from Kubernetes 1.28 on.
-    pub cross_type_numeric: bool,
+    /// Calls report the size of their result (cel-go 0.12.5, Kubernetes 1.25).
+    pub call_result_sizes: bool,
+    /// A comprehension building a list is as long as its range (cel-go 0.17.8, 1.29).
+    pub comprehension_sizes: bool,
+    /// `dyn(x)` keeps the size of `x` (cel-go 0.23, Kubernetes 1.33).
+    pub dyn_keeps_size: bool,
+    /// The CEL libraries a new rule may use: kube-apiserver compiles a CRD being created
+    /// with the library set of the release before its own (`DefaultCompatibilityVersion`).
+    pub libraries: u32,
     pub typing: Typing,
 }
 
@@ -69,7 +87,10 @@ impl Release {
         Release {
             scalars_sized: minor >= 25,
             has_costs_operand: minor >= 29,
-            cross_type_numeric: minor >= 28,
+            call_result_sizes: minor >= 25,
+            comprehension_sizes: minor >= 29,
+            dyn_keeps_size: minor >= 33,
+            libraries: minor.saturating_sub(1).max(24),
             typing: Typing {
                 enum_sized: minor >= 29,
             },
@@ -77,11 +98,20 @@ impl Release {
     }
 }
 
-/// What checking an expression found: the type it yields and its cost.
+/// What checking an expression found: the type it yields, its cost, and whether it
+/// reads `oldSelf` (a transition rule).
 #[derive(Debug)]
 pub struct Checked {
     pub ty: Ty,
     pub cost: Range,
+    pub uses_old_self: bool,
+}
+
+/// How `oldSelf` is typed: as `self`, or (`optionalOldSelf: true`) as an optional of it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OldSelf {
+    Plain,
+    Optional,
 }
 
 /// Type-checks an expression where `self` has the type `self_decl` and estimates its cost;
@@ -89,10 +119,13 @@ pub struct Checked {
 pub fn estimate(
     expr: &IdedExpr,
     self_decl: &Rc<Decl>,
+    old_self: OldSelf,
     release: Release,
 ) -> Result<Checked, Vec<String>> {
     let mut estimator = Estimator {
         root: self_decl.clone(),
+        old_self,
+        uses_old_self: false,
         scopes: Vec::new(),
         errors: Vec::new(),
         release,
@@ -104,6 +137,7 @@ pub fn estimate(
     Ok(Checked {
         ty: node.ty,
         cost: node.cost,
+        uses_old_self: estimator.uses_old_self,
     })
 }
 
@@ -115,6 +149,8 @@ struct Scope {
 
 pub(super) struct Estimator {
     root: Rc<Decl>,
+    old_self: OldSelf,
+    uses_old_self: bool,
     scopes: Vec<Scope>,
     errors: Vec<String>,
     pub release: Release,
@@ -132,16 +168,44 @@ impl Estimator {
         if let Some(c) = n.computed {
             return c;
         }
-        if let Some(d) = &n.schema {
-            return Range {
-                min: 0,
-                max: d.max_elements,
-            };
+        if let Some(size) = n.path.as_deref().and_then(|p| self.path_size(p)) {
+            return size;
         }
         if self.release.scalars_sized && n.ty.is_scalar() {
             return Range::exact(1);
         }
         Range::UNKNOWN_SIZE
+    }
+
+    /// The size of a list's elements (kube-apiserver's `listElementNode`): from the
+    /// schema when the list has a path, else unknown.
+    pub(super) fn element_size(&self, list: &Node) -> Range {
+        list.path
+            .as_ref()
+            .and_then(|_| extend(&list.path, "@items"))
+            .and_then(|p| self.path_size(&p))
+            .unwrap_or(Range::UNKNOWN_SIZE)
+    }
+
+    /// kube-apiserver's `sizeEstimator.EstimateSize`: the path's first step (`self`,
+    /// `oldSelf`, or whatever it starts with) is dropped and the rest walked from the
+    /// rule's own schema node; a node it reaches is as large as its `MaxElements` (0 for
+    /// scalars and objects).
+    pub(super) fn path_size(&self, path: &[String]) -> Option<Range> {
+        let (_, rest) = path.split_first()?;
+        let mut node: &Decl = &self.root;
+        for step in rest {
+            node = match (step.as_str(), &node.ty) {
+                ("@items" | "@values", Ty::List(e) | Ty::Map(_, e)) => e,
+                ("@keys", Ty::Map(k, _)) => k,
+                (field, Ty::Object(fields)) => fields.get(field)?,
+                _ => return None,
+            };
+        }
+        Some(Range {
+            min: 0,
+            max: node.max_elements,
+        })
     }
 
     fn expr(&mut self, e: &IdedExpr) -> Node {
@@ -207,8 +271,13 @@ impl Estimator {
             node.cost = one;
             return node;
         }
+        if name == "oldSelf" {
+            self.uses_old_self = true;
+        }
         let ty = match name {
-            "self" | "oldSelf" => self.root.ty.clone(),
+            "self" => self.root.ty.clone(),
+            "oldSelf" if self.old_self == OldSelf::Optional => Ty::Optional(self.root.clone()),
+            "oldSelf" => self.root.ty.clone(),
             "int" | "uint" | "double" | "bool" | "string" | "bytes" | "list" | "map"
             | "null_type" | "type" | "dyn" => Ty::Type,
             _ => {
@@ -217,25 +286,22 @@ impl Estimator {
                 ));
             }
         };
-        // kube-apiserver walks a path from the rule's own schema node; a path that starts
-        // anywhere but an iteration variable starts there.
         Node {
             ty,
             cost: one,
             computed: None,
-            schema: Some(self.root.clone()),
+            path: Some(vec![name.to_string()]),
         }
     }
 
     fn select(&mut self, operand: Node, field: &str, test: bool) -> Node {
-        let (ty, decl) = match &operand.ty {
+        let ty = match &operand.ty {
             Ty::Object(fields) => match fields.get(field) {
-                Some(d) => (d.ty.clone(), Some(Rc::new(d.clone()))),
+                Some(d) => d.ty.clone(),
                 None => return self.error(format!("undefined field '{field}'")),
             },
-            // The size estimator finds no field of that name in a map: no schema size.
-            Ty::Map(_, v) => (v.ty.clone(), None),
-            Ty::Dyn => (Ty::Dyn, None),
+            Ty::Map(_, v) => v.ty.clone(),
+            Ty::Dyn => Ty::Dyn,
             other => {
                 return self.error(format!(
                     "type '{}' does not support field selection",
@@ -259,17 +325,17 @@ impl Estimator {
             ty,
             cost: operand.cost.add(Range::exact(select_cost)),
             computed: None,
-            schema: operand.schema.and(decl),
+            path: extend(&operand.path, field),
         }
     }
 
     fn comprehension(&mut self, c: &ComprehensionExpr) -> Node {
         let range = self.expr(&c.iter_range);
         let init = self.expr(&c.accu_init);
-        let (iter_ty, iter_decl) = match &range.ty {
-            Ty::List(e) => (e.ty.clone(), Some(e.clone())),
-            Ty::Map(k, _) => (k.ty.clone(), Some(k.clone())),
-            Ty::Dyn => (Ty::Dyn, None),
+        let (iter_ty, step) = match &range.ty {
+            Ty::List(e) => (e.ty.clone(), "@items"),
+            Ty::Map(k, _) => (k.ty.clone(), "@keys"),
+            Ty::Dyn => (Ty::Dyn, "@items"),
             other => {
                 return self.error(format!(
                     "expression of type '{}' cannot be range of a comprehension (must be list, map, or dynamic)",
@@ -281,11 +347,7 @@ impl Estimator {
             ty: iter_ty,
             cost: Range::exact(1),
             computed: None,
-            // Without a path of its own the variable is sized from the rule's node.
-            schema: Some(match range.schema.as_ref() {
-                Some(_) => iter_decl.unwrap_or_else(|| self.root.clone()),
-                None => self.root.clone(),
-            }),
+            path: extend(&range.path, step),
         };
         // The accumulator has no schema path: it is sized by its initial value.
         self.scopes.push(Scope {
@@ -311,28 +373,48 @@ impl Estimator {
             .add(init.cost)
             .add(result.cost)
             .add(count.multiply(step.cost.add(cond.cost)));
-        // A list or map built per item (`map`, `filter`) is as long as the range; a
-        // literal accumulator (`all`, `exists`) keeps its own size.
+        // A list or map built per item (`map`, `filter`) is as long as the range (cel-go
+        // 0.17.8, Kubernetes 1.29); a literal accumulator (`all`, `exists`) keeps its own.
         let computed = match c.accu_init.expr {
-            Expr::List(_) | Expr::Map(_) => Some(count),
+            Expr::List(_) | Expr::Map(_) if self.release.comprehension_sizes => Some(count),
+            Expr::List(_) | Expr::Map(_) => None,
             _ => init.computed,
         };
         Node {
             ty: result.ty,
             cost,
             computed,
-            schema: None,
+            path: None,
         }
     }
 
     fn call(&mut self, call: &CallExpr) -> Node {
-        let target = call.target.as_deref().map(|t| self.expr(t));
+        // `sets.contains(a, b)` parses as a method of an identifier `sets`: it is a
+        // function of that namespace (unless a variable has the name).
+        let namespaced = call.target.as_deref().and_then(|t| match &t.expr {
+            Expr::Ident(ns)
+                if NAMESPACES.contains(&ns.as_str())
+                    && !self.scopes.iter().any(|s| &s.name == ns) =>
+            {
+                Some(format!("{ns}.{}", call.func_name))
+            }
+            _ => None,
+        });
+        let target = match namespaced {
+            Some(_) => None,
+            None => call.target.as_deref().map(|t| self.expr(t)),
+        };
         let args: Vec<Node> = call.args.iter().map(|a| self.expr(a)).collect();
         let arg_sum = args.iter().fold(Range::exact(0), |c, a| c.add(a.cost));
         let target_cost = target.as_ref().map_or(Range::exact(0), |t| t.cost);
-        let name = call.func_name.as_str();
+        let name = namespaced.as_deref().unwrap_or(&call.func_name);
         let Some((ty, function_cost, computed)) = self.overload(name, target.as_ref(), &args, call)
         else {
+            if !self.declared(name, target.is_some()) {
+                return self.error(format!(
+                    "undeclared reference to '{name}' (in container '')"
+                ));
+            }
             let types: Vec<String> = target.iter().chain(&args).map(|n| n.ty.name()).collect();
             let message = if target.is_some() {
                 format!(
@@ -354,15 +436,16 @@ impl Estimator {
             _ => function_cost.add(arg_sum),
         };
         let mut node = Node::new(ty, cost.add(target_cost));
-        node.computed = computed;
+        // Before cel-go 0.12.5 (Kubernetes 1.25) no call reported the size of its result.
+        node.computed = computed.filter(|_| self.release.call_result_sizes);
         if name == "_[_]"
             && let Some(container) = args.first()
         {
-            node.schema = container.schema.as_ref().and_then(|_| match &container.ty {
-                Ty::List(e) => Some(e.clone()),
-                Ty::Map(_, v) => Some(v.clone()),
-                _ => None,
-            });
+            let step = match container.ty {
+                Ty::Map(..) => "@values",
+                _ => "@items",
+            };
+            node.path = extend(&container.path, step);
         }
         node
     }
@@ -389,7 +472,7 @@ fn literal(lit: &LiteralValue) -> Node {
         ty,
         cost: Range::exact(0),
         computed: Some(Range::exact(size)),
-        schema: None,
+        path: None,
     }
 }
 

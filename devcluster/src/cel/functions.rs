@@ -52,7 +52,8 @@ impl Estimator {
                     a,
                     Ty::Bool | Ty::String | Ty::Bytes | Ty::Duration | Ty::Timestamp | Ty::Dyn
                 ) || is_number(a);
-                let cross_numeric = self.release.cross_type_numeric && is_number(a) && is_number(b);
+                let cross_numeric =
+                    self.release.libraries >= CROSS_TYPE_NUMERIC && is_number(a) && is_number(b);
                 let comparable = a.unifies(b) || cross_numeric;
                 if !(ordered && comparable) {
                     return None;
@@ -98,27 +99,27 @@ impl Estimator {
             ("_-_" | "_*_" | "_/_" | "_%_", None) if args.len() == 2 => {
                 arithmetic(name, &args[0].ty, &args[1].ty).map(|t| (t, one, None))
             }
-            ("-_", None) if is(0, |t| matches!(t, Ty::Int | Ty::Double | Ty::Duration)) => {
+            ("-_", None) if is(0, |t| matches!(t, Ty::Int | Ty::Double)) => {
                 simple(args[0].ty.clone())
             }
             ("_[_]", None) if args.len() == 2 => {
                 let ty = match (&args[0].ty, &args[1].ty) {
-                    (Ty::List(e), Ty::Int | Ty::Uint | Ty::Dyn) => e.ty.clone(),
+                    (Ty::List(e), Ty::Int | Ty::Dyn) => e.ty.clone(),
                     (Ty::Map(k, v), key) if k.ty.unifies(key) => v.ty.clone(),
                     (Ty::Dyn, _) => Ty::Dyn,
                     _ => return None,
                 };
                 simple(ty)
             }
-            ("@in", None) if args.len() == 2 => {
-                let ok = match &args[1].ty {
-                    Ty::List(e) => e.ty.unifies(&args[0].ty),
-                    Ty::Map(k, _) => k.ty.unifies(&args[0].ty),
-                    Ty::Dyn => true,
-                    _ => false,
-                };
-                ok.then(|| (Ty::Bool, self.size(&args[1]), None))
-            }
+            // `in` a list traverses it; `in` a map is a lookup.
+            ("@in", None) if args.len() == 2 => match &args[1].ty {
+                Ty::List(e) if e.ty.unifies(&args[0].ty) => {
+                    Some((Ty::Bool, self.size(&args[1]), None))
+                }
+                Ty::Dyn => Some((Ty::Bool, self.size(&args[1]), None)),
+                Ty::Map(k, _) if k.ty.unifies(&args[0].ty) => simple(Ty::Bool),
+                _ => None,
+            },
             ("size", _) => {
                 let subject = target.map(|t| &t.ty).or(arg(0))?;
                 matches!(
@@ -127,20 +128,17 @@ impl Estimator {
                 )
                 .then(|| (Ty::Int, one, None))
             }
-            ("matches", _) => {
-                let (text, pattern) = match target {
-                    Some(t) => (t, args.first()?),
-                    None => (args.first()?, args.get(1)?),
-                };
-                if !(string_or_dyn(&text.ty) && string_or_dyn(&pattern.ty)) {
-                    return None;
-                }
-                let text_cost = self
-                    .size(text)
-                    .add(Range::exact(1))
-                    .factor(STRING_TRAVERSAL);
-                let regex_cost = self.size(pattern).factor(REGEX_LENGTH);
+            // Only the member form `s.matches(re)` is priced by its sizes (cel-go's
+            // `matches_string`); the global `matches(s, re)` costs 1.
+            ("matches", Some(t)) if string_or_dyn(&t.ty) && is(0, string_or_dyn) => {
+                let text_cost = self.size(t).add(Range::exact(1)).factor(STRING_TRAVERSAL);
+                let regex_cost = self.size(&args[0]).factor(REGEX_LENGTH);
                 Some((Ty::Bool, text_cost.multiply(regex_cost), None))
+            }
+            ("matches", None)
+                if args.len() == 2 && is(0, string_or_dyn) && is(1, string_or_dyn) =>
+            {
+                simple(Ty::Bool)
             }
             ("contains", Some(t)) if string_or_dyn(&t.ty) && is(0, string_or_dyn) => {
                 let cost = self
@@ -164,16 +162,17 @@ impl Estimator {
                 Some((Ty::Int, self.size(t).factor(STRING_TRAVERSAL), None))
             }
             ("isSorted" | "sum" | "min" | "max" | "indexOf" | "lastIndexOf", Some(t))
+                if matches!(t.ty, Ty::Dyn) =>
+            {
+                simple(Ty::Dyn)
+            }
+            ("isSorted" | "sum" | "min" | "max" | "indexOf" | "lastIndexOf", Some(t))
                 if matches!(t.ty, Ty::List(_)) =>
             {
                 let Ty::List(elem) = &t.ty else { return None };
                 let mut per_item = one;
                 if is_string_like(&elem.ty) {
-                    let item = Range {
-                        min: 0,
-                        max: t.schema.as_ref().map_or(u64::MAX, |_| elem.max_elements),
-                    };
-                    per_item = per_item.add(item.factor(STRING_TRAVERSAL));
+                    per_item = per_item.add(self.element_size(t).factor(STRING_TRAVERSAL));
                 }
                 let ty = match name {
                     "isSorted" => Ty::Bool,
@@ -207,10 +206,7 @@ impl Estimator {
             ("join", Some(t)) if matches!(t.ty, Ty::List(_) | Ty::Dyn) => {
                 let items = self.size(t);
                 let item = match &t.ty {
-                    Ty::List(e) => Range {
-                        min: 0,
-                        max: t.schema.as_ref().map_or(u64::MAX, |_| e.max_elements),
-                    },
+                    Ty::List(_) => self.element_size(t),
                     _ => Range::exact(0),
                 };
                 let mut size = items.multiply(item);
@@ -223,7 +219,9 @@ impl Estimator {
                 }
                 Some((Ty::String, size.factor(STRING_TRAVERSAL), Some(size)))
             }
-            ("sets.contains" | "sets.intersects" | "sets.equivalent", None) if args.len() == 2 => {
+            ("sets.contains" | "sets.intersects" | "sets.equivalent", None)
+                if args.len() == 2 && self.release.libraries >= SETS =>
+            {
                 let lists = matches!(args[0].ty, Ty::List(_) | Ty::Dyn)
                     && matches!(args[1].ty, Ty::List(_) | Ty::Dyn);
                 let factor = if name == "sets.equivalent" { 2.0 } else { 1.0 };
@@ -256,18 +254,40 @@ impl Estimator {
             // target even for global calls, so `quantity(x)` is priced like `x.lowerAscii()`).
             (
                 "url" | "quantity" | "isQuantity" | "ip" | "isIP" | "cidr" | "isCIDR" | "semver"
-                | "isSemver",
+                | "isSemver" | "ip.isCanonical",
                 None,
             ) if args.len() == 1 && is(0, string_or_dyn) => {
-                let ty = match name {
-                    "url" => Ty::Opaque("URL"),
-                    "quantity" => Ty::Opaque("Quantity"),
-                    "ip" => Ty::Opaque("IP"),
-                    "cidr" => Ty::Opaque("CIDR"),
-                    "semver" => Ty::Opaque("Semver"),
-                    _ => Ty::Bool,
+                let (ty, since) = match name {
+                    "url" => (Ty::Opaque("URL"), 0),
+                    "quantity" => (Ty::Opaque("Quantity"), QUANTITY),
+                    "isQuantity" => (Ty::Bool, QUANTITY),
+                    "ip" => (Ty::Opaque("IP"), IP),
+                    "cidr" => (Ty::Opaque("CIDR"), IP),
+                    "semver" => (Ty::Opaque("Semver"), SEMVER),
+                    "isSemver" => (Ty::Bool, SEMVER),
+                    _ => (Ty::Bool, IP),
                 };
-                Some((ty, self.size(&args[0]).factor(STRING_TRAVERSAL), None))
+                let factor = if name == "ip.isCanonical" {
+                    2.0 * STRING_TRAVERSAL
+                } else {
+                    STRING_TRAVERSAL
+                };
+                (self.release.libraries >= since)
+                    .then(|| (ty, self.size(&args[0]).factor(factor), None))
+            }
+            ("containsIP" | "containsCIDR", Some(t))
+                if matches!(t.ty, Ty::Opaque("CIDR") | Ty::Dyn) && args.len() == 1 =>
+            {
+                // An address is 4 to 16 bytes; a string argument is parsed first.
+                let address = Range { min: 4, max: 16 };
+                let mut cost = address.add(address).factor(STRING_TRAVERSAL);
+                if name == "containsCIDR" {
+                    cost = cost.add(address.factor(STRING_TRAVERSAL)).add(one);
+                }
+                if matches!(args[0].ty, Ty::String) {
+                    cost = cost.add(self.size(&args[0]).factor(STRING_TRAVERSAL));
+                }
+                Some((Ty::Bool, cost, None))
             }
             ("duration" | "timestamp", None) if args.len() == 1 => {
                 let ty = if name == "duration" {
@@ -280,10 +300,11 @@ impl Estimator {
                     || (name == "timestamp" && matches!(args[0].ty, Ty::Int));
                 ok.then_some((ty, one, None))
             }
-            // `dyn(x)` costs 1 and keeps the size of `x`.
+            // `dyn(x)` costs 1 (and keeps the size of `x` from cel-go 0.23).
             ("dyn", None) if args.len() == 1 => {
                 let size = self.size(&args[0]);
-                Some((Ty::Dyn, one, (size != Range::UNKNOWN_SIZE).then_some(size)))
+                let keep = self.release.dyn_keeps_size && size != Range::UNKNOWN_SIZE;
+                Some((Ty::Dyn, one, keep.then_some(size)))
             }
             ("int" | "uint" | "double" | "string" | "bool" | "bytes" | "type", None)
                 if args.len() == 1 =>
@@ -297,16 +318,108 @@ impl Estimator {
                     "bytes" => Ty::Bytes,
                     _ => Ty::Type,
                 };
-                let cost = match (name, &args[0].ty) {
-                    ("string", Ty::Bytes) | ("bytes", Ty::String) => {
-                        self.size(&args[0]).factor(STRING_TRAVERSAL)
-                    }
-                    _ => one,
-                };
-                Some((ty, cost, None))
+                let size = self.size(&args[0]);
+                // A byte is one character; a character up to four bytes.
+                match (name, &args[0].ty) {
+                    ("string", Ty::Bytes) => Some((
+                        ty,
+                        size.factor(STRING_TRAVERSAL),
+                        Some(Range {
+                            min: size.min / 4,
+                            max: size.max,
+                        }),
+                    )),
+                    ("bytes", Ty::String) => Some((
+                        ty,
+                        size.factor(STRING_TRAVERSAL),
+                        Some(Range {
+                            min: size.min,
+                            max: size.max.wrapping_mul(4),
+                        }),
+                    )),
+                    _ => Some((ty, one, None)),
+                }
             }
-            _ => known_function(name, target).then_some((Ty::Dyn, one, None)),
+            _ => {
+                let ty = library_function(name, target.map(|t| &t.ty), self.release.libraries)?;
+                simple(ty)
+            }
         }
+    }
+
+    /// Whether the release's library set declares a function of that name at all (a call
+    /// no overload of which fits is a different error from a function that is not there).
+    pub(super) fn declared(&self, name: &str, member: bool) -> bool {
+        const STANDARD: &[&str] = &[
+            "_==_",
+            "_!=_",
+            "_<_",
+            "_<=_",
+            "_>_",
+            "_>=_",
+            "_&&_",
+            "_||_",
+            "!_",
+            "_?_:_",
+            "_+_",
+            "_-_",
+            "_*_",
+            "_/_",
+            "_%_",
+            "-_",
+            "_[_]",
+            "@in",
+            "@not_strictly_false",
+            "size",
+            "matches",
+            "contains",
+            "startsWith",
+            "endsWith",
+            "duration",
+            "timestamp",
+            "dyn",
+            "int",
+            "uint",
+            "double",
+            "string",
+            "bool",
+            "bytes",
+            "type",
+            "lowerAscii",
+            "upperAscii",
+            "trim",
+            "substring",
+            "indexOf",
+            "lastIndexOf",
+            "isSorted",
+            "sum",
+            "min",
+            "max",
+            "split",
+            "replace",
+            "join",
+            "find",
+            "findAll",
+            "url",
+        ];
+        let probe = member.then_some(&Ty::Dyn);
+        STANDARD.contains(&name)
+            || library_function(name, probe, self.release.libraries).is_some()
+            || self
+                .overload_gate(name)
+                .is_some_and(|since| self.release.libraries >= since)
+    }
+
+    /// The release a library function that `overload` types itself arrived in.
+    fn overload_gate(&self, name: &str) -> Option<u32> {
+        Some(match name {
+            "quantity" | "isQuantity" => QUANTITY,
+            "ip" | "isIP" | "cidr" | "isCIDR" | "ip.isCanonical" | "containsIP"
+            | "containsCIDR" => IP,
+            "semver" | "isSemver" => SEMVER,
+            "sets.contains" | "sets.intersects" | "sets.equivalent" => SETS,
+            _ => return None,
+        })
     }
 
     /// Equality and ordering of strings traverse the shorter operand.
@@ -329,6 +442,16 @@ impl Estimator {
             (Ty::String, Ty::String) | (Ty::Bytes, Ty::Bytes) => {
                 Some((a.ty.clone(), size.factor(STRING_TRAVERSAL), Some(size)))
             }
+            // With `dyn` every overload of `+` may apply: the most expensive (string
+            // concatenation) prices it.
+            (Ty::Dyn, Ty::String) | (Ty::String, Ty::Dyn) => {
+                Some((Ty::String, size.factor(STRING_TRAVERSAL), Some(size)))
+            }
+            (Ty::Dyn, Ty::Dyn) => Some((
+                Ty::Dyn,
+                size.factor(STRING_TRAVERSAL).union(Range::exact(1)),
+                Some(size),
+            )),
             (Ty::List(x), Ty::List(y)) if x.ty.unifies(&y.ty) => {
                 let ty = if matches!(x.ty, Ty::Dyn) {
                     b.ty.clone()
@@ -407,95 +530,67 @@ fn arithmetic(op: &str, a: &Ty, b: &Ty) -> Option<Ty> {
     }
 }
 
-/// Functions of cel-go's standard library and Kubernetes' CEL libraries this module does
-/// not type precisely: accepted as `dyn`, at the default cost of 1.
-fn known_function(name: &str, target: Option<&Node>) -> bool {
-    const GLOBAL: &[&str] = &[
-        "optional.of",
-        "optional.ofNonZeroValue",
-        "optional.none",
-        "sets.contains",
-        "sets.equivalent",
-        "sets.intersects",
-        "math.greatest",
-        "math.least",
-        "math.abs",
-        "math.ceil",
-        "math.floor",
-        "math.round",
-        "math.sign",
-        "math.isNaN",
-        "math.isInf",
-        "math.isFinite",
-        "format.named",
-        "strings.quote",
-        "base64.encode",
-        "base64.decode",
-        "isURL",
-        "_?._",
-        "_[?_]",
-    ];
-    const METHODS: &[&str] = &[
-        "charAt",
-        "format",
-        "reverse",
-        "getFullYear",
-        "getMonth",
-        "getDate",
-        "getDayOfMonth",
-        "getDayOfWeek",
-        "getDayOfYear",
-        "getHours",
-        "getMinutes",
-        "getSeconds",
-        "getMilliseconds",
-        "hasValue",
-        "value",
-        "orValue",
-        "or",
-        "optMap",
-        "optFlatMap",
-        "getScheme",
-        "getHost",
-        "getHostname",
-        "getPort",
-        "getEscapedPath",
-        "getQuery",
-        "sign",
-        "isInteger",
-        "asInteger",
-        "asApproximateFloat",
-        "isGreaterThan",
-        "isLessThan",
-        "compareTo",
-        "add",
-        "sub",
-        "family",
-        "isUnspecified",
-        "isLoopback",
-        "isLinkLocalMulticast",
-        "isLinkLocalUnicast",
-        "isGlobalUnicast",
-        "containsIP",
-        "containsCIDR",
-        "masked",
-        "prefixLength",
-        "validate",
-        "major",
-        "minor",
-        "patch",
-        "distinct",
-        "flatten",
-        "slice",
-        "sort",
-        "sortBy",
-        "first",
-        "last",
-        "all",
-        "exists",
-    ];
-    match target {
-        Some(_) => METHODS.contains(&name),
-        None => GLOBAL.contains(&name),
+// The Kubernetes release (the library set a new rule is compiled with) each library
+// arrived in (k8s.io/apiserver `pkg/cel/environment/base.go`).
+const CROSS_TYPE_NUMERIC: u32 = 28;
+const QUANTITY: u32 = 28;
+const OPTIONAL: u32 = 28;
+const SETS: u32 = 29;
+const STRINGS_V2: u32 = 29;
+const IP: u32 = 30;
+const FORMAT: u32 = 31;
+/// Semver arrived in 1.33: a 1.33 server compiles new rules with the 1.32 set.
+const SEMVER: u32 = 33;
+
+/// The other functions of cel-go's standard library and Kubernetes' libraries: typed by
+/// their result, at the default cost of 1 (their arguments are not type-checked here);
+/// `None` for a function the release's library set does not have.
+fn library_function(name: &str, target: Option<&Ty>, libraries: u32) -> Option<Ty> {
+    use Ty::*;
+    let since = |release: u32, ty: Ty| (libraries >= release).then_some(ty);
+    match (name, target) {
+        ("charAt", Some(String | Dyn)) => Some(String),
+        ("format", Some(String | Dyn)) => since(STRINGS_V2, String),
+        ("strings.quote", None) => since(STRINGS_V2, String),
+        (
+            "getFullYear" | "getMonth" | "getDate" | "getDayOfMonth" | "getDayOfWeek"
+            | "getDayOfYear" | "getHours" | "getMinutes" | "getSeconds" | "getMilliseconds",
+            Some(Timestamp | Duration | Dyn),
+        ) => Some(Int),
+        ("getScheme" | "getHost" | "getHostname" | "getPort" | "getEscapedPath", Some(_)) => {
+            Some(String)
+        }
+        ("getQuery", Some(_)) => Some(Dyn),
+        ("isURL", None) => Some(Bool),
+        ("isInteger" | "isGreaterThan" | "isLessThan", Some(Opaque("Quantity") | Dyn)) => {
+            since(QUANTITY, Bool)
+        }
+        ("sign" | "asInteger" | "compareTo", Some(Opaque("Quantity") | Dyn)) => {
+            since(QUANTITY, Int)
+        }
+        ("asApproximateFloat", Some(Opaque("Quantity") | Dyn)) => since(QUANTITY, Double),
+        ("add" | "sub", Some(Opaque("Quantity") | Dyn)) => since(QUANTITY, Opaque("Quantity")),
+        ("optional.of" | "optional.ofNonZeroValue" | "optional.none", None) => since(OPTIONAL, Dyn),
+        ("hasValue", Some(_)) => since(OPTIONAL, Bool),
+        ("value" | "orValue" | "or" | "optMap" | "optFlatMap", Some(_)) => since(OPTIONAL, Dyn),
+        ("_?._" | "_[?_]", None) => since(OPTIONAL, Dyn),
+        (
+            "isUnspecified"
+            | "isLoopback"
+            | "isLinkLocalMulticast"
+            | "isLinkLocalUnicast"
+            | "isGlobalUnicast",
+            Some(Opaque("IP") | Dyn),
+        ) => since(IP, Bool),
+        ("family", Some(Opaque("IP") | Dyn)) | ("prefixLength", Some(Opaque("CIDR") | Dyn)) => {
+            since(IP, Int)
+        }
+        ("ip", Some(Opaque("CIDR") | Dyn)) => since(IP, Opaque("IP")),
+        ("masked", Some(Opaque("CIDR") | Dyn)) => since(IP, Opaque("CIDR")),
+        ("format.named", None) => since(FORMAT, Dyn),
+        (f, None) if f.starts_with("format.") => since(FORMAT, Opaque("Format")),
+        ("validate", Some(Opaque("Format") | Dyn)) => since(FORMAT, Dyn),
+        ("major" | "minor" | "patch", Some(Opaque("Semver") | Dyn)) => since(SEMVER, Int),
+        _ => None,
     }
 }

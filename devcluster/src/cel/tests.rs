@@ -5,14 +5,14 @@ use serde_json::json;
 use std::rc::Rc;
 
 use super::decl;
-use super::estimate::{Release, estimate};
+use super::estimate::{OldSelf, Release, estimate};
 use super::range::Range;
 
 fn cost(schema: serde_json::Value, rule: &str, minor: u32) -> Result<Range, Vec<String>> {
     let release = Release::of_minor(minor);
     let node = Rc::new(decl::of_schema(&schema, false, release.typing).unwrap());
     let program = kube_cel::cel::Program::compile(rule).unwrap();
-    estimate(program.expression(), &node, release).map(|c| c.cost)
+    estimate(program.expression(), &node, OldSelf::Plain, release).map(|c| c.cost)
 }
 
 fn max_cost(schema: serde_json::Value, rule: &str) -> u64 {

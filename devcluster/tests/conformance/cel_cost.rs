@@ -358,3 +358,125 @@ async fn the_reported_release_decides_how_rules_are_priced() {
         "1.23 has no CRD validation rules to emulate"
     );
 }
+
+/// Corner cases where a first version differed from kube-apiserver (each worked out from
+/// its sources: cel-go `checker/cost.go`, apiserver `library/cost.go`, `base.go`).
+#[tokio::test]
+async fn corner_cases_price_and_type_as_kube_apiserver_does() {
+    let t = cluster().await;
+    let containers = json!({"type": "object", "properties": {
+        "image": {"type": "string"},
+        "l": {"type": "array", "maxItems": 10, "items": {"type": "object", "properties": {
+            "enabled": {"type": "boolean"}, "image": {"type": "string", "maxLength": 64}}}},
+        "labels": {"type": "object", "maxProperties": 30, "additionalProperties": {"type": "string"}},
+        "x": {"x-kubernetes-int-or-string": true}}});
+    let accepted = [
+        // An index into a list with no schema path is sized from the rule's own node.
+        "self.image.split('/')[0].matches('^[a-z]+$')",
+        // `in` a map is a lookup; the global `matches` costs 1.
+        "'app' in self.labels",
+        "matches(self.image, '^a+$')",
+        // Namespaced library functions of the release.
+        "sets.contains(['a'], ['a'])",
+    ];
+    for (i, rule) in accepted.into_iter().enumerate() {
+        let got = register(
+            &t,
+            &format!("corner{i}"),
+            with_rules(containers.clone(), &[rule]),
+        )
+        .await;
+        assert!(got.is_ok(), "{rule}: {got:?}");
+    }
+    // The variable iterates a list without a path (a filter's result): its `image` is
+    // looked up on the rule's node, which has none, so its size is unknown.
+    let mut no_image = containers.clone();
+    no_image["properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("image");
+    let got = register(
+        &t,
+        "unsized",
+        with_rules(
+            no_image,
+            &["self.l.filter(c, c.enabled).all(c, c.image.contains(':'))"],
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        got.iter()
+            .any(|(_, m)| m
+                .contains("estimated rule cost exceeds budget by factor of more than 100x")),
+        "{got:?}"
+    );
+    let refused = [
+        // A rule must yield exactly bool: int-or-string is dyn.
+        ("self.x", "cel expression must evaluate to a bool"),
+        (
+            "self.image.sort() == []",
+            "undeclared reference to 'sort' (in container '')",
+        ),
+    ];
+    for (i, (rule, why)) in refused.into_iter().enumerate() {
+        let got = register(
+            &t,
+            &format!("refused{i}"),
+            with_rules(containers.clone(), &[rule]),
+        )
+        .await
+        .unwrap_err();
+        assert!(got.iter().any(|(_, m)| m.contains(why)), "{rule}: {got:?}");
+    }
+    // Rule fields kube-apiserver checks before compiling anything.
+    let mut lines = with_rules(
+        containers.clone(),
+        &["self.image != ''\n&& self.image != 'x'"],
+    );
+    let got = register(&t, "lines", lines.clone()).await.unwrap_err();
+    assert_eq!(
+        got,
+        [(
+            spec_path(".x-kubernetes-validations[0].message"),
+            "Required value: message must be specified if rule contains line breaks".to_string()
+        )]
+    );
+    lines["x-kubernetes-validations"][0]["message"] = json!("image must be set");
+    assert_eq!(register(&t, "lines", lines).await, Ok(()));
+    // oldSelf where old and new items cannot be paired (an atomic list), and
+    // optionalOldSelf without oldSelf.
+    let atomic = json!({"type": "object", "properties": {"l": {"type": "array", "maxItems": 5,
+        "items": {"type": "object", "x-kubernetes-validations": [{"rule": "self.a == oldSelf.a"}],
+            "properties": {"a": {"type": "string", "maxLength": 5}}}}}});
+    let got = register(&t, "atomic", atomic).await.unwrap_err();
+    assert!(
+        got[0].1.contains("oldSelf cannot be used on the uncorrelatable portion of the schema within spec.validation.openAPIV3Schema.properties[spec].properties[l]"),
+        "{got:?}"
+    );
+    let mut optional = with_rules(containers, &["self.image != ''"]);
+    optional["x-kubernetes-validations"][0]["optionalOldSelf"] = json!(true);
+    let got = register(&t, "optional", optional).await.unwrap_err();
+    assert_eq!(
+        got[0].0,
+        spec_path(".x-kubernetes-validations[0].optionalOldSelf")
+    );
+    // Libraries arrive with releases: a 1.28 server compiles new rules with the 1.27 set.
+    let old = cluster_with(Config {
+        kubernetes_minor: 28,
+        ..test_config()
+    })
+    .await;
+    let quantity = with_rules(
+        json!({"type": "object", "properties": {"mem": {"type": "string", "maxLength": 16}}}),
+        &["quantity(self.mem).isLessThan(quantity('1Gi'))"],
+    );
+    let got = register(&old, "quantity", quantity.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        got[0].1.contains("undeclared reference to 'quantity'"),
+        "{got:?}"
+    );
+    assert_eq!(register(&t, "quantity", quantity).await, Ok(()));
+}
