@@ -376,6 +376,27 @@ pub struct PendingKey {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::TIMESTAMP))]
     pub expires_at: Option<String>,
+    /// What the issuer is asked for, recorded with the intent: a retry or a revocation
+    /// of this rotation's key asks again with exactly that, whatever the spec says now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<MintParameters>,
+    /// Being abandoned: its key is revoked and never promoted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abandoning: bool,
+}
+
+/// The spec fields a key is minted with.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MintParameters {
+    #[schemars(length(max = limits::DISPLAY_NAME))]
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = limits::SCOPES), inner(length(max = limits::SCOPE)))]
+    pub scopes: Vec<String>,
+    pub key_type: KeyType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_after: Option<GoDuration>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -29,6 +29,7 @@ impl Shell<'_> {
                     Some(id) => self.store.get(id).await?.is_some(),
                     None => false,
                 },
+                abandoning: p.abandoning,
             }),
             None => None,
         };

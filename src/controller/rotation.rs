@@ -59,6 +59,8 @@ pub struct Pending {
     pub id: Option<String>,
     /// The material is durable in the store (as pending).
     pub stored: bool,
+    /// Recorded as being abandoned: its key is (being) revoked and is never promoted.
+    pub abandoning: bool,
 }
 
 /// The consumers' state for the current key.
@@ -130,8 +132,13 @@ pub enum Step {
     Persist,
     /// Store current := new; Secret current := new, previous := old; status likewise.
     Promote,
-    /// Drop a pending key that will not be promoted: revoke it and clean the store.
+    /// Drop a pending key that will not be promoted: record that, then revoke it and
+    /// clean the store.
     Abandon,
+    /// An emergency arrives while a rotation is in flight: that rotation's key is the
+    /// successor the compromised (current) key waits for, so it becomes the emergency one.
+    /// Nothing minted after the request is ever revoked for it.
+    EscalatePending,
     /// Rewrite the consumer Secret from status and store (deleted or edited by hand).
     RestoreSecret,
     /// Patch the consumers' pod templates with the current fingerprint.
@@ -187,6 +194,12 @@ pub fn decide(o: &Observed) -> Step {
         return Step::AcknowledgeRevokePrevious;
     }
     if let Some(p) = &o.pending {
+        if p.abandoning {
+            return Step::Abandon;
+        }
+        if o.emergency_requested && p.trigger != Trigger::Emergency {
+            return Step::EscalatePending;
+        }
         // A rotation in flight finishes (or is dropped) before anything else starts.
         let superseded = p.minted_for != o.key_spec && p.trigger != Trigger::Emergency;
         return match (superseded, &p.id, p.stored) {

@@ -261,3 +261,70 @@ async fn a_left_behind_secret_whose_id_is_a_key_is_not_adopted() {
         assert!(!note.contains("sk_live_material"), "{note}");
     }
 }
+
+/// Item 4: an emergency requested while a rotation is in flight names the key current
+/// then: the successor in flight is promoted and the compromised key revoked — never the
+/// healthy successor consumers are rolling onto.
+#[tokio::test]
+async fn an_emergency_during_a_rotation_revokes_the_compromised_key_not_its_successor() {
+    use kube_devcluster::Fault;
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(c, apikey("incident", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let compromised = current_id(&wait(apikeys.clone(), "incident", ready).await);
+    // The store cannot be written: rotation 2 stops after minting.
+    op.t.cluster
+        .inject(Fault::on("patch", "secrets").status(500));
+    let annotate = |key: &str| Patch::Merge(json!({"metadata": {"annotations": {key: "1"}}}));
+    apikeys
+        .patch(
+            "incident",
+            &PatchParams::default(),
+            &annotate("apikey.dev/rotate"),
+        )
+        .await
+        .unwrap();
+    let stuck = wait(apikeys.clone(), "incident", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .and_then(|s| s.pending_key.as_ref())
+            .is_some_and(|p| p.id.is_some())
+    })
+    .await;
+    let successor = stuck.status.unwrap().pending_key.unwrap().id.unwrap();
+    apikeys
+        .patch(
+            "incident",
+            &PatchParams::default(),
+            &annotate("apikey.dev/emergency-rotate"),
+        )
+        .await
+        .unwrap();
+    wait(apikeys.clone(), "incident", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .and_then(|s| s.pending_key.as_ref())
+            .is_some_and(|p| p.reason == "Emergency")
+    })
+    .await;
+    op.t.cluster.clear_faults();
+    let done = wait(apikeys, "incident", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref()).is_some_and(|s| {
+            s.pending_key.is_none() && s.previous_key.is_none() && !s.history.is_empty()
+        })
+    })
+    .await;
+    let status = done.status.unwrap();
+    assert_eq!(
+        status.current_key.unwrap().id,
+        successor,
+        "the successor stays"
+    );
+    assert_eq!(status.rotation_count, 2, "no further rotation");
+    let revoked: Vec<(&str, &str)> = status
+        .history
+        .iter()
+        .map(|h| (h.id.as_str(), h.reason.as_str()))
+        .collect();
+    assert_eq!(revoked, [(compromised.as_str(), "Compromised")]);
+}

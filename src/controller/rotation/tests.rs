@@ -56,6 +56,7 @@ fn pending(id: Option<&str>, stored: bool) -> Pending {
         trigger: Trigger::Scheduled,
         id: id.map(String::from),
         stored,
+        abandoning: false,
     }
 }
 
@@ -415,4 +416,38 @@ fn overlap_default_and_jitter_bounds() {
     assert_eq!(j, jitter("uid-1", every), "deterministic per uid");
     assert_ne!(j, jitter("uid-2", every));
     assert!(jitter("uid-1", Duration::from_secs(100)) <= Duration::from_secs(5));
+}
+
+#[test]
+fn a_key_recorded_as_abandoned_is_never_promoted() {
+    // The spec went back to what the pending key was minted for: without the record, the
+    // retry would persist and promote a key already revoked.
+    let mut p = pending(Some("key-2"), false);
+    p.abandoning = true;
+    let o = Observed {
+        pending: Some(p),
+        ..steady()
+    };
+    assert_eq!(decide(&o), Step::Abandon);
+}
+
+#[test]
+fn an_emergency_during_a_rotation_binds_to_the_key_current_when_requested() {
+    let o = Observed {
+        pending: Some(pending(Some("key-2"), false)),
+        emergency_requested: true,
+        ..steady()
+    };
+    assert_eq!(decide(&o), Step::EscalatePending);
+    let mut escalated = pending(Some("key-2"), true);
+    escalated.trigger = Trigger::Emergency;
+    let o = Observed {
+        pending: Some(escalated),
+        ..steady()
+    };
+    assert_eq!(
+        decide(&o),
+        Step::Promote,
+        "then it completes as the emergency rotation"
+    );
 }

@@ -1,5 +1,6 @@
 //! Steps 1-5 of a rotation (docs/rotation.md): record the intent, mint, persist, promote;
-//! and abandoning a pending key that will not be promoted.
+//! abandoning a pending key that will not be promoted, and an emergency that arrives
+//! while one is in flight.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::soon;
-use crate::api::apikey::{HistoryEntry, KeyStatus, PendingKey, Phase, annotations};
+use crate::api::apikey::{HistoryEntry, KeyStatus, MintParameters, PendingKey, Phase, annotations};
 use crate::controller::clock::ts;
 use crate::controller::error::Error;
 use crate::controller::reconcile::uid;
@@ -51,6 +52,8 @@ impl Shell<'_> {
             minted_for: self.key_spec.clone(),
             reason: format!("{trigger:?}"),
             expires_at: None,
+            request: Some(self.mint_parameters()),
+            abandoning: false,
         });
         self.write_status(Phase::Issuing).await?;
         let (kind, verb) = if trigger == Trigger::Emergency {
@@ -158,9 +161,20 @@ impl Shell<'_> {
         let p = self
             .status
             .pending_key
-            .take()
+            .clone()
             .expect("decide abandons only a pending key");
+        if !p.abandoning {
+            // Recorded before anything is revoked: whatever happens next (a crash, the
+            // spec reverted), this key is never persisted or promoted again.
+            self.status
+                .pending_key
+                .as_mut()
+                .expect("pending")
+                .abandoning = true;
+            self.write_status(Phase::Revoking).await?;
+        }
         self.drop_pending(&p).await?;
+        self.status.pending_key = None;
         // The attempt's idempotency key is spent, id or not.
         self.status.last_abandoned = Some(crate::api::apikey::AttemptRef {
             rotation: p.rotation,
@@ -187,11 +201,11 @@ impl Shell<'_> {
         Ok(Action::requeue(Duration::ZERO))
     }
 
-    /// What the issuer is asked for a pending rotation (the same every time: idempotent).
+    /// What the issuer is asked for a pending rotation: what was recorded with its intent
+    /// (the same every time: idempotent, whatever the spec says now).
     pub(super) fn mint_request(&self, p: &PendingKey) -> Result<MintRequest, Error> {
-        let expires_after = self
-            .ak
-            .spec
+        let params = p.request.clone().unwrap_or_else(|| self.mint_parameters());
+        let expires_after = params
             .expires_after
             .as_ref()
             .map(|d| d.to_std())
@@ -199,17 +213,59 @@ impl Shell<'_> {
             .map_err(Error::InvalidSpec)?;
         Ok(MintRequest {
             idempotency_key: format!("{}-{}-{}", uid(self.ak), p.rotation, p.attempt),
-            display_name: self
-                .ak
-                .spec
-                .display_name
-                .clone()
-                .unwrap_or_else(|| format!("{}/{}", self.ns, self.ak.name_any())),
-            scopes: self.ak.spec.scopes.clone(),
-            key_type: self.ak.spec.key_type,
+            display_name: params.display_name,
+            scopes: params.scopes,
+            key_type: params.key_type,
             expires_after,
             now: self.now(),
         })
+    }
+
+    /// The mint parameters the spec asks for now.
+    fn mint_parameters(&self) -> MintParameters {
+        let spec = &self.ak.spec;
+        MintParameters {
+            display_name: spec
+                .display_name
+                .clone()
+                .unwrap_or_else(|| format!("{}/{}", self.ns, self.ak.name_any())),
+            scopes: spec.scopes.clone(),
+            key_type: spec.key_type,
+            expires_after: spec.expires_after.clone(),
+        }
+    }
+
+    /// An emergency during a rotation: the rotation in flight becomes the emergency one,
+    /// so the key current when it was requested goes as soon as its successor is out.
+    pub(super) async fn escalate_pending(&mut self) -> Result<Action, Error> {
+        let emergency = self.annotation(annotations::EMERGENCY_ROTATE);
+        self.status
+            .handled_requests
+            .get_or_insert_with(Default::default)
+            .emergency_rotate = emergency;
+        let pending = self
+            .status
+            .pending_key
+            .as_mut()
+            .expect("decide escalates a pending key");
+        pending.reason = format!("{:?}", Trigger::Emergency);
+        let rotation = pending.rotation;
+        let phase = self.status.phase.unwrap_or(Phase::Issuing);
+        self.write_status(phase).await?;
+        let compromised = self
+            .status
+            .current_key
+            .as_ref()
+            .map_or("(none yet)".to_string(), |k| k.id.clone());
+        self.event(
+            EventType::Warning,
+            "RotationStarted",
+            format!(
+                "emergency rotation: key {compromised} will be revoked as soon as rotation {rotation}, in flight, is in the Secret"
+            ),
+        )
+        .await;
+        Ok(Action::requeue(Duration::ZERO))
     }
 
     /// Revokes a pending key; one whose id was never recorded is minted again with its

@@ -33,6 +33,7 @@ impl Shell<'_> {
             Step::Mint | Step::Persist => self.mint().await,
             Step::Promote => self.promote().await,
             Step::Abandon => self.abandon().await,
+            Step::EscalatePending => self.escalate_pending().await,
             Step::RestoreSecret => self.restore_secret().await,
             Step::RollOut => self.roll_out().await,
             Step::WaitForRollout { recheck_at } => self.wait_for_rollout(recheck_at).await,
