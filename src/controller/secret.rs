@@ -9,6 +9,7 @@ use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::reconcile::MANAGER;
 use crate::api::apikey::ApiKey;
 
 pub const NAME_LABEL: &str = "apikey.dev/name";
@@ -64,9 +65,50 @@ pub fn render(ak: &ApiKey, current: &Held<'_>, previous: Option<&Held<'_>>) -> S
     }
 }
 
+/// The label or annotation keys (`section`: `f:labels`, `f:annotations`) the operator's
+/// applies own on a Secret, from its managedFields.
+fn applied_keys(actual: &Secret, section: &str) -> Vec<String> {
+    actual
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| {
+            m.manager.as_deref() == Some(MANAGER) && m.operation.as_deref() == Some("Apply")
+        })
+        .filter_map(|m| m.fields_v1.as_ref())
+        .filter_map(|f| f.0.pointer(&format!("/f:metadata/{section}"))?.as_object())
+        .flat_map(|keys| {
+            keys.keys()
+                .filter_map(|k| k.strip_prefix("f:"))
+                .map(String::from)
+        })
+        .collect()
+}
+
+/// The operator-managed key fields the Secret holds but must not (a previous key after
+/// its overlap, left because another writer owns the field: an apply cannot remove it).
+pub fn stray_fields(ak: &ApiKey, desired: &Secret, actual: &Secret) -> Vec<String> {
+    let t = &ak.spec.secret;
+    let (want, have) = (desired.data.as_ref(), actual.data.as_ref());
+    [
+        &t.current_key_field,
+        &t.key_id_field,
+        &t.previous_key_field,
+        &t.previous_key_id_field,
+    ]
+    .into_iter()
+    .filter(|f| {
+        want.is_none_or(|w| !w.contains_key(*f)) && have.is_some_and(|h| h.contains_key(*f))
+    })
+    .cloned()
+    .collect()
+}
+
 /// Whether `actual` carries what `desired` says in the fields this ApiKey manages — the
 /// four key fields (the previous ones absent when there is no previous key) and its
-/// labels and annotations. Fields others added are theirs to keep.
+/// labels and annotations, none of which linger once the template drops them. Fields
+/// others added are theirs to keep.
 pub fn in_sync(ak: &ApiKey, desired: &Secret, actual: &Secret) -> bool {
     let contains = |want: &Option<BTreeMap<String, String>>,
                     have: &Option<BTreeMap<String, String>>| {
@@ -85,9 +127,16 @@ pub fn in_sync(ak: &ApiKey, desired: &Secret, actual: &Secret) -> bool {
         &t.previous_key_field,
         &t.previous_key_id_field,
     ];
+    let dropped = |section: &str, wanted: &Option<BTreeMap<String, String>>| {
+        applied_keys(actual, section)
+            .iter()
+            .any(|k| wanted.as_ref().is_none_or(|w| !w.contains_key(k)))
+    };
     fields.iter().all(|f| want.get(*f) == have.get(*f))
         && contains(&desired.metadata.labels, &actual.metadata.labels)
         && contains(&desired.metadata.annotations, &actual.metadata.annotations)
+        && !dropped("f:labels", &desired.metadata.labels)
+        && !dropped("f:annotations", &desired.metadata.annotations)
 }
 
 /// Keys a Secret offers: the current one and, during an overlap, the previous one, with

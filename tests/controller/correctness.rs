@@ -3,8 +3,8 @@
 
 use apikey_operator::api::apikey::ApiKey;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use super::harness::*;
@@ -327,4 +327,73 @@ async fn an_emergency_during_a_rotation_revokes_the_compromised_key_not_its_succ
         .map(|h| (h.id.as_str(), h.reason.as_str()))
         .collect();
     assert_eq!(revoked, [(compromised.as_str(), "Compromised")]);
+}
+
+/// Item 3: a field the operator manages, written by someone else (so an apply cannot
+/// remove it), is removed anyway: the restore converges instead of repeating forever.
+#[tokio::test]
+async fn restoring_a_secret_converges_on_fields_another_writer_owns() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(c, apikey("owned", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    wait(apikeys, "owned", ready).await;
+    let k = Kubectl::new(&op.t.cluster.kubeconfig());
+    k.ok(&[
+        "patch",
+        "secret",
+        "owned",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"api-key-previous":"Zm9v"}}"#,
+    ])
+    .await;
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    wait(secrets, "owned", |s: Option<&Secret>| {
+        s.and_then(|s| s.data.as_ref())
+            .is_some_and(|d| !d.contains_key("api-key-previous"))
+    })
+    .await;
+}
+
+/// Item 9: labels and annotations the template drops leave the Secret too.
+#[tokio::test]
+async fn labels_dropped_from_the_template_leave_the_secret() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(
+        c,
+        apikey(
+            "labelled",
+            json!({"every": "1h"}),
+            json!({"secret": {"labels": {"team": "a"}, "annotations": {"owner": "a"}}}),
+        ),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    wait(apikeys.clone(), "labelled", ready).await;
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    assert_eq!(secrets.get("labelled").await.unwrap().labels()["team"], "a");
+    apikeys
+        .patch(
+            "labelled",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"secret": {"labels": null, "annotations": null}}})),
+        )
+        .await
+        .unwrap();
+    let s = wait(secrets, "labelled", |s: Option<&Secret>| {
+        s.is_some_and(|s| {
+            !s.labels().contains_key("team") && !s.annotations().contains_key("owner")
+        })
+    })
+    .await;
+    assert_eq!(
+        s.labels()["apikey.dev/name"],
+        "labelled",
+        "its own label stays"
+    );
 }

@@ -114,14 +114,31 @@ impl Shell<'_> {
         if let Some(rv) = &self.secret_version {
             body["metadata"]["resourceVersion"] = json!(rv);
         }
-        let written = self
+        let name = secret::secret_name(self.ak);
+        let mut written = self
             .secrets
             .patch(
-                &secret::secret_name(self.ak),
+                &name,
                 &PatchParams::apply(MANAGER).force(),
                 &Patch::Apply(body),
             )
             .await?;
+        // An apply removes only fields this manager owns: one another writer added (a
+        // hand-made `api-key-previous`, say) stays. Remove those at the version just
+        // written, so a restore converges instead of repeating.
+        let stray = secret::stray_fields(self.ak, &desired, &written);
+        if !stray.is_empty() {
+            let data: serde_json::Map<String, serde_json::Value> = stray
+                .into_iter()
+                .map(|f| (f, serde_json::Value::Null))
+                .collect();
+            let patch =
+                json!({"metadata": {"resourceVersion": written.resource_version()}, "data": data});
+            written = self
+                .secrets
+                .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await?;
+        }
         self.secret_version = written.resource_version();
         Ok(())
     }
