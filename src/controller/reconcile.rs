@@ -134,9 +134,9 @@ async fn run(ak: &ApiKey, ctx: &Context) -> Result<Action, Error> {
         // Deletion needs only what status recorded: it must never wait on observing a
         // world (a conflicting Secret, an invalid spec) the user is deleting it to escape.
         ctx.rolling.lock().expect("lock").remove(&uid(ak));
-        return Shell::load(ak, ctx, true).await?.finalize().await;
+        return Shell::load(ak, ctx).await?.finalize().await;
     }
-    let mut shell = Shell::load(ak, ctx, false).await?;
+    let mut shell = Shell::load(ak, ctx).await?;
     let observed = shell.observe().await?;
     if observed.rollout != Rollout::NotStarted && observed.rollout != Rollout::InProgress {
         // Done, stuck or blocked: this ApiKey no longer holds a rollout slot.
@@ -144,6 +144,13 @@ async fn run(ak: &ApiKey, ctx: &Context) -> Result<Action, Error> {
     }
     let step = rotation::decide(&observed);
     tracing::debug!(apikey = %ak.name_any(), ?step, "next step");
+    // A spec that cannot be acted on blocks only what depends on it: restoring the Secret
+    // and finishing a rollout need nothing but status and the store.
+    if let Some(e) = shell.spec_error.take()
+        && !step.needs_only_status()
+    {
+        return Err(e);
+    }
     shell.act(step, &observed).await
 }
 

@@ -159,6 +159,21 @@ pub enum Step {
     Idle { wake_at: Option<Timestamp> },
 }
 
+impl Step {
+    /// Repairs that need only what status and the store hold, not the spec's settings.
+    pub fn needs_only_status(&self) -> bool {
+        matches!(
+            self,
+            Step::RestoreSecret
+                | Step::RollOut
+                | Step::WaitForRollout { .. }
+                | Step::RolloutStuck
+                | Step::AcknowledgeRevokePrevious
+                | Step::MaterialLostDuringOverlap
+        )
+    }
+}
+
 /// How long rollouts are re-checked while in progress (watches usually come first).
 const ROLLOUT_RECHECK: Duration = Duration::from_secs(10);
 

@@ -39,6 +39,8 @@ pub(super) struct Shell<'a> {
     /// The resourceVersion of the consumer Secret when it was checked to be ours: the
     /// apply is conditional on it, so a Secret replaced since is never taken over.
     pub(super) secret_version: Option<String>,
+    /// Why the spec cannot be acted on, if it cannot: steps that need it fail with this.
+    pub(super) spec_error: Option<Error>,
 }
 
 impl<'a> Shell<'a> {
@@ -48,28 +50,29 @@ impl<'a> Shell<'a> {
 
     /// `deleting`: the spec's rotation and store settings are not needed, so invalid ones
     /// must not block finalization.
-    pub(super) async fn load(
-        ak: &'a ApiKey,
-        ctx: &'a Context,
-        deleting: bool,
-    ) -> Result<Shell<'a>, Error> {
+    /// A spec that cannot be acted on still loads (with stand-ins for the broken
+    /// settings): repairs and deletion need only what status recorded, and the error is
+    /// kept in `spec_error` for the steps that need the spec.
+    pub(super) async fn load(ak: &'a ApiKey, ctx: &'a Context) -> Result<Shell<'a>, Error> {
         let ns = ak.namespace().unwrap_or_default();
         let rotation = &ak.spec.rotation;
-        let cadence = match Cadence::from_spec(rotation) {
-            Ok(c) => c,
-            Err(_) if deleting => Cadence::Every(Duration::from_secs(3600)),
-            Err(e) => return Err(Error::InvalidSpec(e)),
-        };
+        let mut problems = Vec::new();
+        let cadence = Cadence::from_spec(rotation).unwrap_or_else(|e| {
+            problems.push(e);
+            Cadence::Every(Duration::from_secs(3600))
+        });
         let overlap = match rotation.overlap.as_ref().map(|o| o.to_std()) {
             Some(Ok(o)) => o,
-            Some(Err(e)) if !deleting => return Err(Error::InvalidSpec(e)),
-            _ => rotation::default_overlap(cadence.every()),
+            Some(Err(e)) => {
+                problems.push(e);
+                rotation::default_overlap(cadence.every())
+            }
+            None => rotation::default_overlap(cadence.every()),
         };
-        if ak.spec.store_ref.is_some() && !deleting {
-            return Err(Error::InvalidSpec(
-                "storeRef (Vault, AWS Secrets Manager) is not supported by this release yet; remove it to keep keys in Kubernetes".into(),
-            ));
+        if ak.spec.store_ref.is_some() {
+            problems.push("storeRef (Vault, AWS Secrets Manager) is not supported by this release yet; remove it to keep keys in Kubernetes".into());
         }
+        let spec_error = (!problems.is_empty()).then(|| Error::InvalidSpec(problems.join("; ")));
         let mut scopes = ak.spec.scopes.clone();
         scopes.sort();
         let key_spec = format!(
@@ -98,6 +101,7 @@ impl<'a> Shell<'a> {
             found: None,
             resource_version: ak.resource_version(),
             secret_version: None,
+            spec_error,
         })
     }
 

@@ -397,3 +397,31 @@ async fn labels_dropped_from_the_template_leave_the_secret() {
         "its own label stays"
     );
 }
+
+/// Item 7: a spec broken after issuance (an invalid schedule) blocks rotations, not
+/// repairs: a deleted Secret comes back from status and the store.
+#[tokio::test]
+async fn an_invalid_spec_does_not_stop_the_secret_from_being_restored() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(c, apikey("frozen", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let id = current_id(&wait(apikeys.clone(), "frozen", ready).await);
+    apikeys
+        .patch(
+            "frozen",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"rotation": {"every": null, "schedule": "61 3 * * 1"}}})),
+        )
+        .await
+        .unwrap();
+    wait(apikeys, "frozen", reason_is("Rotating", "InvalidSpec")).await;
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    secrets
+        .delete("frozen", &DeleteParams::default())
+        .await
+        .unwrap();
+    let restored = wait(secrets, "frozen", |s: Option<&Secret>| s.is_some()).await;
+    assert_eq!(data(&restored, "api-key-id").unwrap(), id);
+}
