@@ -27,6 +27,20 @@ pub enum Error {
     MaterialLost,
     #[error("Kubernetes API error: {0}")]
     Kube(#[from] kube::Error),
+    /// A guarded JSON patch found the object changed since it was read (its `test`
+    /// failed, which kube-apiserver answers with 422): another writer won.
+    #[error("the object changed while being written")]
+    Changed,
+}
+
+impl Error {
+    /// The error of a JSON patch guarded by a `test` op: 422 means the test failed.
+    pub fn of_guarded_patch(e: kube::Error) -> Error {
+        match e {
+            kube::Error::Api(s) if s.code == 422 => Error::Changed,
+            other => Error::Kube(other),
+        }
+    }
 }
 
 impl Error {
@@ -43,6 +57,7 @@ impl Error {
             Error::MaterialLost => "MaterialLost",
             Error::SecretConflict(_) => "SecretConflict",
             Error::Kube(_) => "KubernetesError",
+            Error::Changed => "Conflict",
         }
     }
 
@@ -62,6 +77,7 @@ impl Error {
     /// A write lost a race with another writer: requeue at once, it is not a failure.
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Kube(kube::Error::Api(s)) if s.code == 409)
+            || matches!(self, Error::Changed)
     }
 }
 

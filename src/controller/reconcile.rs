@@ -13,7 +13,7 @@ use kube::runtime::events::Recorder;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-use super::clock::Clock;
+use super::clock::{Clock, after};
 use super::error::{Error, backoff};
 use super::rotation::{self, Rollout};
 use super::shell::Shell;
@@ -32,9 +32,9 @@ pub struct Context {
     /// The ApiKeys whose consumers are rolling now.
     pub(super) rolling: Mutex<std::collections::HashSet<String>>,
     pub(super) clock: Arc<Clock>,
-    /// Our last status write per ApiKey: a cached object older than that is a stale view,
-    /// and acting on it could repeat a step.
-    pub(super) last_written: Mutex<HashMap<String, ApiKey>>,
+    /// Our last write per ApiKey, until the cache shows it: a cached object from before
+    /// it is a stale view, and acting on it could repeat a step.
+    pub(super) last_written: Mutex<HashMap<String, Written>>,
     pub(super) failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -51,36 +51,54 @@ impl Context {
         }
     }
 
+    /// Whether `ak` predates our last write of it. The fence lifts once the cache shows
+    /// our write or a later one. resourceVersions are opaque: ordering them as numbers is
+    /// only a hint (etcd revisions), and one an etcd restore moved back would hold the
+    /// fence forever, so it also lifts after `FENCE_LIMIT`.
     fn is_stale(&self, ak: &ApiKey) -> bool {
-        self.last_written
-            .lock()
-            .expect("lock")
-            .get(&uid(ak))
-            .is_some_and(|w| version(ak) < version(w))
+        let mut fences = self.last_written.lock().expect("lock");
+        let Some(w) = fences.get(&uid(ak)) else {
+            return false;
+        };
+        let number = |o: &ApiKey| o.resource_version().and_then(|v| v.parse::<u64>().ok());
+        let caught_up = ak.resource_version() == w.object.resource_version()
+            || matches!((number(ak), number(&w.object)), (Some(a), Some(b)) if a > b);
+        if caught_up || self.clock.now() > after(w.at, FENCE_LIMIT) {
+            fences.remove(&uid(ak));
+            return false;
+        }
+        true
     }
 
     /// `ak`, or our own later write of it (a reconcile that failed after writing status
     /// reports on top of what it wrote, not the older object it read).
     fn freshest(&self, ak: &ApiKey) -> ApiKey {
         match self.last_written.lock().expect("lock").get(&uid(ak)) {
-            Some(w) if version(ak) < version(w) => w.clone(),
-            _ => ak.clone(),
+            Some(w) => w.object.clone(),
+            None => ak.clone(),
         }
     }
 
     pub(super) fn wrote(&self, ak: &ApiKey) {
+        let written = Written {
+            object: ak.clone(),
+            at: self.clock.now(),
+        };
         self.last_written
             .lock()
             .expect("lock")
-            .insert(uid(ak), ak.clone());
+            .insert(uid(ak), written);
     }
 }
 
-fn version(ak: &ApiKey) -> u64 {
-    ak.resource_version()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+/// Our write of an ApiKey, and when we made it.
+pub(super) struct Written {
+    object: ApiKey,
+    at: jiff::Timestamp,
 }
+
+/// How long a reconcile waits for the cache to show our own last write.
+const FENCE_LIMIT: Duration = Duration::from_secs(10);
 
 pub(super) fn uid(ak: &ApiKey) -> String {
     ak.uid().unwrap_or_default()
@@ -171,7 +189,52 @@ async fn add_finalizer(ak: &ApiKey, ctx: &Context) -> Result<(), Error> {
             &PatchParams::default(),
             &Patch::Json::<()>(patch),
         )
-        .await?;
+        .await
+        .map_err(Error::of_guarded_patch)?;
     ctx.wrote(&written);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::events::Reporter;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_fence_on_our_own_write_lifts_even_when_versions_go_back() {
+        let client =
+            Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let reporter = Reporter {
+            controller: "test".into(),
+            instance: None,
+        };
+        let clock = Arc::new(Clock::default());
+        let ctx = Context::new(
+            client.clone(),
+            Recorder::new(client, reporter),
+            1,
+            clock.clone(),
+        );
+        let at = |rv: &str| {
+            let mut ak: ApiKey = serde_json::from_value(serde_json::json!({
+                "apiVersion": "apikey.dev/v1alpha1", "kind": "ApiKey",
+                "metadata": {"name": "a", "uid": "u1", "resourceVersion": rv},
+                "spec": {"issuerRef": {"name": "gen"}, "rotation": {"every": "1h"}}}))
+            .unwrap();
+            ak.metadata.namespace = Some("default".into());
+            ak
+        };
+        ctx.wrote(&at("100"));
+        assert!(ctx.is_stale(&at("99")), "an older view waits");
+        assert!(!ctx.is_stale(&at("101")), "a later one does not");
+        ctx.wrote(&at("200"));
+        assert!(!ctx.is_stale(&at("200")), "our own write came back");
+        // After an etcd restore every version is lower than the ones we wrote: the fence
+        // lifts after its limit instead of holding the ApiKey until a restart.
+        ctx.wrote(&at("300"));
+        assert!(ctx.is_stale(&at("7")));
+        clock.advance(FENCE_LIMIT + Duration::from_secs(1));
+        assert!(!ctx.is_stale(&at("7")));
+    }
 }

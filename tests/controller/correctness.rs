@@ -425,3 +425,32 @@ async fn an_invalid_spec_does_not_stop_the_secret_from_being_restored() {
     let restored = wait(secrets, "frozen", |s: Option<&Secret>| s.is_some()).await;
     assert_eq!(data(&restored, "api-key-id").unwrap(), id);
 }
+
+/// Item 9: the guarded finalizer removal losing a race (its JSON patch `test` fails: 422)
+/// is another writer winning, retried at once — not a failure shown to users.
+#[tokio::test]
+async fn a_finalizer_patch_that_loses_a_race_is_retried_not_reported() {
+    use kube_devcluster::Fault;
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(c, apikey("racy", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    wait(apikeys.clone(), "racy", ready).await;
+    op.t.cluster
+        .inject(Fault::on("patch", "apikeys").status(422).times(1));
+    apikeys
+        .delete("racy", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_deleted(apikeys, "racy").await;
+    let reasons: Vec<String> = events(c, "default", "racy")
+        .await
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    assert!(
+        !reasons.iter().any(|r| r == "KubernetesError"),
+        "{reasons:?}"
+    );
+}

@@ -92,7 +92,8 @@ impl Shell<'_> {
         ]))
         .expect("static patch");
         api.patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
-            .await?;
+            .await
+            .map_err(Error::of_guarded_patch)?;
         Ok(Action::await_change())
     }
 }
