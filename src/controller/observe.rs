@@ -146,11 +146,15 @@ impl Shell<'_> {
             id: &cur.id,
             fingerprint: &cur.fingerprint,
             secret: &cur_secret,
+            issuer: &cur.issuer,
+            minted_for: &cur.minted_for,
         };
         let previous = prev.as_ref().map(|(p, s)| Held {
             id: &p.id,
             fingerprint: &p.fingerprint,
             secret: s,
+            issuer: &p.issuer,
+            minted_for: &p.minted_for,
         });
         Ok(Some(secret::render(self.ak, &current, previous.as_ref())))
     }

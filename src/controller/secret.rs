@@ -10,16 +10,33 @@ use kube::{Resource, ResourceExt};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::reconcile::MANAGER;
-use crate::api::apikey::ApiKey;
+use serde::{Deserialize, Serialize};
+
+use crate::api::apikey::{ApiKey, IssuerRecord};
 
 pub const NAME_LABEL: &str = "apikey.dev/name";
 pub const FINGERPRINT_ANNOTATION: &str = "apikey.dev/fingerprint";
+
+/// Where the Secret's keys came from (by key id): the issuer that minted each and the
+/// key-defining spec it was minted for, so a successor that adopts them revokes them
+/// where they came from and rotates if its spec differs.
+pub const PROVENANCE_ANNOTATION: &str = "apikey.dev/provenance";
 
 /// One key as the Secret carries it.
 pub struct Held<'a> {
     pub id: &'a str,
     pub fingerprint: &'a str,
     pub secret: &'a SecretString,
+    pub issuer: &'a IssuerRecord,
+    pub minted_for: &'a str,
+}
+
+/// What the provenance annotation records of one key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provenance {
+    pub issuer: IssuerRecord,
+    pub minted_for: String,
 }
 
 pub fn secret_name(ak: &ApiKey) -> String {
@@ -47,6 +64,21 @@ pub fn render(ak: &ApiKey, current: &Held<'_>, previous: Option<&Held<'_>>) -> S
     labels.insert(NAME_LABEL.into(), ak.name_any());
     let mut annotations = t.annotations.clone();
     annotations.insert(FINGERPRINT_ANNOTATION.into(), current.fingerprint.into());
+    let provenance: BTreeMap<&str, Provenance> = [Some(current), previous]
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            let p = Provenance {
+                issuer: h.issuer.clone(),
+                minted_for: h.minted_for.into(),
+            };
+            (h.id, p)
+        })
+        .collect();
+    annotations.insert(
+        PROVENANCE_ANNOTATION.into(),
+        serde_json::to_string(&provenance).expect("provenance serializes"),
+    );
     Secret {
         metadata: ObjectMeta {
             name: Some(secret_name(ak)),
@@ -145,6 +177,9 @@ pub struct Found {
     pub current: (String, SecretString),
     pub previous: Option<(String, SecretString)>,
     pub created: Option<jiff::Timestamp>,
+    /// What the Secret says of where each key came from (none for Secrets written before
+    /// it recorded that, or edited).
+    pub provenance: BTreeMap<String, Provenance>,
 }
 
 /// The keys in a Secret laid out as this ApiKey's template says, if it holds any. Ids
@@ -175,10 +210,16 @@ pub fn held_keys(ak: &ApiKey, s: &Secret) -> Option<Found> {
     let current = pair(&t.key_id_field, &t.current_key_field)?;
     let previous = pair(&t.previous_key_id_field, &t.previous_key_field);
     let ids_ok = looks_like_id(&current.0) && previous.as_ref().is_none_or(|p| looks_like_id(&p.0));
+    let provenance = s
+        .annotations()
+        .get(PROVENANCE_ANNOTATION)
+        .and_then(|a| serde_json::from_str(a).ok())
+        .unwrap_or_default();
     ids_ok.then(|| Found {
         current,
         previous,
         created: s.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        provenance,
     })
 }
 
@@ -221,15 +262,24 @@ mod tests {
     fn renders_current_and_previous_and_detects_drift() {
         let ak = apikey();
         let (a, b) = (SecretString::from("key-a"), SecretString::from("key-b"));
+        let issuer = IssuerRecord {
+            kind: crate::api::apikey::IssuerKind::KeyIssuer,
+            name: "gen".into(),
+            uid: "i-1".into(),
+        };
         let current = Held {
             id: "id-b",
             fingerprint: "sha256:bbb",
             secret: &b,
+            issuer: &issuer,
+            minted_for: "spec-b",
         };
         let previous = Held {
             id: "id-a",
             fingerprint: "sha256:aaa",
             secret: &a,
+            issuer: &issuer,
+            minted_for: "spec-a",
         };
         let s = render(&ak, &current, Some(&previous));
         let data = s.data.clone().unwrap();
@@ -240,6 +290,12 @@ mod tests {
         assert_eq!(s.labels()[NAME_LABEL], "billing");
         assert_eq!(s.owner_references()[0].uid, "uid-1");
         assert!(in_sync(&ak, &s, &s));
+        let found = held_keys(&ak, &s).unwrap();
+        assert_eq!(
+            found.provenance["id-a"].minted_for, "spec-a",
+            "where each key came from"
+        );
+        assert_eq!(found.provenance["id-b"].issuer, issuer);
         let mut edited = s.clone();
         edited
             .data

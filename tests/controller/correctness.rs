@@ -454,3 +454,61 @@ async fn a_finalizer_patch_that_loses_a_race_is_retried_not_reported() {
         "{reasons:?}"
     );
 }
+
+/// Item 6: a re-created ApiKey that names another issuer and more scopes adopts the key
+/// its predecessor left with that key's real issuer and scopes, so it rotates at once to
+/// a key minted for its own spec, and the adopted key is revoked where it came from.
+#[tokio::test]
+async fn an_adopted_key_keeps_the_issuer_and_scopes_it_was_minted_for() {
+    let op = operator().await;
+    let c = &op.t.client;
+    for name in ["a", "b"] {
+        create::<apikey_operator::api::issuer::KeyIssuer>(
+            c,
+            json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "KeyIssuer",
+                "metadata": {"name": name}, "spec": {"generate": {}, "allowedScopes": ["widgets:*"]}}),
+        )
+        .await;
+    }
+    let mut first = apikey("heir", json!({"every": "1h", "overlap": "1s"}), json!({}));
+    first["spec"]["issuerRef"]["name"] = json!("a");
+    create::<ApiKey>(c, first.clone()).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let left = current_id(&wait(apikeys.clone(), "heir", ready).await);
+    apikeys
+        .delete("heir", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_deleted(apikeys.clone(), "heir").await;
+    let mut second = first;
+    second["spec"]["issuerRef"]["name"] = json!("b");
+    second["spec"]["scopes"] = json!(["widgets:read", "widgets:write"]);
+    create::<ApiKey>(c, second).await;
+    let done = wait(apikeys, "heir", |a: Option<&ApiKey>| {
+        ready(a)
+            && a.and_then(|a| a.status.as_ref()).is_some_and(|s| {
+                s.previous_key.is_none()
+                    && s.current_key.as_ref().is_some_and(|k| k.issuer.name == "b")
+            })
+    })
+    .await;
+    let status = done.status.unwrap();
+    assert_ne!(
+        status.current_key.unwrap().id,
+        left,
+        "replaced by a key of its own"
+    );
+    assert!(
+        status
+            .history
+            .iter()
+            .any(|h| h.id == left && h.revoked_at.is_some())
+    );
+    assert!(
+        events(c, "default", "heir")
+            .await
+            .iter()
+            .any(|(r, n)| r == "RotationStarted" && n.contains("SpecChanged")),
+        "rotated because the adopted key was minted for another spec"
+    );
+}

@@ -22,23 +22,32 @@ use crate::issuer;
 use crate::store::KeyStore;
 
 impl Shell<'_> {
-    /// Takes over the keys a deleted predecessor left in the Secret.
+    /// Takes over the keys a deleted predecessor left in the Secret, with the issuer and
+    /// key-defining spec the Secret records for each: revocation goes where a key came
+    /// from, and a key minted for another spec is rotated at once. A key without that
+    /// record counts as minted for no known spec (rotated at once).
     pub(super) async fn adopt(&mut self) -> Result<Action, Error> {
         let found = self.found.take().expect("decide adopts only found keys");
-        let issuer = self.spec_issuer().await?;
+        let spec_issuer = self.spec_issuer().await?;
         let issued = found.created.unwrap_or_else(|| self.now());
-        let adopt = |id: String, material: &SecretString, rotation: u64| KeyStatus {
-            fingerprint: issuer::fingerprint(material),
-            id,
-            issued_at: ts(issued),
-            expires_at: None,
-            rotation,
-            issuer: issuer.clone(),
-            store: None,
-            revoke_after: None,
-            last_used_at: None,
-            minted_for: self.key_spec.clone(),
-            emergency: false,
+        let adopt = |id: String, material: &SecretString, rotation: u64| {
+            let (issuer, minted_for) = match found.provenance.get(&id) {
+                Some(p) => (p.issuer.clone(), p.minted_for.clone()),
+                None => (spec_issuer.clone(), String::new()),
+            };
+            KeyStatus {
+                fingerprint: issuer::fingerprint(material),
+                id,
+                issued_at: ts(issued),
+                expires_at: None,
+                rotation,
+                issuer,
+                store: None,
+                revoke_after: None,
+                last_used_at: None,
+                minted_for,
+                emergency: false,
+            }
         };
         self.store.put(&found.current.0, &found.current.1).await?;
         let mut previous = None;
