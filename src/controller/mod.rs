@@ -4,6 +4,7 @@
 pub mod clock;
 mod consumers;
 pub mod error;
+pub mod issuer_guard;
 mod observe;
 pub mod reconcile;
 pub mod rotation;
@@ -66,13 +67,14 @@ pub async fn run(client: Client, settings: Settings) {
     let apikeys: Api<ApiKey> = Api::all(client.clone());
     let controller = Controller::new(apikeys, watcher::Config::default());
     let cache = controller.store();
+    let guard = issuer_guard::run(client.clone(), cache.clone());
     let issuer_cache = cache.clone();
     let cluster_issuer_cache = cache.clone();
     // Consumers are watched by metadata only; their status is read when reconciling.
     let (deploy_cache, sts_cache, ds_cache) = (cache.clone(), cache.clone(), cache.clone());
     // Only Secrets we label: memory does not grow with the cluster's Secrets.
     let secrets = watcher::Config::default().labels(secret::NAME_LABEL);
-    controller
+    let apikeys = controller
         .owns(Api::<Secret>::all(client.clone()), secrets)
         .watches(
             Api::<KeyIssuer>::all(client.clone()),
@@ -114,8 +116,8 @@ pub async fn run(client: Client, settings: Settings) {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "reconcile");
             }
-        })
-        .await;
+        });
+    futures::join!(apikeys, guard);
 }
 
 /// Metadata-only changes of one workload kind.

@@ -12,6 +12,7 @@ use kube::{Resource, ResourceExt};
 
 use super::clock::parse_ts;
 use super::error::Error;
+use super::issuer_guard;
 use super::reconcile::Context;
 use super::rotation::{self, HeldKey, Trigger};
 use super::schedule::Cadence;
@@ -176,11 +177,14 @@ impl<'a> Shell<'a> {
                 config.allowed_scopes.join(", ")
             )));
         }
-        Ok(IssuerRecord {
+        let record = IssuerRecord {
             kind: r.kind,
             name: r.name.clone(),
             uid,
-        })
+        };
+        // Keys are about to be minted there: keep the issuer while they are held.
+        issuer_guard::protect(&self.ctx.client, &record, &self.ns).await?;
+        Ok(record)
     }
 
     /// The issuer a key was minted by (revocation goes where the key came from).

@@ -118,20 +118,71 @@ async fn a_namespace_deletion_that_takes_the_issuer_first_completes() {
     )
     .await;
     let apikeys: Api<ApiKey> = Api::namespaced(c.clone(), "ns1");
-    let id = current_id(&wait(apikeys.clone(), "k", ready).await);
+    wait(apikeys.clone(), "k", ready).await;
+    let issuers = Api::<apikey_operator::api::issuer::KeyIssuer>::namespaced(c.clone(), "ns1");
+    let guarded = issuers.get("gen").await.unwrap();
+    assert!(
+        guarded
+            .finalizers()
+            .iter()
+            .any(|f| f == "apikey.dev/keys-held")
+    );
     namespaces
         .delete("ns1", &DeleteParams::default())
         .await
         .unwrap();
     wait_deleted(apikeys, "k").await;
     wait_deleted(namespaces, "ns1").await;
-    // What could not be revoked was said while it could still be read.
-    let _ = id;
 }
 
-/// Item 1: the issuer of the previous key is deleted during its overlap (after an
-/// `issuerRef` change): the overlap still ends, the key is reported as not revoked and
-/// kept in history, and rotations go on at the new issuer.
+/// Item 1: an issuer is kept while keys it minted are held, so a Revoke deletion after it
+/// was deleted still revokes them there; it goes once they are gone.
+#[tokio::test]
+async fn an_issuer_is_kept_until_the_keys_it_minted_are_revoked() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(
+        c,
+        apikey(
+            "kept",
+            json!({"every": "1h"}),
+            json!({"deletionPolicy": "Revoke"}),
+        ),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let id = current_id(&wait(apikeys.clone(), "kept", ready).await);
+    let issuers = Api::<apikey_operator::api::issuer::KeyIssuer>::default_namespaced(c.clone());
+    issuers
+        .delete("gen", &DeleteParams::default())
+        .await
+        .unwrap();
+    let terminating = issuers.get("gen").await.expect("kept while keys are held");
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    apikeys
+        .delete("kept", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_deleted(apikeys, "kept").await;
+    wait_deleted(issuers, "gen").await;
+    let events = events(c, "default", "kept").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "Revoked" && n.contains(&id)),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|(r, _)| r == "KeyNotRevoked"),
+        "{events:?}"
+    );
+}
+
+/// Item 1: the issuer of the previous key is gone during its overlap (after an
+/// `issuerRef` change, deleted with its guard forced off): the overlap still ends, the
+/// key is reported as not revoked and kept in history, and rotations go on at the new
+/// issuer.
 #[tokio::test]
 async fn an_issuer_gone_during_an_overlap_does_not_stop_rotations() {
     let (op, clock) = operator_on_test_clock().await;
@@ -172,10 +223,18 @@ async fn an_issuer_gone_during_an_overlap_does_not_stop_rotations() {
         )
         .await
         .unwrap();
-    Api::<apikey_operator::api::issuer::KeyIssuer>::default_namespaced(c.clone())
-        .delete("a", &DeleteParams::default())
+    // Gone for good: deleted, and the finalizer that keeps it for its keys forced off.
+    let issuers = Api::<apikey_operator::api::issuer::KeyIssuer>::default_namespaced(c.clone());
+    issuers.delete("a", &DeleteParams::default()).await.unwrap();
+    issuers
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &patch(json!({"metadata": {"finalizers": null}})),
+        )
         .await
         .unwrap();
+    wait_deleted(issuers, "a").await;
     // The overlap ends: the key of issuer a cannot be revoked, and the deferred
     // SpecChanged rotation mints at issuer b.
     clock.advance(std::time::Duration::from_secs(2 * 3600));

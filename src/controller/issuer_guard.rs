@@ -1,0 +1,176 @@
+//! Issuers are kept while keys they minted are held: a key can only be revoked where it
+//! came from, so a `KeyIssuer` deleted first (as a namespace deletion does) would leave a
+//! `Revoke` ApiKey unable to revoke its keys. The operator puts a finalizer on an issuer
+//! when it mints there, and lifts it once no ApiKey holds a key from it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::error::Error;
+use crate::api::apikey::{ApiKey, IssuerKind, IssuerRecord};
+use crate::api::issuer::{ClusterKeyIssuer, KeyIssuer};
+
+pub const ISSUER_FINALIZER: &str = "apikey.dev/keys-held";
+
+/// How often a deleting issuer looks again for ApiKeys still holding its keys.
+const RECHECK: Duration = Duration::from_secs(2);
+
+/// Puts the finalizer on the issuer an ApiKey is about to mint at (a no-op when it is
+/// there, or when the issuer is already being deleted).
+pub async fn protect(client: &Client, record: &IssuerRecord, namespace: &str) -> Result<(), Error> {
+    match record.kind {
+        IssuerKind::KeyIssuer => {
+            add_finalizer(
+                Api::<KeyIssuer>::namespaced(client.clone(), namespace),
+                &record.name,
+            )
+            .await
+        }
+        IssuerKind::ClusterKeyIssuer => {
+            add_finalizer(Api::<ClusterKeyIssuer>::all(client.clone()), &record.name).await
+        }
+    }
+}
+
+async fn add_finalizer<K>(api: Api<K>, name: &str) -> Result<(), Error>
+where
+    K: Resource + Clone + std::fmt::Debug + DeserializeOwned,
+{
+    let Some(issuer) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    let finalizers = issuer.finalizers();
+    if issuer.meta().deletion_timestamp.is_some()
+        || finalizers.iter().any(|f| f == ISSUER_FINALIZER)
+    {
+        return Ok(());
+    }
+    let patch = if finalizers.is_empty() {
+        json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+               {"op": "add", "path": "/metadata/finalizers", "value": [ISSUER_FINALIZER]}])
+    } else {
+        json!([{"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+               {"op": "add", "path": "/metadata/finalizers/-", "value": ISSUER_FINALIZER}])
+    };
+    let patch: json_patch::Patch = serde_json::from_value(patch).expect("static patch");
+    api.patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
+        .map_err(Error::of_guarded_patch)?;
+    Ok(())
+}
+
+/// Whether an ApiKey holds (current, previous or pending) a key minted by this issuer.
+fn holds(ak: &ApiKey, kind: IssuerKind, name: &str, uid: &str, namespace: Option<&str>) -> bool {
+    if namespace.is_some() && ak.namespace().as_deref() != namespace {
+        return false;
+    }
+    let Some(s) = &ak.status else {
+        return false;
+    };
+    let minted_here = |r: &IssuerRecord| r.kind == kind && r.name == name && r.uid == uid;
+    [&s.current_key, &s.previous_key]
+        .into_iter()
+        .flatten()
+        .any(|k| minted_here(&k.issuer))
+        || s.pending_key
+            .as_ref()
+            .is_some_and(|p| minted_here(&p.issuer))
+}
+
+struct Guard {
+    client: Client,
+    apikeys: Store<ApiKey>,
+}
+
+/// Lifts the finalizer of deleting issuers once no ApiKey (in `apikeys`, the controller's
+/// cache) holds a key from them.
+pub async fn run(client: Client, apikeys: Store<ApiKey>) {
+    if apikeys.wait_until_ready().await.is_err() {
+        return;
+    }
+    let guard = Arc::new(Guard {
+        client: client.clone(),
+        apikeys,
+    });
+    let namespaced = Controller::new(
+        Api::<KeyIssuer>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(
+        |i: Arc<KeyIssuer>, g: Arc<Guard>| async move {
+            let api = Api::namespaced(g.client.clone(), &i.namespace().unwrap_or_default());
+            release(&g, api, i.as_ref(), IssuerKind::KeyIssuer, i.namespace()).await
+        },
+        |_, _, _| Action::requeue(RECHECK),
+        guard.clone(),
+    )
+    .for_each(|_| async {});
+    let cluster = Controller::new(
+        Api::<ClusterKeyIssuer>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(
+        |i: Arc<ClusterKeyIssuer>, g: Arc<Guard>| async move {
+            let api = Api::all(g.client.clone());
+            release(&g, api, i.as_ref(), IssuerKind::ClusterKeyIssuer, None).await
+        },
+        |_, _, _| Action::requeue(RECHECK),
+        guard,
+    )
+    .for_each(|_| async {});
+    futures::join!(namespaced, cluster);
+}
+
+async fn release<K>(
+    guard: &Guard,
+    api: Api<K>,
+    issuer: &K,
+    kind: IssuerKind,
+    namespace: Option<String>,
+) -> Result<Action, Error>
+where
+    K: Resource + Clone + std::fmt::Debug + DeserializeOwned,
+{
+    let finalizers = issuer.finalizers();
+    if issuer.meta().deletion_timestamp.is_none()
+        || !finalizers.iter().any(|f| f == ISSUER_FINALIZER)
+    {
+        return Ok(Action::await_change());
+    }
+    let (name, uid) = (
+        issuer.name_any(),
+        issuer.meta().uid.clone().unwrap_or_default(),
+    );
+    let held = guard
+        .apikeys
+        .state()
+        .iter()
+        .any(|ak| holds(ak, kind, &name, &uid, namespace.as_deref()));
+    if held {
+        return Ok(Action::requeue(RECHECK));
+    }
+    let remaining: Vec<&String> = finalizers
+        .iter()
+        .filter(|f| *f != ISSUER_FINALIZER)
+        .collect();
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+        {"op": "replace", "path": "/metadata/finalizers", "value": remaining}
+    ]))
+    .expect("static patch");
+    api.patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
+        .map_err(Error::of_guarded_patch)?;
+    Ok(Action::await_change())
+}
