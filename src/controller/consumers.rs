@@ -192,7 +192,12 @@ macro_rules! with_kind {
 }
 use with_kind;
 
-const ON_DELETE: &str = "updateStrategy OnDelete: delete its pods to pick up the new key";
+/// StatefulSets and DaemonSets with the `OnDelete` update strategy never roll by
+/// themselves.
+fn on_delete(strategy: Option<&str>) -> Option<&'static str> {
+    (strategy == Some("OnDelete"))
+        .then_some("updateStrategy OnDelete: delete its pods to pick up the new key")
+}
 
 impl Consumer for Deployment {
     fn template(&self) -> Option<&PodTemplateSpec> {
@@ -234,12 +239,12 @@ impl Consumer for StatefulSet {
     }
 
     fn blocked(&self) -> Option<&'static str> {
-        let strategy = self
-            .spec
-            .as_ref()
-            .and_then(|s| s.update_strategy.as_ref())
-            .and_then(|u| u.type_.as_deref());
-        (strategy == Some("OnDelete")).then_some(ON_DELETE)
+        on_delete(
+            self.spec
+                .as_ref()
+                .and_then(|s| s.update_strategy.as_ref())
+                .and_then(|u| u.type_.as_deref()),
+        )
     }
 }
 
@@ -258,11 +263,11 @@ impl Consumer for DaemonSet {
     }
 
     fn blocked(&self) -> Option<&'static str> {
-        let strategy = self
-            .spec
-            .as_ref()
-            .and_then(|s| s.update_strategy.as_ref())
-            .and_then(|u| u.type_.as_deref());
-        (strategy == Some("OnDelete")).then_some(ON_DELETE)
+        on_delete(
+            self.spec
+                .as_ref()
+                .and_then(|s| s.update_strategy.as_ref())
+                .and_then(|u| u.type_.as_deref()),
+        )
     }
 }

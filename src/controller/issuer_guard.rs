@@ -7,15 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
 use super::error::Error;
+use super::finalizers;
 use crate::api::apikey::{ApiKey, IssuerKind, IssuerRecord};
 use crate::api::issuer::{ClusterKeyIssuer, KeyIssuer};
 
@@ -48,23 +48,11 @@ where
     let Some(issuer) = api.get_opt(name).await? else {
         return Ok(());
     };
-    let finalizers = issuer.finalizers();
-    if issuer.meta().deletion_timestamp.is_some()
-        || finalizers.iter().any(|f| f == ISSUER_FINALIZER)
+    if issuer.meta().deletion_timestamp.is_none()
+        && !issuer.finalizers().iter().any(|f| f == ISSUER_FINALIZER)
     {
-        return Ok(());
+        finalizers::add(&api, &issuer, ISSUER_FINALIZER).await?;
     }
-    let patch = if finalizers.is_empty() {
-        json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
-               {"op": "add", "path": "/metadata/finalizers", "value": [ISSUER_FINALIZER]}])
-    } else {
-        json!([{"op": "test", "path": "/metadata/finalizers", "value": finalizers},
-               {"op": "add", "path": "/metadata/finalizers/-", "value": ISSUER_FINALIZER}])
-    };
-    let patch: json_patch::Patch = serde_json::from_value(patch).expect("static patch");
-    api.patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
-        .await
-        .map_err(Error::of_guarded_patch)?;
     Ok(())
 }
 
@@ -142,9 +130,8 @@ async fn release<K>(
 where
     K: Resource + Clone + std::fmt::Debug + DeserializeOwned,
 {
-    let finalizers = issuer.finalizers();
     if issuer.meta().deletion_timestamp.is_none()
-        || !finalizers.iter().any(|f| f == ISSUER_FINALIZER)
+        || !issuer.finalizers().iter().any(|f| f == ISSUER_FINALIZER)
     {
         return Ok(Action::await_change());
     }
@@ -160,17 +147,6 @@ where
     if held {
         return Ok(Action::requeue(RECHECK));
     }
-    let remaining: Vec<&String> = finalizers
-        .iter()
-        .filter(|f| *f != ISSUER_FINALIZER)
-        .collect();
-    let patch: json_patch::Patch = serde_json::from_value(json!([
-        {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
-        {"op": "replace", "path": "/metadata/finalizers", "value": remaining}
-    ]))
-    .expect("static patch");
-    api.patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
-        .await
-        .map_err(Error::of_guarded_patch)?;
+    finalizers::remove(&api, issuer, ISSUER_FINALIZER).await?;
     Ok(Action::await_change())
 }

@@ -4,6 +4,7 @@
 pub mod clock;
 mod consumers;
 pub mod error;
+mod finalizers;
 pub mod issuer_guard;
 mod observe;
 pub mod reconcile;

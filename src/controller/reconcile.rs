@@ -7,14 +7,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
 use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
 
 use super::clock::{Clock, after};
 use super::error::{Error, backoff};
+use super::finalizers;
 use super::rotation::{self, Rollout};
 use super::shell::Shell;
 use super::status::report_failure;
@@ -174,23 +174,7 @@ async fn run(ak: &ApiKey, ctx: &Context) -> Result<Action, Error> {
 
 async fn add_finalizer(ak: &ApiKey, ctx: &Context) -> Result<(), Error> {
     let api: Api<ApiKey> = Api::namespaced(ctx.client.clone(), &ak.namespace().unwrap_or_default());
-    // The same guarded patch kube::runtime::finalizer sends.
-    let patch: json_patch::Patch = serde_json::from_value(if ak.finalizers().is_empty() {
-        json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
-               {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
-    } else {
-        json!([{"op": "test", "path": "/metadata/finalizers", "value": ak.finalizers()},
-               {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
-    })
-    .expect("static patch");
-    let written = api
-        .patch(
-            &ak.name_any(),
-            &PatchParams::default(),
-            &Patch::Json::<()>(patch),
-        )
-        .await
-        .map_err(Error::of_guarded_patch)?;
+    let written = finalizers::add(&api, ak, FINALIZER).await?;
     ctx.wrote(&written);
     Ok(())
 }

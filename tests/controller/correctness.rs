@@ -24,24 +24,6 @@ async fn events(c: &Client, ns: &str, name: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn create_in<K>(c: &Client, ns: &str, obj: Value) -> K
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + serde::Serialize,
-    <K as kube::Resource>::DynamicType: Default,
-{
-    Api::<K>::namespaced(c.clone(), ns)
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(obj).unwrap(),
-        )
-        .await
-        .unwrap()
-}
-
 fn current_id(ak: &ApiKey) -> String {
     ak.status
         .as_ref()
@@ -187,14 +169,7 @@ async fn an_issuer_is_kept_until_the_keys_it_minted_are_revoked() {
 async fn an_issuer_gone_during_an_overlap_does_not_stop_rotations() {
     let (op, clock) = operator_on_test_clock().await;
     let c = &op.t.client;
-    for name in ["a", "b"] {
-        create::<apikey_operator::api::issuer::KeyIssuer>(
-            c,
-            json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "KeyIssuer",
-                "metadata": {"name": name}, "spec": {"generate": {}, "allowedScopes": ["widgets:*"]}}),
-        )
-        .await;
-    }
+    issuers(c, &["a", "b"]).await;
     let mut ak = apikey("moved", json!({"every": "24h", "overlap": "1h"}), json!({}));
     ak["spec"]["issuerRef"]["name"] = json!("a");
     create::<ApiKey>(c, ak).await;
@@ -521,14 +496,7 @@ async fn a_finalizer_patch_that_loses_a_race_is_retried_not_reported() {
 async fn an_adopted_key_keeps_the_issuer_and_scopes_it_was_minted_for() {
     let op = operator().await;
     let c = &op.t.client;
-    for name in ["a", "b"] {
-        create::<apikey_operator::api::issuer::KeyIssuer>(
-            c,
-            json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "KeyIssuer",
-                "metadata": {"name": name}, "spec": {"generate": {}, "allowedScopes": ["widgets:*"]}}),
-        )
-        .await;
-    }
+    issuers(c, &["a", "b"]).await;
     let mut first = apikey("heir", json!({"every": "1h", "overlap": "1s"}), json!({}));
     first["spec"]["issuerRef"]["name"] = json!("a");
     create::<ApiKey>(c, first.clone()).await;

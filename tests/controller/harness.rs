@@ -81,13 +81,37 @@ where
         + serde::Serialize,
     <K as kube::Resource>::DynamicType: Default,
 {
-    let api: Api<K> = Api::default_namespaced(client.clone());
-    api.create(
-        &PostParams::default(),
-        &serde_json::from_value(obj).unwrap(),
-    )
-    .await
-    .unwrap()
+    create_in(client, "default", obj).await
+}
+
+pub async fn create_in<K>(client: &Client, namespace: &str, obj: Value) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + serde::Serialize,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(obj).unwrap(),
+        )
+        .await
+        .unwrap()
+}
+
+/// Generate issuers of these names that allow the `widgets:*` scopes.
+pub async fn issuers(client: &Client, names: &[&str]) {
+    for name in names {
+        create::<KeyIssuer>(
+            client,
+            json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "KeyIssuer",
+                "metadata": {"name": name}, "spec": {"generate": {}, "allowedScopes": ["widgets:*"]}}),
+        )
+        .await;
+    }
 }
 
 pub async fn issuer(client: &Client) {

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::api::apikey::{ApiKey, DeletionPolicy, IssuerRecord};
 use crate::controller::error::Error;
+use crate::controller::finalizers;
 use crate::controller::reconcile::FINALIZER;
 use crate::controller::secret;
 use crate::controller::shell::Shell;
@@ -16,7 +17,6 @@ use crate::store::KeyStore;
 
 impl Shell<'_> {
     pub(in crate::controller) async fn finalize(&mut self) -> Result<Action, Error> {
-        let name = self.ak.name_any();
         // A pending key will never be promoted: it goes under either policy.
         if let Some(p) = self.status.pending_key.clone() {
             self.drop_pending(&p).await?;
@@ -79,21 +79,7 @@ impl Shell<'_> {
             self.store.release().await?;
         }
         let api: Api<ApiKey> = Api::namespaced(self.ctx.client.clone(), &self.ns);
-        let remaining: Vec<String> = self
-            .ak
-            .finalizers()
-            .iter()
-            .filter(|f| *f != FINALIZER)
-            .cloned()
-            .collect();
-        let patch: json_patch::Patch = serde_json::from_value(json!([
-            {"op": "test", "path": "/metadata/finalizers", "value": self.ak.finalizers()},
-            {"op": "replace", "path": "/metadata/finalizers", "value": remaining}
-        ]))
-        .expect("static patch");
-        api.patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
-            .await
-            .map_err(Error::of_guarded_patch)?;
+        finalizers::remove(&api, self.ak, FINALIZER).await?;
         Ok(Action::await_change())
     }
 }
