@@ -18,7 +18,7 @@ use super::limits;
     namespaced,
     status = "ApiKeyStatus",
     shortname = "ak",
-    category = "apikeys",
+    category = "apikey-operator",
     doc = "An API key minted by an issuer, kept in a store, synced into a Secret and rotated with an overlap window.",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,

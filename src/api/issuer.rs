@@ -41,7 +41,7 @@ const EXACTLY_ONE_PROVIDER: &str = "(has(self.spec.generate) ? 1 : 0) + (has(sel
     version = "v1alpha1",
     kind = "KeyIssuer",
     namespaced,
-    category = "apikeys",
+    category = "apikey-operator",
     doc = "Mints and revokes API keys for ApiKeys in its own namespace.",
     validation = Rule::new(EXACTLY_ONE_PROVIDER).message("set exactly one of spec.generate, spec.http or spec.awsIam"),
 )]
@@ -55,7 +55,7 @@ pub struct KeyIssuerSpec {
     group = "apikey.dev",
     version = "v1alpha1",
     kind = "ClusterKeyIssuer",
-    category = "apikeys",
+    category = "apikey-operator",
     doc = "Mints and revokes API keys for ApiKeys in the namespaces it selects; its credentials live in the operator's namespace.",
     validation = Rule::new(EXACTLY_ONE_PROVIDER).message("set exactly one of spec.generate, spec.http or spec.awsIam"),
 )]

@@ -28,7 +28,7 @@ const EXACTLY_ONE_BACKEND: &str =
     version = "v1alpha1",
     kind = "KeyStore",
     namespaced,
-    category = "apikeys",
+    category = "apikey-operator",
     doc = "Keeps key material for ApiKeys in its own namespace.",
     validation = Rule::new(EXACTLY_ONE_BACKEND).message("set exactly one of spec.vault or spec.awsSecretsManager"),
 )]
@@ -42,7 +42,7 @@ pub struct KeyStoreSpec {
     group = "apikey.dev",
     version = "v1alpha1",
     kind = "ClusterKeyStore",
-    category = "apikeys",
+    category = "apikey-operator",
     doc = "Keeps key material for ApiKeys in the namespaces it selects; its credentials live in the operator's namespace.",
     validation = Rule::new(EXACTLY_ONE_BACKEND).message("set exactly one of spec.vault or spec.awsSecretsManager"),
 )]

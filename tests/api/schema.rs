@@ -379,9 +379,19 @@ async fn examples_apply_as_they_are_and_show_in_kubectl() {
         header,
         ["NAME", "READY", "PHASE", "KEY", "ROTATED", "NEXT", "AGE"]
     );
-    assert!(
-        k.ok(&["get", "apikeys"]).await.contains("billing"),
-        "the category lists ApiKeys and issuers"
-    );
+    // `apikeys` is the ApiKey resource only: a category of that name would make kubectl
+    // expand it first, and `kubectl delete apikeys --all` would delete issuers too.
+    let names = k.ok(&["get", "apikeys", "-o", "name"]).await;
+    assert_eq!(names.trim(), "apikey.apikey.dev/billing");
+    let everything = k.ok(&["get", "apikey-operator", "-o", "name"]).await;
+    for listed in [
+        "apikey.apikey.dev/billing",
+        "keyissuer.apikey.dev/generated",
+    ] {
+        assert!(
+            everything.contains(listed),
+            "the category lists every kind: {everything}"
+        );
+    }
     drop(t);
 }
