@@ -24,7 +24,13 @@ pub(super) struct Workload {
     /// Why it will not roll by itself (paused, OnDelete), if so.
     pub(super) blocked: Option<&'static str>,
     pub(super) grace_seconds: i64,
+    /// Named in the spec but not there: pods that would need the new key may exist
+    /// elsewhere (a typo), so the previous key is not revoked on its account.
+    pub(super) missing: bool,
 }
+
+/// How status says a named consumer does not exist (and why that blocks revocation).
+pub(super) const NOT_FOUND: &str = "not found: create it or fix spec.consumers; the previous key stays valid until it has rolled out";
 
 impl Shell<'_> {
     pub(super) fn rollout_annotation(&self) -> String {
@@ -48,7 +54,21 @@ impl Shell<'_> {
                 (None, Some(sel)) => ListParams::default().labels(&selector_string(sel)?),
                 (None, None) => continue,
             };
-            with_kind!(c.kind, K => out.extend(self.workloads::<K>(c.kind, &lp, &fp).await?));
+            let found = with_kind!(c.kind, K => self.workloads::<K>(c.kind, &lp, &fp).await?);
+            if found.is_empty()
+                && let Some(name) = &c.name
+            {
+                out.push(Workload {
+                    kind: c.kind,
+                    name: name.clone(),
+                    carries: false,
+                    done: false,
+                    blocked: Some(NOT_FOUND),
+                    grace_seconds: 0,
+                    missing: true,
+                });
+            }
+            out.extend(found);
         }
         Ok(out)
     }
@@ -84,6 +104,7 @@ impl Shell<'_> {
                         .and_then(|t| t.spec.as_ref())
                         .and_then(|s| s.termination_grace_period_seconds)
                         .unwrap_or(30),
+                    missing: false,
                 }
             })
             .collect())

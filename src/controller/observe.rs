@@ -160,9 +160,15 @@ impl Shell<'_> {
     }
 
     pub(super) async fn rollout_state(&self) -> Result<Rollout, Error> {
-        let consumers = self.consumers().await?;
+        let all = self.consumers().await?;
+        let missing = all.iter().any(|w| w.missing);
+        let consumers: Vec<_> = all.into_iter().filter(|w| !w.missing).collect();
         if consumers.iter().any(|w| !w.carries) {
             return Ok(Rollout::NotStarted);
+        }
+        // A named consumer that does not exist never counts as rolled out.
+        if missing {
+            return Ok(Rollout::Blocked);
         }
         if consumers.iter().all(|w| w.done) {
             return Ok(Rollout::Done);

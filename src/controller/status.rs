@@ -6,6 +6,7 @@ use kube::api::{Api, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 
+use super::consumers::NOT_FOUND;
 use super::error::Error;
 use super::reconcile::Context;
 use super::shell::Shell;
@@ -46,12 +47,29 @@ impl Shell<'_> {
             .as_ref()
             .filter(|_| phase != Phase::Distributing)
         {
-            let msg = format!("key {} ({}) is distributed", k.id, k.fingerprint);
+            let missing: Vec<String> = self
+                .status
+                .consumers
+                .iter()
+                .filter(|c| c.message.as_deref() == Some(NOT_FOUND))
+                .map(|c| format!("{:?}/{}", c.kind, c.name))
+                .collect();
+            let (ready, reason, msg) = if missing.is_empty() {
+                let msg = format!("key {} ({}) is distributed", k.id, k.fingerprint);
+                (true, "KeyDistributed", msg)
+            } else {
+                let msg = format!(
+                    "key {} is in the Secret, but consumers {} do not exist: create them or fix spec.consumers (a previous key is not revoked until they have rolled out)",
+                    k.id,
+                    missing.join(", ")
+                );
+                (false, "ConsumerNotFound", msg)
+            };
             set_condition(
                 &mut self.status.conditions,
                 "Ready",
-                true,
-                "KeyDistributed",
+                ready,
+                reason,
                 &msg,
                 generation,
                 self.ctx.clock.now(),

@@ -539,3 +539,72 @@ async fn an_adopted_key_keeps_the_issuer_and_scopes_it_was_minted_for() {
         "rotated because the adopted key was minted for another spec"
     );
 }
+
+/// User surface, item 2: a consumer named with a typo is not silently ignored: Ready
+/// says it does not exist, and the previous key is not revoked until it exists and has
+/// rolled out.
+#[tokio::test]
+async fn a_missing_consumer_blocks_revocation_until_it_exists() {
+    let (op, clock) = operator_on_test_clock().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(
+        c,
+        apikey(
+            "typo",
+            json!({"every": "1h", "overlap": "1s"}),
+            json!({"consumers": [{"kind": "Deployment", "name": "bilinng"}]}),
+        ),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let first = wait(
+        apikeys.clone(),
+        "typo",
+        reason_is("Ready", "ConsumerNotFound"),
+    )
+    .await;
+    let old = current_id(&first);
+    apikeys
+        .patch(
+            "typo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"apikey.dev/rotate": "1"}}})),
+        )
+        .await
+        .unwrap();
+    wait(apikeys.clone(), "typo", |a: Option<&ApiKey>| {
+        reason_is("Ready", "ConsumerNotFound")(a)
+            && a.and_then(|a| a.status.as_ref())
+                .is_some_and(|s| s.previous_key.is_some())
+    })
+    .await;
+    clock.advance(std::time::Duration::from_secs(600));
+    let held = wait(
+        apikeys.clone(),
+        "typo",
+        reason_is("Ready", "ConsumerNotFound"),
+    )
+    .await;
+    assert_eq!(
+        held.status.unwrap().previous_key.unwrap().id,
+        old,
+        "not revoked while the consumer is missing"
+    );
+    // The workload appears (the typo is real): it rolls out, then the old key goes.
+    deployment(c, "bilinng").await;
+    wait(apikeys.clone(), "typo", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .and_then(|s| s.previous_key.as_ref())
+            .is_some_and(|p| p.revoke_after.is_some())
+    })
+    .await;
+    clock.advance(std::time::Duration::from_secs(5));
+    let done = wait(apikeys, "typo", |a: Option<&ApiKey>| {
+        ready(a)
+            && a.and_then(|a| a.status.as_ref())
+                .is_some_and(|s| s.previous_key.is_none())
+    })
+    .await;
+    assert!(done.status.unwrap().history.iter().any(|h| h.id == old));
+}

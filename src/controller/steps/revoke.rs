@@ -124,8 +124,10 @@ impl Shell<'_> {
             Phase::Ready
         };
         // A failure reported earlier is cleared once things work again.
+        // (A missing consumer is not a failure to clear: it is what Ready says until the
+        // consumer exists, and writing it again would only repeat the same status.)
         let failure_shown = self.status.conditions.iter().any(|c| {
-            (c.type_ == "Ready" && c.status != "True")
+            (c.type_ == "Ready" && c.status != "True" && c.reason != "ConsumerNotFound")
                 || (c.type_ == "Rotating" && c.status == "False" && c.reason != "Idle")
         });
         let stale = self.status.phase != Some(phase)

@@ -10,6 +10,7 @@ use kube::runtime::events::EventType;
 
 use crate::api::apikey::Phase;
 use crate::controller::clock::{ts, until};
+use crate::controller::consumers::NOT_FOUND;
 use crate::controller::error::Error;
 use crate::controller::reconcile::uid;
 use crate::controller::shell::Shell;
@@ -59,7 +60,7 @@ impl Shell<'_> {
             .map(|k| k.fingerprint.clone())
             .unwrap_or_default();
         for w in self.consumers().await? {
-            if !w.carries {
+            if !w.carries && !w.missing {
                 self.patch_template(w.kind, &w.name, &fp).await?;
             }
         }
@@ -88,6 +89,11 @@ impl Shell<'_> {
     /// A rollout past its timeout, or blocked: both keys stay valid; say why.
     pub(super) async fn rollout_stuck(&mut self) -> Result<Action, Error> {
         self.record_consumers().await?;
+        let missing = self
+            .status
+            .consumers
+            .iter()
+            .any(|c| c.message.as_deref() == Some(NOT_FOUND));
         let blocked = self.status.consumers.iter().any(|c| {
             c.message
                 .as_deref()
@@ -107,7 +113,15 @@ impl Shell<'_> {
                 )
             })
             .collect();
-        let (reason, msg) = if blocked {
+        let (reason, msg) = if missing {
+            (
+                "ConsumerNotFound",
+                format!(
+                    "consumers not found: {}; annotate apikey.dev/revoke-previous to end the overlap without them",
+                    waiting.join(", ")
+                ),
+            )
+        } else if blocked {
             (
                 "ConsumerBlocked",
                 format!(
@@ -125,15 +139,17 @@ impl Shell<'_> {
                 ),
             )
         };
+        // A consumer that does not exist makes the key not ready for it: Ready says so.
+        let type_ = if missing { "Ready" } else { "Rotating" };
         let changed = !self
             .status
             .conditions
             .iter()
-            .any(|c| c.type_ == "Rotating" && c.reason == reason && c.message == msg);
+            .any(|c| c.type_ == type_ && c.reason == reason && c.message == msg);
         if changed {
             set_condition(
                 &mut self.status.conditions,
-                "Rotating",
+                type_,
                 false,
                 reason,
                 &msg,
