@@ -161,6 +161,7 @@ async fn run(ak: &ApiKey, ctx: &Context) -> Result<Action, Error> {
         ctx.rolling.lock().expect("lock").remove(&uid(ak));
     }
     let step = rotation::decide(&observed);
+    shell.queued = rotation::queued(&observed);
     tracing::debug!(apikey = %ak.name_any(), ?step, "next step");
     // A spec that cannot be acted on blocks only what depends on it: restoring the Secret
     // and finishing a rollout need nothing but status and the store.

@@ -184,6 +184,14 @@ pub fn expiry_margin(key: &HeldKey) -> Option<Timestamp> {
     Timestamp::from_second(expires.as_second() - life / 10).ok()
 }
 
+/// A rotation that is due but must wait for the previous key to go (one previous slot),
+/// and when that key may go, if known.
+pub fn queued(o: &Observed) -> Option<(Trigger, Option<Timestamp>)> {
+    let previous = o.previous.as_ref()?;
+    let trigger = due_trigger(o, o.current.as_ref()?)?;
+    (!o.suspended || trigger == Trigger::Emergency).then_some((trigger, previous.revoke_after))
+}
+
 /// The trigger that should start a rotation now, if any (checked in priority order).
 fn due_trigger(o: &Observed, current: &HeldKey) -> Option<Trigger> {
     if o.emergency_requested {

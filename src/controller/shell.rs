@@ -42,6 +42,8 @@ pub(super) struct Shell<'a> {
     pub(super) secret_version: Option<String>,
     /// Why the spec cannot be acted on, if it cannot: steps that need it fail with this.
     pub(super) spec_error: Option<Error>,
+    /// A rotation that is due but waits for the previous key to go, and when that is.
+    pub(super) queued: Option<(Trigger, Option<Timestamp>)>,
 }
 
 impl<'a> Shell<'a> {
@@ -103,6 +105,7 @@ impl<'a> Shell<'a> {
             resource_version: ak.resource_version(),
             secret_version: None,
             spec_error,
+            queued: None,
         })
     }
 

@@ -6,9 +6,12 @@ use kube::api::{Api, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 
+use super::clock::ts;
 use super::consumers::NOT_FOUND;
 use super::error::Error;
 use super::reconcile::Context;
+use super::reconcile::uid;
+use super::rotation;
 use super::shell::Shell;
 use crate::api::apikey::{ApiKey, HistoryEntry, Phase};
 
@@ -20,17 +23,37 @@ impl Shell<'_> {
         self.status.observed_generation = self.ak.meta().generation;
         let rotating = !matches!(phase, Phase::Ready | Phase::Suspended | Phase::Failed);
         let generation = self.ak.meta().generation;
-        let (reason, message) = if rotating {
-            (
+        self.status.next_rotation_time = self.next_rotation().map(ts);
+        let (reason, message) = match &self.queued {
+            // A trigger that must wait for the previous key to go is shown, with how to
+            // end the wait: users who changed scopes for security must not think it done.
+            Some((trigger, revoke_after)) if rotating => {
+                let when = revoke_after.map_or_else(
+                    || "once consumers have rolled out and the overlap has passed".to_string(),
+                    |t| format!("when the overlap ends at {}", ts(t)),
+                );
+                (
+                    "RotationQueued".to_string(),
+                    format!(
+                        "a {trigger:?} rotation is queued: it starts {when}; annotate apikey.dev/revoke-previous=$(date +%s) to start it now"
+                    ),
+                )
+            }
+            _ if rotating => (
                 format!("{phase:?}"),
                 format!(
                     "rotation {} in progress",
                     self.status.rotation_count + u64::from(self.status.pending_key.is_some())
                 ),
-            )
-        } else {
-            ("Idle".into(), "no rotation in progress".into())
+            ),
+            _ => ("Idle".into(), "no rotation in progress".into()),
         };
+        let newly_queued = reason == "RotationQueued"
+            && !self
+                .status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Rotating" && c.reason == reason);
         set_condition(
             &mut self.status.conditions,
             "Rotating",
@@ -75,7 +98,26 @@ impl Shell<'_> {
                 self.ctx.clock.now(),
             );
         }
-        self.put_status().await
+        self.put_status().await?;
+        if newly_queued {
+            self.event(EventType::Normal, "RotationQueued", message)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// When the next rotation is due: the schedule or the expiry margin of the current
+    /// key, whichever comes first (none while the spec cannot be read).
+    pub(super) fn next_rotation(&self) -> Option<Timestamp> {
+        if self.spec_error.is_some() {
+            return None;
+        }
+        let current = self.status.current_key.as_ref().map(Self::held)?;
+        let scheduled = self.cadence.next_after(current.issued_at, &uid(self.ak));
+        [scheduled, rotation::expiry_margin(&current)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Replaces status with `self.status`, guarded by the resourceVersion this reconcile

@@ -608,3 +608,113 @@ async fn a_missing_consumer_blocks_revocation_until_it_exists() {
     .await;
     assert!(done.status.unwrap().history.iter().any(|h| h.id == old));
 }
+
+/// User surface, items 3 and 4: NEXT follows the spec, and a rotation that must wait for
+/// the previous key to go says so (users who removed a scope must not think it done).
+#[tokio::test]
+async fn next_follows_the_spec_and_a_queued_rotation_is_shown() {
+    let (op, _clock) = operator_on_test_clock().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(
+        c,
+        apikey(
+            "shown",
+            json!({"every": "24h", "overlap": "30m"}),
+            json!({}),
+        ),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let next = |a: &ApiKey| -> jiff::Timestamp {
+        a.status
+            .as_ref()
+            .unwrap()
+            .next_rotation_time
+            .as_ref()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let first = wait(apikeys.clone(), "shown", ready).await;
+    let issued: jiff::Timestamp = first
+        .status
+        .as_ref()
+        .unwrap()
+        .current_key
+        .as_ref()
+        .unwrap()
+        .issued_at
+        .parse()
+        .unwrap();
+    assert!(next(&first) > issued + jiff::SignedDuration::from_hours(23));
+    apikeys
+        .patch(
+            "shown",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"rotation": {"every": "1h"}}})),
+        )
+        .await
+        .unwrap();
+    let hourly = wait(apikeys.clone(), "shown", move |a: Option<&ApiKey>| {
+        a.and_then(|a| {
+            a.status
+                .as_ref()?
+                .next_rotation_time
+                .as_ref()?
+                .parse::<jiff::Timestamp>()
+                .ok()
+        })
+        .is_some_and(|t| t < issued + jiff::SignedDuration::from_mins(64))
+    })
+    .await;
+    assert_eq!(
+        current_id(&hourly),
+        current_id(&first),
+        "a cadence change is not a new key"
+    );
+    // A rotation, then a scope change during its overlap: queued, and shown.
+    apikeys
+        .patch(
+            "shown",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"apikey.dev/rotate": "1"}}})),
+        )
+        .await
+        .unwrap();
+    wait(apikeys.clone(), "shown", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .and_then(|s| s.previous_key.as_ref())
+            .is_some_and(|p| p.revoke_after.is_some())
+    })
+    .await;
+    apikeys
+        .patch(
+            "shown",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"scopes": ["widgets:write"]}})),
+        )
+        .await
+        .unwrap();
+    let queued = wait(apikeys, "shown", reason_is("Rotating", "RotationQueued")).await;
+    let message = queued
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Rotating")
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("SpecChanged rotation is queued"),
+        "{message}"
+    );
+    assert!(message.contains("apikey.dev/revoke-previous"), "{message}");
+    assert!(
+        events(c, "default", "shown")
+            .await
+            .iter()
+            .any(|(r, _)| r == "RotationQueued"),
+        "and an event"
+    );
+}

@@ -15,7 +15,7 @@ use super::soon;
 use crate::api::apikey::{KeyStatus, Phase};
 use crate::controller::clock::ts;
 use crate::controller::error::Error;
-use crate::controller::reconcile::{MANAGER, uid};
+use crate::controller::reconcile::MANAGER;
 use crate::controller::secret;
 use crate::controller::shell::Shell;
 use crate::issuer;
@@ -98,7 +98,6 @@ impl Shell<'_> {
     ) -> Result<(), Error> {
         self.status.rotation_count = rotation;
         self.status.last_rotation_time = Some(ts(issued));
-        self.status.next_rotation_time = self.cadence.next_after(issued, &uid(self.ak)).map(ts);
         self.status.rollout_started_at = None;
         let phase = if self.status.previous_key.is_some() {
             Phase::RollingOut

@@ -130,9 +130,16 @@ impl Shell<'_> {
             (c.type_ == "Ready" && c.status != "True" && c.reason != "ConsumerNotFound")
                 || (c.type_ == "Rotating" && c.status == "False" && c.reason != "Idle")
         });
+        let queued_shown = self
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Rotating" && c.reason == "RotationQueued");
         let stale = self.status.phase != Some(phase)
             || self.status.observed_generation != self.ak.meta().generation
-            || failure_shown;
+            || failure_shown
+            || self.status.next_rotation_time != self.next_rotation().map(ts)
+            || queued_shown != (self.queued.is_some() && phase == Phase::Overlapping);
         self.sweep_store().await?;
         let consumers_changed = self.record_consumers().await?;
         if stale || consumers_changed {
