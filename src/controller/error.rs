@@ -61,19 +61,6 @@ impl Error {
         }
     }
 
-    /// Errors only a spec or cluster change can fix wait for that change (watches wake
-    /// the ApiKey); the others retry with backoff.
-    pub fn waits_for_change(&self) -> bool {
-        matches!(
-            self,
-            Error::InvalidSpec(_)
-                | Error::IssuerNotFound { .. }
-                | Error::NotAllowed(_)
-                | Error::SecretConflict(_)
-                | Error::MaterialLost
-        )
-    }
-
     /// A write lost a race with another writer: requeue at once, it is not a failure.
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Kube(kube::Error::Api(s)) if s.code == 409)

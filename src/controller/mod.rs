@@ -73,10 +73,14 @@ pub async fn run(client: Client, settings: Settings) {
     let cluster_issuer_cache = cache.clone();
     // Consumers are watched by metadata only; their status is read when reconciling.
     let (deploy_cache, sts_cache, ds_cache) = (cache.clone(), cache.clone(), cache.clone());
-    // Only Secrets we label: memory does not grow with the cluster's Secrets.
-    let secrets = watcher::Config::default().labels(secret::NAME_LABEL);
+    let secret_cache = cache.clone();
+    // Every Secret by metadata only, uncached (memory does not grow with the cluster's
+    // Secrets): ours, and one in the way (SecretConflict) whose deletion must wake the
+    // ApiKey at once.
     let apikeys = controller
-        .owns(Api::<Secret>::all(client.clone()), secrets)
+        .watches_stream(metadata_events::<Secret>(&client), move |s| {
+            secret_users(&secret_cache, &s)
+        })
         .watches(
             Api::<KeyIssuer>::all(client.clone()),
             watcher::Config::default(),
@@ -101,13 +105,13 @@ pub async fn run(client: Client, settings: Settings) {
                 )
             },
         )
-        .watches_stream(consumer_events::<Deployment>(&client), move |w| {
+        .watches_stream(metadata_events::<Deployment>(&client), move |w| {
             consumers_of(&deploy_cache, ConsumerKind::Deployment, &w)
         })
-        .watches_stream(consumer_events::<StatefulSet>(&client), move |w| {
+        .watches_stream(metadata_events::<StatefulSet>(&client), move |w| {
             consumers_of(&sts_cache, ConsumerKind::StatefulSet, &w)
         })
-        .watches_stream(consumer_events::<DaemonSet>(&client), move |w| {
+        .watches_stream(metadata_events::<DaemonSet>(&client), move |w| {
             consumers_of(&ds_cache, ConsumerKind::DaemonSet, &w)
         })
         .reconcile_all_on(ticks)
@@ -121,8 +125,8 @@ pub async fn run(client: Client, settings: Settings) {
     futures::join!(apikeys, guard);
 }
 
-/// Metadata-only changes of one workload kind.
-fn consumer_events<K>(
+/// Metadata-only changes of one kind of object.
+fn metadata_events<K>(
     client: &Client,
 ) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
 where
@@ -138,6 +142,24 @@ where
         watcher::Config::default(),
     )
     .touched_objects()
+}
+
+/// The ApiKeys whose consumer Secret or store state Secret has this name.
+fn secret_users(
+    cache: &kube::runtime::reflector::Store<ApiKey>,
+    s: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<ApiKey>> {
+    let name = s.name_any();
+    cache
+        .state()
+        .iter()
+        .filter(|ak| ak.namespace() == s.namespace())
+        .filter(|ak| {
+            secret::secret_name(ak) == name
+                || name == crate::store::kubernetes::state_secret_name(&ak.name_any())
+        })
+        .map(|ak| ObjectRef::from_obj(ak.as_ref()))
+        .collect()
 }
 
 /// The ApiKeys whose consumers include this workload.

@@ -129,10 +129,8 @@ pub fn error_policy(ak: Arc<ApiKey>, e: &Error, ctx: Arc<Context>) -> Action {
         // Another write won; the watch brings the newer object. Do not hammer the issuer.
         return Action::requeue(Duration::from_secs(1));
     }
-    if e.waits_for_change() {
-        // Watches on issuers and Secrets wake the ApiKey; this is only a safety net.
-        return Action::requeue(Duration::from_secs(300));
-    }
+    // Watches on issuers, Secrets and consumers wake the ApiKey as soon as what blocks
+    // it changes; the backoff is for what no watch sees (an issuer's API, say).
     let mut failures = ctx.failures.lock().expect("lock");
     let n = failures.entry(uid(&ak)).or_default();
     *n += 1;

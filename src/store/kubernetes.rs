@@ -29,7 +29,7 @@ fn data_key(id: &str) -> String {
     format!("k-{hex}")
 }
 
-fn state_secret_name(apikey: &str) -> String {
+pub fn state_secret_name(apikey: &str) -> String {
     format!("{apikey}-apikey-state")
 }
 

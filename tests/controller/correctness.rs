@@ -718,3 +718,30 @@ async fn next_follows_the_spec_and_a_queued_rotation_is_shown() {
         "and an event"
     );
 }
+
+/// User surface, item 6: after following an error's advice (delete the Secret in the
+/// way), the ApiKey recovers at once, not at a retry minutes later.
+#[tokio::test]
+async fn removing_what_blocks_an_apikey_wakes_it_at_once() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<Secret>(
+        c,
+        json!({"metadata": {"name": "squatted"}, "stringData": {"api-key": "theirs"}}),
+    )
+    .await;
+    create::<ApiKey>(c, apikey("squatted", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    wait(
+        apikeys.clone(),
+        "squatted",
+        reason_is("Ready", "SecretConflict"),
+    )
+    .await;
+    Api::<Secret>::default_namespaced(c.clone())
+        .delete("squatted", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait(apikeys, "squatted", ready).await;
+}
