@@ -26,6 +26,9 @@ use super::limits;
     printcolumn = r#"{"name":"Rotated","type":"date","jsonPath":".status.lastRotationTime"}"#,
     printcolumn = r#"{"name":"Next","type":"string","jsonPath":".status.nextRotationTime"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"description":"Why the key is (not) ready","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Rotation","type":"string","priority":1,"description":"Where a rotation stands, or why it fails","jsonPath":".status.conditions[?(@.type==\"Rotating\")].reason"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","priority":1,"description":"What to do, when something is wrong","jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
     validation = Rule::new("size(self.metadata.name) <= 63").message("the name must be at most 63 characters: it is used in labels and annotation keys"),
 )]
 #[serde(rename_all = "camelCase")]

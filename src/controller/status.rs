@@ -239,5 +239,10 @@ pub(super) async fn report_failure(ak: &ApiKey, ctx: &Context, e: &Error) {
         };
         let _ = ctx.recorder.publish(&ev, &ak.object_ref(&())).await;
     }
-    tracing::warn!(apikey = %ak.name_any(), namespace = ?ak.namespace(), reason = e.reason(), error = %e, "reconcile failed");
+    tracing::warn!(
+        apikey = %format!("{}/{}", ak.namespace().unwrap_or_default(), ak.name_any()),
+        reason = e.reason(),
+        error = %e,
+        "reconcile failed"
+    );
 }

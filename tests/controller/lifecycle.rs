@@ -766,10 +766,11 @@ async fn the_operator_as_its_own_process_fills_the_printer_columns() {
     let k = Kubectl::new(&std::fs::read_to_string(&path).unwrap());
     let crds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
     k.ok(&["apply", "-f", crds.to_str().unwrap()]).await;
+    let log = dir.path().join("operator.log");
     let _operator = tokio::process::Command::new(bin)
         .args(["run", "--kubeconfig"])
         .arg(&path)
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -788,6 +789,38 @@ async fn the_operator_as_its_own_process_fills_the_printer_columns() {
     assert_eq!(row[1], "True", "READY: {table}");
     assert!(row[3].starts_with("gen-"), "KEY: {table}");
     assert!(row[5].starts_with("20"), "NEXT is a timestamp: {table}");
+    // -o wide says why, as cert-manager's does.
+    let wide = k.ok(&["get", "ak", "-o", "wide"]).await;
+    let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header[header.len() - 3..],
+        ["REASON", "ROTATION", "MESSAGE"],
+        "{wide}"
+    );
+    assert!(wide.contains("KeyDistributed"), "{wide}");
+    // At the default level the log tells what was done, one line per step, naming the
+    // ApiKey (and never holding key material).
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.lines().any(|l| l.contains("INFO")
+            && l.contains("apikey=default/billing")
+            && l.contains("Promote")),
+        "{logged}"
+    );
+    let secret = k
+        .ok(&[
+            "get",
+            "secret",
+            "billing-api-key",
+            "-o",
+            "jsonpath={.data.api-key}",
+        ])
+        .await;
+    let key = String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, secret.trim()).unwrap(),
+    )
+    .unwrap();
+    assert!(!logged.contains(&key), "no key material in the log");
     drop(lines);
 }
 

@@ -9,6 +9,7 @@ mod rollout;
 
 use std::time::Duration;
 
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use super::error::Error;
@@ -22,6 +23,16 @@ fn soon() -> Action {
 
 impl Shell<'_> {
     pub(super) async fn act(&mut self, step: Step, o: &Observed) -> Result<Action, Error> {
+        // One line per step that changes something (waiting and idling are not news).
+        if !matches!(step, Step::Idle { .. } | Step::WaitForRollout { .. }) {
+            tracing::info!(
+                apikey = %format!("{}/{}", self.ns, self.ak.name_any()),
+                rotation = self.status.rotation_count,
+                step = ?step,
+                key = self.status.current_key.as_ref().map(|k| k.id.as_str()).unwrap_or("-"),
+                "step"
+            );
+        }
         match step {
             Step::Adopt => self.adopt().await,
             Step::AcknowledgeRevokePrevious => self.acknowledge_revoke_previous().await,
