@@ -112,7 +112,7 @@ pub struct Rotation {
     pub every: Option<GoDuration>,
     /// Or rotate on a 5-field cron schedule, e.g. `0 3 * * 1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = limits::CRON))]
+    #[schemars(length(max = limits::CRON), extend("pattern" = CRON_PATTERN))]
     pub schedule: Option<String>,
     /// IANA time zone of `schedule` (default UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,6 +182,11 @@ pub struct SecretTemplate {
     #[schemars(extend("maxProperties" = limits::SECRET_METADATA_ENTRIES, "additionalProperties" = {"type": "string", "maxLength": limits::ANNOTATION_VALUE}))]
     pub annotations: BTreeMap<String, String>,
 }
+
+/// Five cron fields (minute hour day-of-month month day-of-week) of the characters each
+/// may hold; what a pattern cannot check (ranges, names) the controller explains.
+const CRON_PATTERN: &str =
+    r"^[0-9*/,-]+ +[0-9*/,-]+ +[0-9*/,?LW-]+ +[0-9A-Za-z*/,-]+ +[0-9A-Za-z*/,?L#-]+$";
 
 const DISTINCT_FIELDS: &str = "self.currentKeyField != self.keyIdField && self.currentKeyField != self.previousKeyField && self.currentKeyField != self.previousKeyIdField && self.keyIdField != self.previousKeyField && self.keyIdField != self.previousKeyIdField && self.previousKeyField != self.previousKeyIdField";
 

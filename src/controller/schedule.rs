@@ -29,6 +29,9 @@ impl Cadence {
                         "rotation.schedule {schedule:?} has {fields} fields; use 5-field cron (minute hour day-of-month month day-of-week), e.g. \"0 3 * * 1\""
                     ));
                 }
+                if let Some(hint) = field_error(schedule) {
+                    return Err(format!("rotation.schedule {schedule:?}: {hint}"));
+                }
                 let cron = Cron::from_str(schedule).map_err(|e| {
                     format!("rotation.schedule {schedule:?} is not valid cron: {e}")
                 })?;
@@ -44,6 +47,25 @@ impl Cadence {
                 })
             }
             _ => Err("set exactly one of rotation.every or rotation.schedule".into()),
+        }
+    }
+
+    /// The shortest time between two rotations this cadence asks for, as far as one can
+    /// tell from the next few occurrences (for the warnings about overlap and expiry).
+    pub fn shortest_interval(&self, from: Timestamp) -> Option<Duration> {
+        match self {
+            Cadence::Every(d) => Some(*d),
+            Cadence::Schedule { .. } => {
+                let mut times = vec![self.next_after(from, "")?];
+                for _ in 0..4 {
+                    let last = *times.last()?;
+                    times.push(self.next_after(last, "")?);
+                }
+                times
+                    .windows(2)
+                    .filter_map(|w| Duration::try_from(w[1].duration_since(w[0])).ok())
+                    .min()
+            }
         }
     }
 
@@ -70,6 +92,41 @@ impl Cadence {
                 .map(|z| z.timestamp()),
         }
     }
+}
+
+/// What is wrong with a field of a 5-field cron expression, in words that say what is
+/// valid (the cron parser's own messages do not).
+fn field_error(schedule: &str) -> Option<String> {
+    const MONTHS: [&str; 12] = [
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+    ];
+    const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+    let fields: [(&str, u32, u32, &[&str], &str); 5] = [
+        ("minute", 0, 59, &[], "0-59"),
+        ("hour", 0, 23, &[], "0-23"),
+        ("day of month", 1, 31, &[], "1-31"),
+        ("month", 1, 12, &MONTHS, "JAN-DEC or 1-12"),
+        ("day of week", 0, 7, &DAYS, "MON-SUN or 0-6"),
+    ];
+    for (value, (what, low, high, names, valid)) in schedule.split_whitespace().zip(fields) {
+        let tokens = value
+            .split([',', '-', '/'])
+            .filter(|t| !t.is_empty() && *t != "*");
+        for token in tokens {
+            let ok = match token.parse::<u32>() {
+                Ok(n) => (low..=high).contains(&n),
+                // `?`, `L`, `W` and `#` forms are left to the parser.
+                Err(_) => {
+                    names.contains(&token.to_ascii_uppercase().as_str())
+                        || token.contains(['?', 'L', 'W', '#'])
+                }
+            };
+            if !ok {
+                return Some(format!("{what} {token:?} is not valid: use {valid}"));
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -118,9 +175,34 @@ mod tests {
         let six = Cadence::from_spec(&rotation(None, Some("0 0 3 * * 1"), None)).unwrap_err();
         assert!(six.contains("5-field cron"), "{six}");
         let bad = Cadence::from_spec(&rotation(None, Some("61 3 * * 1"), None)).unwrap_err();
-        assert!(bad.contains("not valid cron"), "{bad}");
+        assert!(
+            bad.contains("minute \"61\" is not valid: use 0-59"),
+            "{bad}"
+        );
+        let day = Cadence::from_spec(&rotation(None, Some("0 3 * * Mnday"), None)).unwrap_err();
+        assert!(day.contains("use MON-SUN or 0-6"), "{day}");
+        let month = Cadence::from_spec(&rotation(None, Some("0 3 1 Janu *"), None)).unwrap_err();
+        assert!(month.contains("use JAN-DEC or 1-12"), "{month}");
+        for fine in ["*/15 0-6 1,15 JAN-MAR MON-FRI", "0 3 * * 7", "0 3 L * ?"] {
+            assert!(field_error(fine).is_none(), "{fine}");
+        }
         let tz = Cadence::from_spec(&rotation(None, Some("0 3 * * 1"), Some("Mars/Olympus")))
             .unwrap_err();
         assert!(tz.contains("not an IANA time zone"), "{tz}");
+    }
+
+    #[test]
+    fn the_shortest_interval_of_a_schedule() {
+        let daily = Cadence::from_spec(&rotation(None, Some("0 3 * * *"), None)).unwrap();
+        let now: Timestamp = "2026-11-25T12:00:00Z".parse().unwrap();
+        assert_eq!(
+            daily.shortest_interval(now),
+            Some(Duration::from_secs(86_400))
+        );
+        let weekdays = Cadence::from_spec(&rotation(None, Some("0 3 * * MON,TUE"), None)).unwrap();
+        assert_eq!(
+            weekdays.shortest_interval(now),
+            Some(Duration::from_secs(86_400))
+        );
     }
 }

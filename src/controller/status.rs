@@ -19,6 +19,7 @@ const HISTORY_LIMIT: usize = 10;
 
 impl Shell<'_> {
     pub(super) async fn write_status(&mut self, phase: Phase) -> Result<(), Error> {
+        let spec_changed = self.status.observed_generation != self.ak.meta().generation;
         self.status.phase = Some(phase);
         self.status.observed_generation = self.ak.meta().generation;
         let rotating = !matches!(phase, Phase::Ready | Phase::Suspended | Phase::Failed);
@@ -103,7 +104,44 @@ impl Shell<'_> {
             self.event(EventType::Normal, "RotationQueued", message)
                 .await;
         }
+        if spec_changed {
+            for (reason, note) in self.spec_warnings() {
+                self.event(EventType::Warning, reason, note).await;
+            }
+        }
         Ok(())
+    }
+
+    /// Settings that are valid but will not do what their fields' docs promise (said once
+    /// per spec change, as Warning events).
+    pub(super) fn spec_warnings(&self) -> Vec<(&'static str, String)> {
+        let spec = &self.ak.spec;
+        let Some(interval) = self.cadence.shortest_interval(self.now()) else {
+            return Vec::new();
+        };
+        let mut warnings = Vec::new();
+        if self.overlap >= interval {
+            warnings.push((
+                "OverlapLongerThanRotation",
+                format!(
+                    "rotation.overlap ({:?}) is not shorter than the time between two rotations ({:?}): each rotation waits for the previous key to go",
+                    self.overlap, interval
+                ),
+            ));
+        }
+        let rollout = spec.rollout_timeout.to_std().unwrap_or_default();
+        if let Some(Ok(expires)) = spec.expires_after.as_ref().map(|e| e.to_std())
+            && expires < interval + self.overlap + rollout
+        {
+            warnings.push((
+                "ExpiryShorterThanRotation",
+                format!(
+                    "expiresAfter ({:?}) is shorter than the rotation period ({:?}) plus overlap ({:?}) plus rolloutTimeout ({:?}): keys are rotated early, at their expiry margin",
+                    expires, interval, self.overlap, rollout
+                ),
+            ));
+        }
+        warnings
     }
 
     /// When the next rotation is due: the schedule or the expiry margin of the current

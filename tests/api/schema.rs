@@ -237,6 +237,10 @@ async fn bad_apikeys_are_rejected_with_clear_messages() {
             "set exactly one of rotation.every or rotation.schedule",
         ),
         (
+            json!({"issuerRef": issuer, "rotation": {"schedule": "0 3 * *"}}),
+            "spec.rotation.schedule in body should match",
+        ),
+        (
             json!({"issuerRef": issuer, "rotation": {"every": "500ms"}}),
             "rotation.every must be at least 1s",
         ),

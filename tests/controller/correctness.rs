@@ -24,6 +24,24 @@ async fn events(c: &Client, ns: &str, name: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Waits (by watching) for an event with this reason about an object in `default`.
+async fn wait_event(c: &Client, name: &str, reason: &str) {
+    use futures::TryStreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let api = Api::<k8s_openapi::api::events::v1::Event>::default_namespaced(c.clone());
+    let stream = watcher(api, watcher::Config::default()).applied_objects();
+    let found = stream.try_filter(|e| {
+        let matches = e.reason.as_deref() == Some(reason)
+            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name);
+        async move { matches }
+    });
+    let mut found = std::pin::pin!(found);
+    tokio::time::timeout(PATIENCE, found.try_next())
+        .await
+        .unwrap_or_else(|_| panic!("no {reason} event about {name}"))
+        .expect("watch works");
+}
+
 fn current_id(ak: &ApiKey) -> String {
     ak.status
         .as_ref()
@@ -710,13 +728,7 @@ async fn next_follows_the_spec_and_a_queued_rotation_is_shown() {
         "{message}"
     );
     assert!(message.contains("apikey.dev/revoke-previous"), "{message}");
-    assert!(
-        events(c, "default", "shown")
-            .await
-            .iter()
-            .any(|(r, _)| r == "RotationQueued"),
-        "and an event"
-    );
+    wait_event(c, "shown", "RotationQueued").await;
 }
 
 /// User surface, item 6: after following an error's advice (delete the Secret in the
@@ -744,4 +756,54 @@ async fn removing_what_blocks_an_apikey_wakes_it_at_once() {
         .await
         .unwrap();
     wait(apikeys, "squatted", ready).await;
+}
+
+/// User surface, item 7: a typo in a cron field says what is valid, and settings that
+/// are valid but cannot work as their docs promise are warned about.
+#[tokio::test]
+async fn schedule_typos_and_settings_that_cannot_work_are_explained() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(
+        c,
+        apikey("mnday", json!({"schedule": "0 3 * * Mnday"}), json!({})),
+    )
+    .await;
+    create::<ApiKey>(
+        c,
+        apikey(
+            "hourly",
+            json!({"schedule": "0 * * * *", "overlap": "2h"}),
+            json!({}),
+        ),
+    )
+    .await;
+    create::<ApiKey>(
+        c,
+        apikey(
+            "short",
+            json!({"every": "24h"}),
+            json!({"expiresAfter": "12h"}),
+        ),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let typo = wait(apikeys.clone(), "mnday", reason_is("Ready", "InvalidSpec")).await;
+    let message = typo
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("day of week \"Mnday\" is not valid: use MON-SUN or 0-6"),
+        "{message}"
+    );
+    wait(apikeys.clone(), "hourly", ready).await;
+    wait(apikeys, "short", ready).await;
+    wait_event(c, "hourly", "OverlapLongerThanRotation").await;
+    wait_event(c, "short", "ExpiryShorterThanRotation").await;
 }

@@ -145,6 +145,7 @@ impl Shell<'_> {
         if stale || consumers_changed {
             self.write_status(phase).await?;
         }
+
         Ok(wake_at.map_or(Action::await_change(), |t| {
             Action::requeue(until(t, self.now()))
         }))
