@@ -32,8 +32,10 @@ pub struct IssuerConfig {
     pub allowed_key_types: Vec<KeyType>,
 }
 
-/// A root-level rule: `self` is the whole object.
-const EXACTLY_ONE_PROVIDER: &str = "(has(self.spec.generate) ? 1 : 0) + (has(self.spec.http) ? 1 : 0) + (has(self.spec.awsIam) ? 1 : 0) == 1";
+/// A rule of the spec (so an empty spec is reported at `spec`, naming the providers).
+const EXACTLY_ONE_PROVIDER: &str =
+    "(has(self.generate) ? 1 : 0) + (has(self.http) ? 1 : 0) + (has(self.awsIam) ? 1 : 0) == 1";
+const PROVIDERS: &str = "set exactly one of spec.generate, spec.http or spec.awsIam (generate: keys the operator makes itself; http: an issuer's key API; awsIam: AWS IAM access keys)";
 
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -42,9 +44,9 @@ const EXACTLY_ONE_PROVIDER: &str = "(has(self.spec.generate) ? 1 : 0) + (has(sel
     kind = "KeyIssuer",
     namespaced,
     category = "apikey-operator",
-    doc = "Mints and revokes API keys for ApiKeys in its own namespace.",
-    validation = Rule::new(EXACTLY_ONE_PROVIDER).message("set exactly one of spec.generate, spec.http or spec.awsIam"),
+    doc = "Mints and revokes API keys for ApiKeys in its own namespace."
 )]
+#[x_kube(validation = Rule::new(EXACTLY_ONE_PROVIDER).message(PROVIDERS))]
 pub struct KeyIssuerSpec {
     #[serde(flatten)]
     pub config: IssuerConfig,
@@ -56,10 +58,10 @@ pub struct KeyIssuerSpec {
     version = "v1alpha1",
     kind = "ClusterKeyIssuer",
     category = "apikey-operator",
-    doc = "Mints and revokes API keys for ApiKeys in the namespaces it selects; its credentials live in the operator's namespace.",
-    validation = Rule::new(EXACTLY_ONE_PROVIDER).message("set exactly one of spec.generate, spec.http or spec.awsIam"),
+    doc = "Mints and revokes API keys for ApiKeys in the namespaces it selects; its credentials live in the operator's namespace."
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(EXACTLY_ONE_PROVIDER).message(PROVIDERS))]
 pub struct ClusterKeyIssuerSpec {
     #[serde(flatten)]
     pub config: IssuerConfig,

@@ -17,10 +17,12 @@ pub struct StoreConfig {
     pub aws_secrets_manager: Option<AwsSecretsManagerStore>,
 }
 
-/// A root-level rule: `self` is the whole object. Counted rather than compared with `!=`:
+/// A rule of the spec (an empty spec is reported at `spec`). Counted rather than compared
+/// with `!=`:
 /// kube-apiserver 1.24 prices `!=` between two `has()` results as unbounded and refuses it.
 const EXACTLY_ONE_BACKEND: &str =
-    "(has(self.spec.vault) ? 1 : 0) + (has(self.spec.awsSecretsManager) ? 1 : 0) == 1";
+    "(has(self.vault) ? 1 : 0) + (has(self.awsSecretsManager) ? 1 : 0) == 1";
+const BACKENDS: &str = "set exactly one of spec.vault or spec.awsSecretsManager (vault: HashiCorp Vault or OpenBao KV v2; awsSecretsManager: AWS Secrets Manager)";
 
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -29,9 +31,9 @@ const EXACTLY_ONE_BACKEND: &str =
     kind = "KeyStore",
     namespaced,
     category = "apikey-operator",
-    doc = "Keeps key material for ApiKeys in its own namespace.",
-    validation = Rule::new(EXACTLY_ONE_BACKEND).message("set exactly one of spec.vault or spec.awsSecretsManager"),
+    doc = "Keeps key material for ApiKeys in its own namespace."
 )]
+#[x_kube(validation = Rule::new(EXACTLY_ONE_BACKEND).message(BACKENDS))]
 pub struct KeyStoreSpec {
     #[serde(flatten)]
     pub config: StoreConfig,
@@ -43,10 +45,10 @@ pub struct KeyStoreSpec {
     version = "v1alpha1",
     kind = "ClusterKeyStore",
     category = "apikey-operator",
-    doc = "Keeps key material for ApiKeys in the namespaces it selects; its credentials live in the operator's namespace.",
-    validation = Rule::new(EXACTLY_ONE_BACKEND).message("set exactly one of spec.vault or spec.awsSecretsManager"),
+    doc = "Keeps key material for ApiKeys in the namespaces it selects; its credentials live in the operator's namespace."
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(EXACTLY_ONE_BACKEND).message(BACKENDS))]
 pub struct ClusterKeyStoreSpec {
     #[serde(flatten)]
     pub config: StoreConfig,

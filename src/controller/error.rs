@@ -9,8 +9,13 @@ use crate::store::StoreError;
 pub enum Error {
     #[error("{0}")]
     InvalidSpec(String),
-    #[error("{kind} {name:?} not found")]
-    IssuerNotFound { kind: &'static str, name: String },
+    #[error("{}", issuer_not_found(kind, name, namespace.as_deref()))]
+    IssuerNotFound {
+        kind: &'static str,
+        name: String,
+        /// Where a namespaced KeyIssuer was looked for.
+        namespace: Option<String>,
+    },
     #[error("{0}")]
     NotAllowed(String),
     #[error(transparent)]
@@ -31,6 +36,18 @@ pub enum Error {
     /// failed, which kube-apiserver answers with 422): another writer won.
     #[error("the object changed while being written")]
     Changed,
+}
+
+/// Says where the issuer was looked for, and the other kind, which is the usual mix-up.
+fn issuer_not_found(kind: &str, name: &str, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!(
+            "{kind} {name:?} not found in namespace {ns:?} (an issuer for every namespace is a ClusterKeyIssuer: set issuerRef.kind: ClusterKeyIssuer)"
+        ),
+        None => format!(
+            "{kind} {name:?} not found (a KeyIssuer in this namespace needs issuerRef.kind: KeyIssuer)"
+        ),
+    }
 }
 
 impl Error {

@@ -123,6 +123,7 @@ impl<'a> Shell<'a> {
                     .ok_or_else(|| Error::IssuerNotFound {
                         kind: "KeyIssuer",
                         name: name.into(),
+                        namespace: Some(self.ns.clone()),
                     })?;
                 Ok((i.spec.config.clone(), uid_of(&i), None))
             }
@@ -133,6 +134,7 @@ impl<'a> Shell<'a> {
                     .ok_or_else(|| Error::IssuerNotFound {
                         kind: "ClusterKeyIssuer",
                         name: name.into(),
+                        namespace: None,
                     })?;
                 Ok((
                     i.spec.config.clone(),

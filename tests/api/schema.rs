@@ -329,6 +329,23 @@ spec:
         "{}",
         out.stderr
     );
+    // An empty spec is reported at `spec`, naming what each provider is.
+    let empty = k.file(
+        "empty.yaml",
+        "apiVersion: apikey.dev/v1alpha1\nkind: KeyIssuer\nmetadata: {name: empty}\nspec: {}\n",
+    );
+    let out = k.run(&["apply", "-f", &empty]).await;
+    assert!(
+        !out.ok
+            && out
+                .stderr
+                .contains("spec: Invalid value: \"object\": set exactly one of spec.generate")
+            && out
+                .stderr
+                .contains("generate: keys the operator makes itself"),
+        "{}",
+        out.stderr
+    );
     let store = k.file("store.yaml", "apiVersion: apikey.dev/v1alpha1\nkind: ClusterKeyStore\nmetadata: {name: none}\nspec: {}\n");
     let out = k.run(&["apply", "-f", &store]).await;
     assert!(

@@ -194,7 +194,19 @@ async fn a_missing_issuer_is_reported_then_picked_up_when_created() {
         a.and_then(|a| condition(a, "Ready")) == Some(("False".into(), "IssuerNotFound".into()))
     })
     .await;
-    assert_eq!(failing.status.unwrap().phase, Some(Phase::Failed));
+    let status = failing.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Failed));
+    let message = &status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("not found in namespace \"default\"")
+            && message.contains("ClusterKeyIssuer"),
+        "says where it looked, and the other kind: {message}"
+    );
     issuer(c).await;
     wait(apikeys, "early", ready).await;
 }
