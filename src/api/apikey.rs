@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::duration::GoDuration;
 use super::limits;
 
+/// What key to mint and where, how to rotate it, where to put it, and who consumes it.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "apikey.dev",
@@ -36,6 +37,8 @@ pub struct ApiKeySpec {
     /// The issuer that mints this key.
     pub issuer_ref: IssuerRef,
     #[serde(default)]
+    /// `secret` (a scoped secret key, the default) or `publishable` (a read-only publishable key).
+    /// Changing it rotates the key.
     pub key_type: KeyType,
     /// Scopes the key is minted with; the issuer's `allowedScopes` must cover them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -48,19 +51,26 @@ pub struct ApiKeySpec {
     /// Issuer-side lifetime of each key; must exceed every + overlap + rolloutTimeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_after: Option<GoDuration>,
+    /// When the key is rotated, and how long its predecessor stays valid.
     pub rotation: Rotation,
     /// Where the key material is kept besides Kubernetes (default: only Kubernetes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_ref: Option<StoreRef>,
     #[serde(default)]
+    /// The Secret pods read the key from (name, field names, labels, annotations).
+    /// Changing it re-renders the Secret; no new key is minted.
     pub secret: SecretTemplate,
     /// Workloads rolled out after each new key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = limits::CONSUMERS))]
     pub consumers: Vec<Consumer>,
     #[serde(default = "default_rollout_timeout")]
+    /// How long consumers may take to roll out a new key before RolloutTimeout is reported
+    /// (a Go duration, default 10m). Both keys stay valid meanwhile.
     pub rollout_timeout: GoDuration,
     #[serde(default)]
+    /// What deleting the ApiKey does to its keys: `Retain` (the default) keeps the Secret and
+    /// the keys valid; `Revoke` revokes every key it holds and deletes the Secret.
     pub deletion_policy: DeletionPolicy,
     /// No rotation starts while true (a change freeze); one in flight completes.
     #[serde(default)]
@@ -74,8 +84,10 @@ fn default_rollout_timeout() -> GoDuration {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct IssuerRef {
     #[schemars(length(max = limits::OBJECT_NAME))]
+    /// The issuer's name.
     pub name: String,
     #[serde(default)]
+    /// `KeyIssuer` (the default: in the ApiKey's namespace) or `ClusterKeyIssuer`.
     pub kind: IssuerKind,
 }
 
@@ -135,8 +147,10 @@ pub struct Rotation {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct StoreRef {
     #[schemars(length(max = limits::OBJECT_NAME))]
+    /// The store's name.
     pub name: String,
     #[serde(default)]
+    /// `KeyStore` (the default: in the ApiKey's namespace) or `ClusterKeyStore`.
     pub kind: StoreKind,
     /// Where in the store the key lives (default `<namespace>/<name>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,9 +177,11 @@ pub struct SecretTemplate {
     pub name: Option<String>,
     #[serde(default = "field_current")]
     #[schemars(length(max = limits::SECRET_DATA_KEY))]
+    /// The Secret field holding the current key (default `api-key`).
     pub current_key_field: String,
     #[serde(default = "field_key_id")]
     #[schemars(length(max = limits::SECRET_DATA_KEY))]
+    /// The Secret field holding the current key's id at the issuer (default `api-key-id`).
     pub key_id_field: String,
     /// Present only during an overlap.
     #[serde(default = "field_previous")]
@@ -173,6 +189,8 @@ pub struct SecretTemplate {
     pub previous_key_field: String,
     #[serde(default = "field_previous_id")]
     #[schemars(length(max = limits::SECRET_DATA_KEY))]
+    /// The Secret field holding the previous key's id, during an overlap (default
+    /// `api-key-id-previous`).
     pub previous_key_id_field: String,
     /// Copied onto the Secret.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -180,6 +198,7 @@ pub struct SecretTemplate {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = limits::SECRET_METADATA_ENTRIES, "additionalProperties" = {"type": "string", "maxLength": limits::ANNOTATION_VALUE}))]
+    /// Annotations copied onto the Secret (at most 64).
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -222,12 +241,16 @@ impl Default for SecretTemplate {
 // Counted, not `!=` (see Rotation).
 #[x_kube(validation = Rule::new("(has(self.name) ? 1 : 0) + (has(self.selector) ? 1 : 0) == 1").message("a consumer has exactly one of name or selector"))]
 pub struct Consumer {
+    /// `Deployment`, `StatefulSet` or `DaemonSet`.
     pub kind: ConsumerKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::OBJECT_NAME))]
+    /// The workload's name, in the ApiKey's namespace. One that does not exist is reported
+    /// (Ready=False ConsumerNotFound) and keeps the previous key from being revoked.
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "limits::label_selector")]
+    /// Or every workload of `kind` whose labels match (none matching does not block).
     pub selector: Option<LabelSelector>,
 }
 
@@ -247,32 +270,46 @@ pub enum DeletionPolicy {
     Revoke,
 }
 
+/// Where the key stands, written by the operator: key ids and fingerprints, never keys.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiKeyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The spec generation this status describes.
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Where the key stands: Issuing, Storing, Distributing, RollingOut, Overlapping, Revoking,
+    /// Ready, Suspended or Failed.
     pub phase: Option<Phase>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "limits::conditions")]
+    /// `Ready` (a usable key is in the Secret) and `Rotating` (a rotation in progress, queued,
+    /// or failing), with a reason and a message that says what to do.
     pub conditions: Vec<Condition>,
     #[serde(default)]
+    /// How many keys this ApiKey has issued (never goes back).
     pub rotation_count: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::TIMESTAMP))]
+    /// When the current key was issued (RFC 3339).
     pub last_rotation_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::TIMESTAMP))]
+    /// When the next rotation is due: the schedule or the current key's expiry margin,
+    /// whichever comes first (RFC 3339).
     pub next_rotation_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The key in the Secret's current field.
     pub current_key: Option<KeyStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The key before it, during an overlap: still valid until revoked.
     pub previous_key: Option<KeyStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A rotation in flight: recorded before the issuer is called.
     pub pending_key: Option<PendingKey>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = limits::CONSUMER_STATUSES))]
+    /// Each consumer workload and whether it runs with the current key (at most 256).
     pub consumers: Vec<ConsumerStatus>,
     /// The last rotation attempt abandoned: its idempotency key is never used again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -282,6 +319,7 @@ pub struct ApiKeyStatus {
     #[schemars(length(max = limits::TIMESTAMP))]
     pub rollout_started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The request annotation values already acted on.
     pub handled_requests: Option<HandledRequests>,
     /// The last 10 keys this ApiKey held.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -305,20 +343,27 @@ pub enum Phase {
 /// The issuer a key was minted by, recorded so it is revoked where it came from.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct IssuerRecord {
+    /// KeyIssuer or ClusterKeyIssuer.
     pub kind: IssuerKind,
     #[schemars(length(max = limits::OBJECT_NAME))]
+    /// The issuer's name.
     pub name: String,
     #[schemars(length(max = limits::KEY_ID))]
+    /// The issuer's uid when the key was minted.
     pub uid: String,
 }
 
+/// The external store a key lives in.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct StoreRecord {
     #[schemars(length(max = limits::SHORT))]
+    /// The kind of store.
     pub kind: String,
     #[schemars(length(max = limits::OBJECT_NAME))]
+    /// The store's name.
     pub name: String,
     #[schemars(length(max = limits::URL))]
+    /// Where in the store the key is kept.
     pub location: String,
 }
 
@@ -327,18 +372,24 @@ pub struct StoreRecord {
 #[serde(rename_all = "camelCase")]
 pub struct KeyStatus {
     #[schemars(length(max = limits::KEY_ID))]
+    /// The key's id at the issuer (never the key).
     pub id: String,
     /// `sha256:` + the first 12 hex digits of the key's SHA-256.
     #[schemars(length(max = limits::FINGERPRINT))]
     pub fingerprint: String,
     #[schemars(length(max = limits::TIMESTAMP))]
+    /// When the key was issued (RFC 3339).
     pub issued_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::TIMESTAMP))]
+    /// When the issuer expires the key, if it does (RFC 3339).
     pub expires_at: Option<String>,
+    /// The rotation that issued it.
     pub rotation: u64,
+    /// The issuer that minted it (where it is revoked).
     pub issuer: IssuerRecord,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The external store it is kept in, if any.
     pub store: Option<StoreRecord>,
     /// Previous key only: when it may be revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -346,6 +397,7 @@ pub struct KeyStatus {
     pub revoke_after: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::TIMESTAMP))]
+    /// When the issuer last saw it used, if it reports that (RFC 3339).
     pub last_used_at: Option<String>,
     /// The key-defining spec (scopes, keyType, issuer, lifetime) it was minted for.
     #[serde(default)]
@@ -361,18 +413,25 @@ pub struct KeyStatus {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PendingKey {
+    /// The rotation this key will be.
     pub rotation: u64,
+    /// The attempt of that rotation (part of the idempotency key; never reused).
     pub attempt: u32,
     #[schemars(length(max = limits::TIMESTAMP))]
+    /// When the rotation started (RFC 3339).
     pub started_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::KEY_ID))]
+    /// The minted key's id, recorded as soon as the issuer answers.
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::FINGERPRINT))]
+    /// `sha256:` and the first 12 hex digits of the minted key's SHA-256.
     pub fingerprint: Option<String>,
+    /// The issuer it is minted at.
     pub issuer: IssuerRecord,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The external store it is kept in, if any.
     pub store: Option<StoreRecord>,
     /// The key-defining spec it is minted for; a change abandons it.
     #[serde(default)]
@@ -383,6 +442,7 @@ pub struct PendingKey {
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::TIMESTAMP))]
+    /// When the issuer expires it, if it does (RFC 3339).
     pub expires_at: Option<String>,
     /// What the issuer is asked for, recorded with the intent: a retry or a revocation
     /// of this rotation's key asks again with exactly that, whatever the spec says now.
@@ -398,30 +458,42 @@ pub struct PendingKey {
 #[serde(rename_all = "camelCase")]
 pub struct MintParameters {
     #[schemars(length(max = limits::DISPLAY_NAME))]
+    /// The key's name at the issuer.
     pub display_name: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = limits::SCOPES), inner(length(max = limits::SCOPE)))]
+    /// The scopes asked for.
     pub scopes: Vec<String>,
+    /// secret or publishable.
     pub key_type: KeyType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The lifetime asked for (a Go duration).
     pub expires_after: Option<GoDuration>,
 }
 
+/// A rotation attempt.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct AttemptRef {
+    /// The rotation.
     pub rotation: u64,
+    /// Its attempt.
     pub attempt: u32,
 }
 
+/// A consumer workload and whether it runs with the current key.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerStatus {
+    /// Deployment, StatefulSet or DaemonSet.
     pub kind: ConsumerKind,
     #[schemars(length(max = limits::OBJECT_NAME))]
+    /// The workload's name.
     pub name: String,
+    /// Every pod runs with the current key.
     pub rolled_out: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::MESSAGE))]
+    /// Why not yet (rolling, paused, OnDelete, not found).
     pub message: Option<String>,
 }
 
@@ -431,29 +503,40 @@ pub struct ConsumerStatus {
 pub struct HandledRequests {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::KEY_ID))]
+    /// The last `apikey.dev/rotate` value acted on (a longer value by its SHA-256).
     pub rotate: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::KEY_ID))]
+    /// The last `apikey.dev/emergency-rotate` value acted on.
     pub emergency_rotate: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::KEY_ID))]
+    /// The last `apikey.dev/revoke-previous` value acted on.
     pub revoke_previous: Option<String>,
 }
 
+/// A key this ApiKey held, and why it went.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
+    /// The rotation that issued the key.
     pub rotation: u64,
     #[schemars(length(max = limits::KEY_ID))]
+    /// The key's id at the issuer.
     pub id: String,
     #[schemars(length(max = limits::FINGERPRINT))]
+    /// Its fingerprint.
     pub fingerprint: String,
     #[schemars(length(max = limits::TIMESTAMP))]
+    /// When it was issued (RFC 3339).
     pub issued_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::TIMESTAMP))]
+    /// When it was revoked (absent: not revoked, see reason).
     pub revoked_at: Option<String>,
     #[schemars(length(max = limits::REASON))]
+    /// Why it went: Superseded, Compromised, RevokePreviousRequested, Abandoned, or
+    /// NotRevoked (its issuer was gone: revoke it there by hand).
     pub reason: String,
 }
 

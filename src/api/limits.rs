@@ -101,6 +101,25 @@ pub fn conditions(generator: &mut SchemaGenerator) -> Schema {
     Schema::try_from(value).expect("an array schema")
 }
 
+/// Doc comments wrap at 100 columns; `kubectl explain` wraps descriptions itself, so a
+/// line break inside a paragraph would show as a break mid-sentence.
+pub fn unwrap_descriptions(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(Value::String(d)) = map.get_mut("description") {
+                *d = d
+                    .split("\n\n")
+                    .map(|p| p.split('\n').map(str::trim).collect::<Vec<_>>().join(" "))
+                    .collect::<Vec<_>>()
+                    .join("\n\n");
+            }
+            map.values_mut().for_each(unwrap_descriptions);
+        }
+        Value::Array(items) => items.iter_mut().for_each(unwrap_descriptions),
+        _ => {}
+    }
+}
+
 /// `nullable: true` already says a field may be null; kubectl's client-side validation
 /// refuses `null` as an enum value ("unknown object type \"nil\""), which schemars emits
 /// for `Option<enum>`.

@@ -26,6 +26,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         {
             let mut value = serde_json::to_value(&*schema).expect("schemas serialize");
             limits::drop_null_from_enums(&mut value);
+            limits::unwrap_descriptions(&mut value);
             *schema = serde_json::from_value(value).expect("a schema stays a schema");
         }
     }

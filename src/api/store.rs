@@ -12,8 +12,12 @@ use super::limits;
 #[serde(rename_all = "camelCase")]
 pub struct StoreConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// HashiCorp Vault or OpenBao, KV version 2. Not available in this release: an ApiKey
+    /// with a storeRef reports InvalidSpec.
     pub vault: Option<VaultStore>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// AWS Secrets Manager. Not available in this release: an ApiKey with a storeRef
+    /// reports InvalidSpec.
     pub aws_secrets_manager: Option<AwsSecretsManagerStore>,
 }
 
@@ -24,6 +28,7 @@ const EXACTLY_ONE_BACKEND: &str =
     "(has(self.vault) ? 1 : 0) + (has(self.awsSecretsManager) ? 1 : 0) == 1";
 const BACKENDS: &str = "set exactly one of spec.vault or spec.awsSecretsManager (vault: HashiCorp Vault or OpenBao KV v2; awsSecretsManager: AWS Secrets Manager)";
 
+/// Exactly one backend.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "apikey.dev",
@@ -39,6 +44,7 @@ pub struct KeyStoreSpec {
     pub config: StoreConfig,
 }
 
+/// Exactly one backend, and which namespaces may use it.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "apikey.dev",
@@ -79,7 +85,9 @@ pub struct VaultStore {
     pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::CA_BUNDLE))]
+    /// PEM bundle to trust for the server's TLS certificate (default: system roots).
     pub ca_bundle: Option<String>,
+    /// How the operator logs in: exactly one of `token` or `kubernetes`.
     pub auth: VaultAuth,
 }
 
@@ -87,6 +95,7 @@ fn default_mount() -> String {
     "secret".into()
 }
 
+/// How the operator logs in to Vault: exactly one method.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 // Counted, not `!=` (see EXACTLY_ONE_BACKEND).
 #[x_kube(validation = Rule::new("(has(self.token) ? 1 : 0) + (has(self.kubernetes) ? 1 : 0) == 1").message("set exactly one of auth.token or auth.kubernetes"))]
@@ -99,19 +108,24 @@ pub struct VaultAuth {
     pub kubernetes: Option<VaultKubernetesAuth>,
 }
 
+/// A Vault token read from a Secret.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct VaultTokenAuth {
+    /// The Secret field holding the token.
     pub secret_ref: SecretKeySelector,
 }
 
+/// Kubernetes auth with a ServiceAccount token.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct VaultKubernetesAuth {
     #[schemars(length(max = limits::IDENTIFIER))]
+    /// The Vault role to log in as.
     pub role: String,
     #[serde(default = "default_kubernetes_mount")]
     #[schemars(length(max = limits::IDENTIFIER))]
+    /// Where the Kubernetes auth method is mounted (default `kubernetes`).
     pub mount_path: String,
     /// The ServiceAccount whose token is presented (default: the operator's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,6 +133,7 @@ pub struct VaultKubernetesAuth {
     pub service_account_name: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = limits::AUDIENCES), inner(length(max = limits::IDENTIFIER)))]
+    /// Audiences of the ServiceAccount token (at most 8; default: the cluster's).
     pub audiences: Vec<String>,
 }
 
@@ -126,10 +141,12 @@ fn default_kubernetes_mount() -> String {
     "kubernetes".into()
 }
 
+/// AWS Secrets Manager.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AwsSecretsManagerStore {
     #[schemars(length(max = limits::SHORT))]
+    /// The AWS region, e.g. `eu-west-1`.
     pub region: String,
     /// Prepended to every secret name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,11 +154,13 @@ pub struct AwsSecretsManagerStore {
     pub prefix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::URL))]
+    /// The KMS key that encrypts the secrets (default: the account's AWS-managed key).
     pub kms_key_id: Option<String>,
     /// Override the endpoint (e.g. a local test server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::URL))]
     pub endpoint_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Static credentials (default: the operator's ambient AWS credentials).
     pub credentials_secret_ref: Option<AwsCredentialsRef>,
 }

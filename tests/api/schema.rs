@@ -74,6 +74,43 @@ fn generated_schemas_are_bounded_and_enums_hold_no_null() {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
+/// `kubectl explain` documents every field: what it does, its default, its format.
+#[test]
+fn every_field_is_described() {
+    fn walk(s: &Value, path: &str, out: &mut Vec<String>) {
+        for (name, prop) in s["properties"].as_object().into_iter().flatten() {
+            let p = format!("{path}.{name}");
+            if prop["description"]
+                .as_str()
+                .is_none_or(|d| d.trim().is_empty())
+            {
+                out.push(p.clone());
+            }
+            walk(prop, &p, out);
+            walk(&prop["items"], &format!("{p}[]"), out);
+        }
+    }
+    let mut missing = Vec::new();
+    for crd in api::crds() {
+        let crd = serde_json::to_value(&crd).unwrap();
+        let kind = crd["spec"]["names"]["kind"].as_str().unwrap().to_string();
+        for version in crd["spec"]["versions"].as_array().unwrap() {
+            let root = &version["schema"]["openAPIV3Schema"];
+            for part in ["spec", "status"] {
+                if root["properties"][part].is_object() {
+                    let mut wrapper = json!({"properties": {}});
+                    wrapper["properties"][part] = root["properties"][part].clone();
+                    walk(&wrapper, &kind, &mut missing);
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "fields without a description: {missing:#?}"
+    );
+}
+
 /// The CRDs as they were before they were bounded, kept as a fixture: kube-apiserver 1.24
 /// refused three of them (reported in issue 7, reproduced on a real 1.24 server); the dev
 /// cluster emulating 1.24 must refuse exactly those, at the same fields.
