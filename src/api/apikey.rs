@@ -318,6 +318,11 @@ pub struct ApiKeyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::TIMESTAMP))]
     pub rollout_started_at: Option<String>,
+    /// The consumer Secret the keys were last written to: when `spec.secret.name` changes,
+    /// the old one is cleaned up (released under Retain, deleted under Revoke).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::OBJECT_NAME))]
+    pub secret_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     /// The request annotation values already acted on.
     pub handled_requests: Option<HandledRequests>,

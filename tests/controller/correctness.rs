@@ -807,3 +807,46 @@ async fn schedule_typos_and_settings_that_cannot_work_are_explained() {
     wait_event(c, "hourly", "OverlapLongerThanRotation").await;
     wait_event(c, "short", "ExpiryShorterThanRotation").await;
 }
+
+/// User surface, item 11: renaming the Secret moves the keys, and the old Secret is not
+/// left owned by the ApiKey offering keys that will be revoked (released under Retain).
+#[tokio::test]
+async fn renaming_the_secret_moves_the_keys_and_releases_the_old_one() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(c, apikey("moving", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let id = current_id(&wait(apikeys.clone(), "moving", ready).await);
+    apikeys
+        .patch(
+            "moving",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"secret": {"name": "moving-v2"}}})),
+        )
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    let moved = wait(secrets.clone(), "moving-v2", |s: Option<&Secret>| {
+        s.is_some()
+    })
+    .await;
+    assert_eq!(
+        data(&moved, "api-key-id").unwrap(),
+        id,
+        "the same key, moved"
+    );
+    let old = wait(secrets, "moving", |s: Option<&Secret>| {
+        s.is_some_and(|s| s.owner_references().is_empty())
+    })
+    .await;
+    assert_eq!(data(&old, "api-key-id").unwrap(), id, "released as it was");
+    wait_event(c, "moving", "SecretMoved").await;
+    assert!(
+        !events(c, "default", "moving")
+            .await
+            .iter()
+            .any(|(r, _)| r == "SecretRestored"),
+        "not reported as a restore"
+    );
+}

@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use secrecy::SecretString;
 use serde_json::json;
 
 use super::soon;
-use crate::api::apikey::{KeyStatus, Phase};
+use crate::api::apikey::{DeletionPolicy, KeyStatus, Phase};
 use crate::controller::clock::ts;
 use crate::controller::error::Error;
 use crate::controller::reconcile::MANAGER;
@@ -76,17 +76,69 @@ impl Shell<'_> {
 
     /// Rewrites a consumer Secret that was deleted or edited.
     pub(super) async fn restore_secret(&mut self) -> Result<Action, Error> {
+        let name = secret::secret_name(self.ak);
+        let recorded = self.status.secret_name.clone();
+        let moved_from = recorded.clone().filter(|old| *old != name);
         self.apply_secret().await?;
-        self.event(
-            EventType::Warning,
-            "SecretRestored",
-            format!(
-                "Secret {:?} was missing or edited; restored",
-                secret::secret_name(self.ak)
-            ),
-        )
-        .await;
+        match moved_from {
+            // Renamed: the keys are in the new Secret; the old one goes as deletion would
+            // take it (its keys are this ApiKey's and may be revoked, so it must not stay
+            // owned by it, offering them).
+            Some(old) => {
+                self.clean_up_secret(&old).await?;
+                let policy = self.ak.spec.deletion_policy;
+                let fate = if policy == DeletionPolicy::Revoke {
+                    "deleted"
+                } else {
+                    "released (kept, no longer managed)"
+                };
+                self.event(
+                    EventType::Normal,
+                    "SecretMoved",
+                    format!("keys moved from Secret {old:?} to {name:?}; {old:?} {fate}"),
+                )
+                .await;
+            }
+            None => {
+                self.event(
+                    EventType::Warning,
+                    "SecretRestored",
+                    format!("Secret {name:?} was missing or edited; restored"),
+                )
+                .await
+            }
+        }
+        if recorded.as_deref() != Some(name.as_str()) {
+            self.put_status().await?;
+        }
         Ok(soon())
+    }
+
+    /// A consumer Secret this ApiKey no longer writes: released under Retain, deleted under
+    /// Revoke (and left alone if it is not this ApiKey's).
+    async fn clean_up_secret(&mut self, name: &str) -> Result<(), Error> {
+        let Some(s) = self.secrets.get_opt(name).await? else {
+            return Ok(());
+        };
+        if !secret::may_manage(self.ak, &s) {
+            return Ok(());
+        }
+        if self.ak.spec.deletion_policy == DeletionPolicy::Revoke {
+            let exactly_that = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: s.uid(),
+                    resource_version: s.resource_version(),
+                }),
+                ..Default::default()
+            };
+            self.secrets.delete(name, &exactly_that).await?;
+        } else {
+            let release = json!({"metadata": {"ownerReferences": null}});
+            self.secrets
+                .patch(name, &PatchParams::default(), &Patch::Merge(&release))
+                .await?;
+        }
+        Ok(())
     }
 
     /// A new current key is in status: record its rotation, then write status, the
@@ -148,6 +200,7 @@ impl Shell<'_> {
                 .await?;
         }
         self.secret_version = written.resource_version();
+        self.status.secret_name = Some(name);
         Ok(())
     }
 
