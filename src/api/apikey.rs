@@ -342,7 +342,10 @@ pub enum Phase {
     Revoking,
     Ready,
     Suspended,
+    /// Waits for a change you make (the Ready condition says which).
     Failed,
+    /// A transient failure (issuer, store or Kubernetes API unavailable), being retried.
+    Error,
 }
 
 /// The issuer a key was minted by, recorded so it is revoked where it came from.

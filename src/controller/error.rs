@@ -78,6 +78,18 @@ impl Error {
         }
     }
 
+    /// A failure that retrying can get past (an issuer, store or API that is unavailable
+    /// now), as opposed to one that waits for a change a user makes.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Issuer(IssuerError::Unavailable(_))
+                | Error::Store(StoreError::Unavailable(_))
+                | Error::Kube(_)
+                | Error::Changed
+        )
+    }
+
     /// A write lost a race with another writer: requeue at once, it is not a failure.
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Kube(kube::Error::Api(s)) if s.code == 409)

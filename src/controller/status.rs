@@ -22,7 +22,10 @@ impl Shell<'_> {
         let spec_changed = self.status.observed_generation != self.ak.meta().generation;
         self.status.phase = Some(phase);
         self.status.observed_generation = self.ak.meta().generation;
-        let rotating = !matches!(phase, Phase::Ready | Phase::Suspended | Phase::Failed);
+        let rotating = !matches!(
+            phase,
+            Phase::Ready | Phase::Suspended | Phase::Failed | Phase::Error
+        );
         let generation = self.ak.meta().generation;
         self.status.next_rotation_time = self.next_rotation().map(ts);
         let (reason, message) = match &self.queued {
@@ -240,21 +243,29 @@ pub(super) async fn report_failure(ak: &ApiKey, ctx: &Context, e: &Error) {
     let mut status = ak.status.clone().unwrap_or_default();
     let distributed = status.current_key.is_some();
     let message = e.to_string();
-    let (type_, phase) = if distributed {
-        ("Rotating", status.phase)
-    } else {
-        ("Ready", Some(Phase::Failed))
-    };
-    set_condition(
-        &mut status.conditions,
-        type_,
-        false,
-        e.reason(),
-        &message,
-        ak.meta().generation,
-        ctx.clock.now(),
-    );
-    status.phase = phase;
+    // Rotating says why a rotation does not go on (so it never reads "Issuing" beside a
+    // failure); Ready too, when no key was distributed yet. PHASE tells a failure that
+    // waits for a change (Failed) from one being retried (Error).
+    let mut failed = vec!["Rotating"];
+    if !distributed {
+        failed.push("Ready");
+        status.phase = Some(if e.is_transient() {
+            Phase::Error
+        } else {
+            Phase::Failed
+        });
+    }
+    for type_ in failed {
+        set_condition(
+            &mut status.conditions,
+            type_,
+            false,
+            e.reason(),
+            &message,
+            ak.meta().generation,
+            ctx.clock.now(),
+        );
+    }
     status.observed_generation = ak.meta().generation;
     if ak.status.as_ref() != Some(&status) {
         let mut obj = ak.clone();

@@ -1167,6 +1167,21 @@ async fn store_failures_are_reported_and_recovered_from() {
         status.current_key.is_none(),
         "nothing is distributed before it is stored"
     );
+    assert_eq!(
+        status.phase,
+        Some(Phase::Error),
+        "retried, not waiting for you"
+    );
+    let rotating = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Rotating")
+        .unwrap();
+    assert_eq!(
+        (rotating.status.as_str(), rotating.reason.as_str()),
+        ("False", "StoreUnavailable"),
+        "never 'Rotating=True Storing' beside a failure"
+    );
     let waiting = status
         .pending_key
         .unwrap()
