@@ -5,6 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::ProviderStatus;
 use super::apikey::KeyType;
 use super::duration::GoDuration;
 use super::limits;
@@ -47,7 +48,12 @@ const PROVIDERS: &str = "set exactly one of spec.generate, spec.http or spec.aws
     kind = "KeyIssuer",
     namespaced,
     category = "apikey-operator",
-    doc = "Mints and revokes API keys for ApiKeys in its own namespace."
+    doc = "Mints and revokes API keys for ApiKeys in its own namespace.",
+    status = "ProviderStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Provider","type":"string","jsonPath":".status.provider"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
 )]
 #[x_kube(validation = Rule::new(EXACTLY_ONE_PROVIDER).message(PROVIDERS))]
 pub struct KeyIssuerSpec {
@@ -62,7 +68,12 @@ pub struct KeyIssuerSpec {
     version = "v1alpha1",
     kind = "ClusterKeyIssuer",
     category = "apikey-operator",
-    doc = "Mints and revokes API keys for ApiKeys in the namespaces it selects; its credentials live in the operator's namespace."
+    doc = "Mints and revokes API keys for ApiKeys in the namespaces it selects; its credentials live in the operator's namespace.",
+    status = "ProviderStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Provider","type":"string","jsonPath":".status.provider"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(EXACTLY_ONE_PROVIDER).message(PROVIDERS))]

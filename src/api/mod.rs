@@ -7,7 +7,26 @@ pub mod limits;
 pub mod store;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResourceExt, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// What the operator reports of an issuer or a store: whether it can be used.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderStatus {
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The provider (issuer) or backend (store) the spec configures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::SHORT))]
+    pub provider: Option<String>,
+    /// `Ready`: whether ApiKeys can use it now, and if not, why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "limits::conditions")]
+    pub conditions: Vec<Condition>,
+}
 
 /// Every CRD of the API, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {

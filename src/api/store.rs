@@ -5,6 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::ProviderStatus;
 use super::issuer::{AwsCredentialsRef, SecretKeySelector};
 use super::limits;
 
@@ -36,7 +37,12 @@ const BACKENDS: &str = "set exactly one of spec.vault or spec.awsSecretsManager 
     kind = "KeyStore",
     namespaced,
     category = "apikey-operator",
-    doc = "Keeps key material for ApiKeys in its own namespace."
+    doc = "Keeps key material for ApiKeys in its own namespace.",
+    status = "ProviderStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Backend","type":"string","jsonPath":".status.provider"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
 )]
 #[x_kube(validation = Rule::new(EXACTLY_ONE_BACKEND).message(BACKENDS))]
 pub struct KeyStoreSpec {
@@ -51,7 +57,12 @@ pub struct KeyStoreSpec {
     version = "v1alpha1",
     kind = "ClusterKeyStore",
     category = "apikey-operator",
-    doc = "Keeps key material for ApiKeys in the namespaces it selects; its credentials live in the operator's namespace."
+    doc = "Keeps key material for ApiKeys in the namespaces it selects; its credentials live in the operator's namespace.",
+    status = "ProviderStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Backend","type":"string","jsonPath":".status.provider"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(EXACTLY_ONE_BACKEND).message(BACKENDS))]

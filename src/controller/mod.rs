@@ -5,8 +5,8 @@ pub mod clock;
 mod consumers;
 pub mod error;
 mod finalizers;
-pub mod issuer_guard;
 mod observe;
+pub mod providers;
 pub mod reconcile;
 pub mod rotation;
 pub mod schedule;
@@ -59,6 +59,7 @@ pub async fn run(client: Client, settings: Settings) {
         },
     );
     let ticks = settings.clock.ticks();
+    let clock = settings.clock.clone();
     let ctx = Arc::new(Context::new(
         client.clone(),
         recorder,
@@ -68,7 +69,7 @@ pub async fn run(client: Client, settings: Settings) {
     let apikeys: Api<ApiKey> = Api::all(client.clone());
     let controller = Controller::new(apikeys, watcher::Config::default());
     let cache = controller.store();
-    let guard = issuer_guard::run(client.clone(), cache.clone());
+    let issuers_and_stores = providers::run(client.clone(), cache.clone(), clock);
     let issuer_cache = cache.clone();
     let cluster_issuer_cache = cache.clone();
     // Consumers are watched by metadata only; their status is read when reconciling.
@@ -122,7 +123,7 @@ pub async fn run(client: Client, settings: Settings) {
                 tracing::debug!(error = %e, "reconcile");
             }
         });
-    futures::join!(apikeys, guard);
+    futures::join!(apikeys, issuers_and_stores);
 }
 
 /// Metadata-only changes of one kind of object.

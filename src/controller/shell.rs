@@ -12,7 +12,7 @@ use kube::{Resource, ResourceExt};
 
 use super::clock::parse_ts;
 use super::error::Error;
-use super::issuer_guard;
+use super::providers;
 use super::reconcile::Context;
 use super::rotation::{self, HeldKey, Trigger};
 use super::schedule::Cadence;
@@ -188,7 +188,7 @@ impl<'a> Shell<'a> {
             uid,
         };
         // Keys are about to be minted there: keep the issuer while they are held.
-        issuer_guard::protect(&self.ctx.client, &record, &self.ns).await?;
+        providers::protect(&self.ctx.client, &record, &self.ns).await?;
         Ok(record)
     }
 

@@ -850,3 +850,68 @@ async fn renaming_the_secret_moves_the_keys_and_releases_the_old_one() {
         "not reported as a restore"
     );
 }
+
+/// User surface, item 9: issuers and stores say whether they can be used, on themselves.
+#[tokio::test]
+async fn issuers_and_stores_report_whether_they_can_be_used() {
+    let op = operator().await;
+    issuer(&op.t.client).await;
+    let k = Kubectl::new(&op.t.cluster.kubeconfig());
+    let manifests = k.file(
+        "providers.yaml",
+        "apiVersion: apikey.dev/v1alpha1
+kind: KeyIssuer
+metadata: {name: widgetjar}
+spec:
+  http:
+    url: https://api.widgetjar.example/v1
+    credentialsSecretRef: {name: widgetjar-admin, key: token}
+---
+apiVersion: apikey.dev/v1alpha1
+kind: KeyStore
+metadata: {name: vault}
+spec:
+  vault:
+    server: https://vault.example.com:8200
+    auth: {kubernetes: {role: apikey-operator}}
+",
+    );
+    k.ok(&["apply", "-f", &manifests]).await;
+    let ready_is = |want: &'static str| {
+        move |i: Option<&apikey_operator::api::issuer::KeyIssuer>| {
+            i.and_then(|i| i.status.as_ref())
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                .is_some_and(|c| c.status == want)
+        }
+    };
+    let issuers =
+        Api::<apikey_operator::api::issuer::KeyIssuer>::default_namespaced(op.t.client.clone());
+    wait(issuers.clone(), "gen", ready_is("True")).await;
+    wait(issuers, "widgetjar", ready_is("False")).await;
+    let stores =
+        Api::<apikey_operator::api::store::KeyStore>::default_namespaced(op.t.client.clone());
+    wait(
+        stores,
+        "vault",
+        |s: Option<&apikey_operator::api::store::KeyStore>| {
+            s.and_then(|s| s.status.as_ref())
+                .is_some_and(|s| !s.conditions.is_empty())
+        },
+    )
+    .await;
+    let table = k.ok(&["get", "keyissuers", "-o", "wide"]).await;
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "PROVIDER", "AGE", "MESSAGE"],
+        "{table}"
+    );
+    let http = table.lines().find(|l| l.starts_with("widgetjar")).unwrap();
+    assert!(
+        http.contains("False") && http.contains("http") && http.contains("not available"),
+        "{table}"
+    );
+    let stores = k.ok(&["get", "keystores"]).await;
+    let row: Vec<&str> = stores.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[..3], ["vault", "False", "vault"], "{stores}");
+}

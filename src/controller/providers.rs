@@ -1,0 +1,286 @@
+//! Issuers and stores: whether each can be used (`status`, the READY and PROVIDER or
+//! BACKEND columns), and issuers kept while keys they minted are held — a key can only be
+//! revoked where it came from, so a `KeyIssuer` deleted first (as a namespace deletion
+//! does) would leave a `Revoke` ApiKey unable to revoke its keys. The operator puts a
+//! finalizer on an issuer when it mints there, and lifts it once no ApiKey holds a key
+//! from it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use super::clock::Clock;
+use super::error::Error;
+use super::finalizers;
+use super::status::set_condition;
+use crate::api::ProviderStatus;
+use crate::api::apikey::{ApiKey, IssuerKind, IssuerRecord};
+use crate::api::issuer::{ClusterKeyIssuer, IssuerConfig, KeyIssuer};
+use crate::api::store::{ClusterKeyStore, KeyStore, StoreConfig};
+
+pub const ISSUER_FINALIZER: &str = "apikey.dev/keys-held";
+
+/// How often a deleting issuer looks again for ApiKeys still holding its keys.
+const RECHECK: Duration = Duration::from_secs(2);
+
+/// Puts the finalizer on the issuer an ApiKey is about to mint at (a no-op when it is
+/// there, or when the issuer is already being deleted).
+pub async fn protect(client: &Client, record: &IssuerRecord, namespace: &str) -> Result<(), Error> {
+    match record.kind {
+        IssuerKind::KeyIssuer => {
+            add_finalizer(
+                Api::<KeyIssuer>::namespaced(client.clone(), namespace),
+                &record.name,
+            )
+            .await
+        }
+        IssuerKind::ClusterKeyIssuer => {
+            add_finalizer(Api::<ClusterKeyIssuer>::all(client.clone()), &record.name).await
+        }
+    }
+}
+
+async fn add_finalizer<K>(api: Api<K>, name: &str) -> Result<(), Error>
+where
+    K: Resource + Clone + std::fmt::Debug + DeserializeOwned,
+{
+    let Some(issuer) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    if issuer.meta().deletion_timestamp.is_none()
+        && !issuer.finalizers().iter().any(|f| f == ISSUER_FINALIZER)
+    {
+        finalizers::add(&api, &issuer, ISSUER_FINALIZER).await?;
+    }
+    Ok(())
+}
+
+/// Whether an ApiKey holds (current, previous or pending) a key minted by this issuer.
+fn holds(ak: &ApiKey, kind: IssuerKind, name: &str, uid: &str, namespace: Option<&str>) -> bool {
+    if namespace.is_some() && ak.namespace().as_deref() != namespace {
+        return false;
+    }
+    let Some(s) = &ak.status else {
+        return false;
+    };
+    let minted_here = |r: &IssuerRecord| r.kind == kind && r.name == name && r.uid == uid;
+    [&s.current_key, &s.previous_key]
+        .into_iter()
+        .flatten()
+        .any(|k| minted_here(&k.issuer))
+        || s.pending_key
+            .as_ref()
+            .is_some_and(|p| minted_here(&p.issuer))
+}
+
+struct Guard {
+    client: Client,
+    apikeys: Store<ApiKey>,
+    clock: Arc<Clock>,
+}
+
+/// Lifts the finalizer of deleting issuers once no ApiKey (in `apikeys`, the controller's
+/// cache) holds a key from them.
+pub async fn run(client: Client, apikeys: Store<ApiKey>, clock: Arc<Clock>) {
+    if apikeys.wait_until_ready().await.is_err() {
+        return;
+    }
+    let guard = Arc::new(Guard {
+        client: client.clone(),
+        apikeys,
+        clock,
+    });
+    let namespaced = Controller::new(
+        Api::<KeyIssuer>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(
+        |i: Arc<KeyIssuer>, g: Arc<Guard>| async move {
+            let api = Api::namespaced(g.client.clone(), &i.namespace().unwrap_or_default());
+            let ready = issuer_readiness(&i.spec.config);
+            report(&g, &api, i.as_ref(), i.status.as_ref(), ready).await?;
+            release(&g, api, i.as_ref(), IssuerKind::KeyIssuer, i.namespace()).await
+        },
+        |_, _, _| Action::requeue(RECHECK),
+        guard.clone(),
+    )
+    .for_each(|_| async {});
+    let cluster = Controller::new(
+        Api::<ClusterKeyIssuer>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(
+        |i: Arc<ClusterKeyIssuer>, g: Arc<Guard>| async move {
+            let api = Api::all(g.client.clone());
+            let ready = issuer_readiness(&i.spec.config);
+            report(&g, &api, i.as_ref(), i.status.as_ref(), ready).await?;
+            release(&g, api, i.as_ref(), IssuerKind::ClusterKeyIssuer, None).await
+        },
+        |_, _, _| Action::requeue(RECHECK),
+        guard.clone(),
+    )
+    .for_each(|_| async {});
+    let stores = Controller::new(
+        Api::<KeyStore>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(
+        |s: Arc<KeyStore>, g: Arc<Guard>| async move {
+            let api = Api::namespaced(g.client.clone(), &s.namespace().unwrap_or_default());
+            report(
+                &g,
+                &api,
+                s.as_ref(),
+                s.status.as_ref(),
+                store_readiness(&s.spec.config),
+            )
+            .await?;
+            Ok::<_, Error>(Action::await_change())
+        },
+        |_, _, _| Action::requeue(RECHECK),
+        guard.clone(),
+    )
+    .for_each(|_| async {});
+    let cluster_stores = Controller::new(
+        Api::<ClusterKeyStore>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(
+        |s: Arc<ClusterKeyStore>, g: Arc<Guard>| async move {
+            let api = Api::all(g.client.clone());
+            report(
+                &g,
+                &api,
+                s.as_ref(),
+                s.status.as_ref(),
+                store_readiness(&s.spec.config),
+            )
+            .await?;
+            Ok::<_, Error>(Action::await_change())
+        },
+        |_, _, _| Action::requeue(RECHECK),
+        guard,
+    )
+    .for_each(|_| async {});
+    futures::join!(namespaced, cluster, stores, cluster_stores);
+}
+
+/// Whether an issuer can be used: its provider, and why not if it cannot.
+struct Readiness {
+    provider: &'static str,
+    unavailable: Option<String>,
+}
+
+fn issuer_readiness(config: &IssuerConfig) -> Readiness {
+    let provider = if config.generate.is_some() {
+        "generate"
+    } else if config.http.is_some() {
+        "http"
+    } else {
+        "awsIam"
+    };
+    Readiness {
+        provider,
+        unavailable: crate::issuer::for_spec(config).err(),
+    }
+}
+
+fn store_readiness(config: &StoreConfig) -> Readiness {
+    let provider = if config.vault.is_some() {
+        "vault"
+    } else {
+        "awsSecretsManager"
+    };
+    Readiness {
+        provider,
+        unavailable: Some(format!(
+            "the {provider} backend is not available in this release: ApiKeys with a storeRef report InvalidSpec"
+        )),
+    }
+}
+
+/// Writes the readiness into the object's status when it changed (no write otherwise).
+async fn report<K>(
+    guard: &Guard,
+    api: &Api<K>,
+    obj: &K,
+    current: Option<&ProviderStatus>,
+    readiness: Readiness,
+) -> Result<(), Error>
+where
+    K: Resource + Clone + std::fmt::Debug + DeserializeOwned,
+{
+    let mut status = current.cloned().unwrap_or_default();
+    let generation = obj.meta().generation;
+    let (ready, reason, message) = match readiness.unavailable {
+        None => (
+            true,
+            "ProviderReady",
+            format!("the {} provider is ready", readiness.provider),
+        ),
+        Some(why) => (false, "ProviderUnavailable", why),
+    };
+    status.observed_generation = generation;
+    status.provider = Some(readiness.provider.to_string());
+    set_condition(
+        &mut status.conditions,
+        "Ready",
+        ready,
+        reason,
+        &message,
+        generation,
+        guard.clock.now(),
+    );
+    if current == Some(&status) {
+        return Ok(());
+    }
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": status})),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn release<K>(
+    guard: &Guard,
+    api: Api<K>,
+    issuer: &K,
+    kind: IssuerKind,
+    namespace: Option<String>,
+) -> Result<Action, Error>
+where
+    K: Resource + Clone + std::fmt::Debug + DeserializeOwned,
+{
+    if issuer.meta().deletion_timestamp.is_none()
+        || !issuer.finalizers().iter().any(|f| f == ISSUER_FINALIZER)
+    {
+        return Ok(Action::await_change());
+    }
+    let (name, uid) = (
+        issuer.name_any(),
+        issuer.meta().uid.clone().unwrap_or_default(),
+    );
+    let held = guard
+        .apikeys
+        .state()
+        .iter()
+        .any(|ak| holds(ak, kind, &name, &uid, namespace.as_deref()));
+    if held {
+        return Ok(Action::requeue(RECHECK));
+    }
+    finalizers::remove(&api, issuer, ISSUER_FINALIZER).await?;
+    Ok(Action::await_change())
+}
