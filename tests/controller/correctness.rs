@@ -915,3 +915,53 @@ spec:
     let row: Vec<&str> = stores.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(row[..3], ["vault", "False", "vault"], "{stores}");
 }
+
+/// User surface, item 5: a request is acted on once per value; removing it and setting
+/// the same value again is a new request.
+#[tokio::test]
+async fn a_removed_request_can_be_made_again_with_the_same_value() {
+    let (op, clock) = operator_on_test_clock().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(
+        c,
+        apikey("again", json!({"every": "24h", "overlap": "1s"}), json!({})),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    wait(apikeys.clone(), "again", ready).await;
+    let annotate =
+        |v: Value| Patch::Merge(json!({"metadata": {"annotations": {"apikey.dev/rotate": v}}}));
+    let rotated_to = |n: u64| {
+        move |a: Option<&ApiKey>| {
+            ready(a)
+                && a.and_then(|a| a.status.as_ref())
+                    .is_some_and(|s| s.rotation_count == n && s.previous_key.is_none())
+        }
+    };
+    for (value, rotation) in [(json!("now"), 2), (Value::Null, 2), (json!("now"), 3)] {
+        apikeys
+            .patch("again", &PatchParams::default(), &annotate(value.clone()))
+            .await
+            .unwrap();
+        if value.is_null() {
+            wait(apikeys.clone(), "again", |a: Option<&ApiKey>| {
+                a.and_then(|a| a.status.as_ref()).is_some_and(|s| {
+                    s.handled_requests
+                        .as_ref()
+                        .is_none_or(|h| h.rotate.is_none())
+                })
+            })
+            .await;
+            continue;
+        }
+        wait(apikeys.clone(), "again", |a: Option<&ApiKey>| {
+            a.and_then(|a| a.status.as_ref())
+                .and_then(|s| s.previous_key.as_ref())
+                .is_some_and(|p| p.revoke_after.is_some())
+        })
+        .await;
+        clock.advance(std::time::Duration::from_secs(5));
+        wait(apikeys.clone(), "again", rotated_to(rotation)).await;
+    }
+}

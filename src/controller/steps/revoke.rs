@@ -97,6 +97,32 @@ impl Shell<'_> {
         }
     }
 
+    /// A request annotation that was removed is forgotten, so setting the same value again
+    /// later is a new request (a value left in place is acted on once). True when any was.
+    fn forget_removed_requests(&mut self) -> bool {
+        let present = |key: &str| self.ak.annotations().contains_key(key);
+        let (rotate, emergency, revoke) = (
+            present(annotations::ROTATE),
+            present(annotations::EMERGENCY_ROTATE),
+            present(annotations::REVOKE_PREVIOUS),
+        );
+        let Some(handled) = self.status.handled_requests.as_mut() else {
+            return false;
+        };
+        let mut changed = false;
+        for (slot, present) in [
+            (&mut handled.rotate, rotate),
+            (&mut handled.emergency_rotate, emergency),
+            (&mut handled.revoke_previous, revoke),
+        ] {
+            if !present && slot.is_some() {
+                *slot = None;
+                changed = true;
+            }
+        }
+        changed
+    }
+
     /// A `revoke-previous` request with no previous key is marked handled.
     pub(super) async fn acknowledge_revoke_previous(&mut self) -> Result<Action, Error> {
         self.status
@@ -140,9 +166,10 @@ impl Shell<'_> {
             || failure_shown
             || self.status.next_rotation_time != self.next_rotation().map(ts)
             || queued_shown != (self.queued.is_some() && phase == Phase::Overlapping);
+        let requests_cleared = self.forget_removed_requests();
         self.sweep_store().await?;
         let consumers_changed = self.record_consumers().await?;
-        if stale || consumers_changed {
+        if stale || consumers_changed || requests_cleared {
             self.write_status(phase).await?;
         }
 
