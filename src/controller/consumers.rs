@@ -6,6 +6,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -28,6 +29,10 @@ pub(super) struct Workload {
     /// elsewhere (a typo), so the previous key is not revoked on its account.
     pub(super) missing: bool,
 }
+
+/// How status says a selector matches no workload (which names none that could need the
+/// key, so it does not block).
+pub(super) const MATCHED_NOTHING: &str = "0 matched: the selector matches no workload";
 
 /// How status says a named consumer does not exist (and why that blocks revocation).
 pub(super) const NOT_FOUND: &str = "not found: create it or fix spec.consumers; the previous key stays valid until it has rolled out";
@@ -55,10 +60,8 @@ impl Shell<'_> {
                 (None, None) => continue,
             };
             let found = with_kind!(c.kind, K => self.workloads::<K>(c.kind, &lp, &fp).await?);
-            if found.is_empty()
-                && let Some(name) = &c.name
-            {
-                out.push(Workload {
+            match (&c.name, &c.selector) {
+                (Some(name), _) if found.is_empty() => out.push(Workload {
                     kind: c.kind,
                     name: name.clone(),
                     carries: false,
@@ -66,7 +69,22 @@ impl Shell<'_> {
                     blocked: Some(NOT_FOUND),
                     grace_seconds: 0,
                     missing: true,
-                });
+                }),
+                // Reported, not waited for: no workload it names could need the key.
+                (None, Some(selector)) if found.is_empty() => {
+                    let mut name = format!("selector {}", selector_string(selector)?);
+                    name.truncate(crate::api::limits::OBJECT_NAME as usize);
+                    out.push(Workload {
+                        kind: c.kind,
+                        name,
+                        carries: true,
+                        done: true,
+                        blocked: Some(MATCHED_NOTHING),
+                        grace_seconds: 0,
+                        missing: false,
+                    })
+                }
+                _ => {}
             }
             out.extend(found);
         }
@@ -138,6 +156,7 @@ impl Shell<'_> {
                 name: w.name,
                 rolled_out: w.done,
                 message: match (w.done, w.blocked) {
+                    (true, Some(MATCHED_NOTHING)) => Some(MATCHED_NOTHING.to_string()),
                     (true, _) => None,
                     (false, Some(why)) => Some(why.to_string()),
                     (false, None) => Some("rolling out the current key".to_string()),
@@ -147,7 +166,21 @@ impl Shell<'_> {
         // Status lists a bounded number of consumers; a selector may match more.
         now_state.truncate(crate::api::limits::CONSUMER_STATUSES as usize);
         let changed = now_state != self.status.consumers;
+        let newly_empty: Vec<String> = now_state
+            .iter()
+            .filter(|c| c.message.as_deref() == Some(MATCHED_NOTHING))
+            .filter(|c| !self.status.consumers.contains(c))
+            .map(|c| format!("{:?} {}", c.kind, c.name))
+            .collect();
         self.status.consumers = now_state;
+        if !newly_empty.is_empty() {
+            let note = format!(
+                "{} matches no workload: nothing is rolled out for it (it does not hold the previous key back)",
+                newly_empty.join(", ")
+            );
+            self.event(EventType::Warning, "ConsumerSelectorEmpty", note)
+                .await;
+        }
         Ok(changed)
     }
 }

@@ -173,7 +173,7 @@ impl Shell<'_> {
         if consumers.iter().all(|w| w.done) {
             return Ok(Rollout::Done);
         }
-        if consumers.iter().any(|w| w.blocked.is_some()) {
+        if consumers.iter().any(|w| !w.done && w.blocked.is_some()) {
             return Ok(Rollout::Blocked);
         }
         let timeout = self

@@ -965,3 +965,52 @@ async fn a_removed_request_can_be_made_again_with_the_same_value() {
         wait(apikeys.clone(), "again", rotated_to(rotation)).await;
     }
 }
+
+/// User surface, item 2: a selector that matches nothing is reported (status and an
+/// event) but does not hold the previous key back.
+#[tokio::test]
+async fn a_selector_matching_nothing_is_reported_and_does_not_block() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(
+        c,
+        apikey(
+            "nobody",
+            json!({"every": "1h", "overlap": "1s"}),
+            json!({"consumers": [{"kind": "Deployment", "selector": {"matchLabels": {"app": "nobody"}}}]}),
+        ),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let ak = wait(apikeys.clone(), "nobody", |a: Option<&ApiKey>| {
+        ready(a)
+            && a.and_then(|a| a.status.as_ref())
+                .is_some_and(|s| !s.consumers.is_empty())
+    })
+    .await;
+    let consumer = &ak.status.as_ref().unwrap().consumers[0];
+    assert_eq!(consumer.name, "selector app=nobody");
+    assert!(
+        consumer
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("0 matched")
+    );
+    wait_event(c, "nobody", "ConsumerSelectorEmpty").await;
+    // A rotation completes: nothing to wait for.
+    apikeys
+        .patch(
+            "nobody",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"apikey.dev/rotate": "1"}}})),
+        )
+        .await
+        .unwrap();
+    wait(apikeys, "nobody", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .is_some_and(|s| s.rotation_count == 2 && s.previous_key.is_none())
+    })
+    .await;
+}
