@@ -278,8 +278,9 @@ pub struct ApiKeyStatus {
     /// The spec generation this status describes.
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    /// Where the key stands: Issuing, Storing, Distributing, RollingOut, Overlapping, Revoking,
-    /// Ready, Suspended or Failed.
+    /// Where the key stands: Issuing, Storing, Distributing, RollingOut, Blocked (a consumer
+    /// will not roll out or does not exist), Overlapping, Revoking, Ready, Suspended, Error
+    /// (a transient failure, retried) or Failed (waits for a change you make).
     pub phase: Option<Phase>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "limits::conditions")]
@@ -338,6 +339,9 @@ pub enum Phase {
     Storing,
     Distributing,
     RollingOut,
+    /// Rolling out, but a consumer will not roll out by itself or does not exist (the
+    /// conditions say which): both keys stay valid until you act.
+    Blocked,
     Overlapping,
     Revoking,
     Ready,

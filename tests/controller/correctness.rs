@@ -1,7 +1,7 @@
 //! Scenarios from the adversarial review of the controller (issue 15): each once broke a
 //! promise — never revoke early, never serve a revoked key, never wedge, never leak.
 
-use apikey_operator::api::apikey::ApiKey;
+use apikey_operator::api::apikey::{ApiKey, Phase};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -598,14 +598,16 @@ async fn a_missing_consumer_blocks_revocation_until_it_exists() {
     })
     .await;
     clock.advance(std::time::Duration::from_secs(600));
-    let held = wait(
-        apikeys.clone(),
-        "typo",
-        reason_is("Ready", "ConsumerNotFound"),
-    )
+    // PHASE says the rollout waits for the user.
+    let held = wait(apikeys.clone(), "typo", |a: Option<&ApiKey>| {
+        reason_is("Ready", "ConsumerNotFound")(a)
+            && a.and_then(|a| a.status.as_ref())
+                .is_some_and(|s| s.phase == Some(Phase::Blocked))
+    })
     .await;
+    let held = held.status.unwrap();
     assert_eq!(
-        held.status.unwrap().previous_key.unwrap().id,
+        held.previous_key.unwrap().id,
         old,
         "not revoked while the consumer is missing"
     );

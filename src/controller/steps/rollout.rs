@@ -141,12 +141,20 @@ impl Shell<'_> {
         };
         // A consumer that does not exist makes the key not ready for it: Ready says so.
         let type_ = if missing { "Ready" } else { "Rotating" };
-        let changed = !self
-            .status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == type_ && c.reason == reason && c.message == msg);
+        // PHASE tells a rollout that waits for you from one that is only slow.
+        let phase = if missing || blocked {
+            Phase::Blocked
+        } else {
+            Phase::RollingOut
+        };
+        let changed = self.status.phase != Some(phase)
+            || !self
+                .status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == type_ && c.reason == reason && c.message == msg);
         if changed {
+            self.status.phase = Some(phase);
             set_condition(
                 &mut self.status.conditions,
                 type_,
