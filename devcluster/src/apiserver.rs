@@ -612,6 +612,9 @@ impl ApiServer {
         let mut errors = Self::validate_metadata(rt, &obj);
         errors.extend(crd::validate_definition(rt, &obj, st.release));
         errors.extend(validate_data(rt, &obj));
+        if rt.view == View::EventsV1 {
+            errors.extend(events::validate_v1_create(&obj));
+        }
         if !errors.is_empty() {
             return Err(ApiError::invalid(&rt.qualified_kind(), &name, &errors));
         }

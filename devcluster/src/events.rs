@@ -1,7 +1,9 @@
 //! core/v1 and events.k8s.io/v1 Events are one store with two views, as in kube-apiserver:
 //! objects are stored in the core/v1 form and converted on the way in and out.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
+
+use super::errors::FieldError;
 
 /// (core/v1 field, events.k8s.io/v1 field)
 const RENAMES: &[(&str, &str)] = &[
@@ -38,6 +40,42 @@ pub fn core_to_v1(core: &Value) -> Value {
 
 pub fn v1_to_core(v1: &Value) -> Value {
     rename(v1, "v1", false)
+}
+
+/// Creating through events.k8s.io/v1 is strict (kube-apiserver's `ValidateEventCreate`):
+/// `eventTime` is required and the deprecated core/v1 fields must stay unset, so a client
+/// that wants `lastTimestamp` and `count` writes core/v1 events.
+pub fn validate_v1_create(v1: &Value) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if v1.get("eventTime").is_none_or(Value::is_null) {
+        errors.push(FieldError::required("eventTime"));
+    }
+    for field in [
+        "deprecatedFirstTimestamp",
+        "deprecatedLastTimestamp",
+        "deprecatedCount",
+    ] {
+        if v1
+            .get(field)
+            .is_some_and(|v| !v.is_null() && v != &json!(0))
+        {
+            errors.push(FieldError::invalid(field, &json!(""), "needs to be unset"));
+        }
+    }
+    let source = v1.get("deprecatedSource");
+    if ["component", "host"].iter().any(|f| {
+        source
+            .and_then(|s| s.get(f))
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+    }) {
+        errors.push(FieldError::invalid(
+            "deprecatedSource",
+            &json!(""),
+            "needs to be unset",
+        ));
+    }
+    errors
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod clock;
 mod consumers;
 pub mod error;
+mod events;
 mod finalizers;
 mod observe;
 pub mod providers;
@@ -22,13 +23,13 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
 use crate::api::apikey::{ApiKey, ConsumerKind, IssuerKind};
 use crate::api::issuer::{ClusterKeyIssuer, KeyIssuer};
+use events::EventRecorder;
 use reconcile::{Context, error_policy, reconcile};
 
 /// Operator-wide settings.
@@ -51,12 +52,10 @@ impl Default for Settings {
 
 /// Runs the controller until the process is told to stop.
 pub async fn run(client: Client, settings: Settings) {
-    let recorder = Recorder::new(
+    let recorder = EventRecorder::new(
         client.clone(),
-        Reporter {
-            controller: "apikey-operator".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
+        "apikey-operator",
+        std::env::var("POD_NAME").ok(),
     );
     let ticks = settings.clock.ticks();
     let clock = settings.clock.clone();

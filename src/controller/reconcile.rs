@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::Recorder;
 use kube::{Client, Resource, ResourceExt};
 
 use super::clock::{Clock, after};
 use super::error::{Error, backoff};
+use super::events::EventRecorder;
 use super::finalizers;
 use super::rotation::{self, Rollout};
 use super::shell::Shell;
@@ -26,7 +26,7 @@ pub const MANAGER: &str = "apikey-operator";
 
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub recorder: EventRecorder,
     /// At most this many ApiKeys roll their consumers at once (restart storms hurt).
     pub(super) max_rollouts: usize,
     /// The ApiKeys whose consumers are rolling now.
@@ -39,7 +39,12 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, recorder: Recorder, max_rollouts: usize, clock: Arc<Clock>) -> Self {
+    pub fn new(
+        client: Client,
+        recorder: EventRecorder,
+        max_rollouts: usize,
+        clock: Arc<Clock>,
+    ) -> Self {
         Context {
             client,
             recorder,
@@ -180,22 +185,16 @@ async fn add_finalizer(ak: &ApiKey, ctx: &Context) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
-    use kube::runtime::events::Reporter;
-
     use super::*;
 
     #[tokio::test]
     async fn a_fence_on_our_own_write_lifts_even_when_versions_go_back() {
         let client =
             Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
-        let reporter = Reporter {
-            controller: "test".into(),
-            instance: None,
-        };
         let clock = Arc::new(Clock::default());
         let ctx = Context::new(
             client.clone(),
-            Recorder::new(client, reporter),
+            EventRecorder::new(client, "test", None),
             1,
             clock.clone(),
         );

@@ -182,9 +182,8 @@ impl Shell<'_> {
         self.status.history.truncate(HISTORY_LIMIT);
     }
 
-    /// Publishes an event. kube's Recorder folds repeats of (type, reason, action) into a
-    /// series that keeps the first note, so events about a particular rotation carry its
-    /// number in the action and stay distinct; repeated failures still aggregate.
+    /// Publishes an event. The action carries the rotation number, so events about one
+    /// rotation stay apart from the next one's; an identical repeat counts on the first.
     pub(super) async fn event(&self, type_: EventType, reason: &str, note: String) {
         let rotation = self
             .status

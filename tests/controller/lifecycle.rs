@@ -990,7 +990,11 @@ async fn a_paused_consumer_blocks_revocation_with_its_own_reason() {
         status.previous_key.is_some(),
         "the old key stays valid while a consumer cannot roll"
     );
-    assert_eq!(status.phase, Some(Phase::Blocked), "PHASE says the rollout waits");
+    assert_eq!(
+        status.phase,
+        Some(Phase::Blocked),
+        "PHASE says the rollout waits"
+    );
     assert!(
         status.consumers[0]
             .message

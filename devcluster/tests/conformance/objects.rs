@@ -411,6 +411,75 @@ async fn events_are_one_store_with_two_views() {
     );
 }
 
+/// events.k8s.io/v1 creates are strict, as kube-apiserver's: the deprecated core/v1
+/// fields must be unset and eventTime given; core/v1 takes them.
+#[tokio::test]
+async fn events_v1_refuses_the_deprecated_fields() {
+    let t = cluster().await;
+    let ev = |extra: serde_json::Value| {
+        let mut ev = serde_json::json!({
+            "apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"name": "e1"},
+            "regarding": {"kind": "Pod", "name": "p", "namespace": "default"},
+            "reason": "Tested", "action": "Test", "type": "Normal",
+            "reportingController": "apikey.dev/test", "reportingInstance": "t",
+            "eventTime": "2026-01-01T00:00:00.000000Z",
+        });
+        ev.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value::<EventV1>(ev).unwrap()
+    };
+    let events = t.api::<EventV1>("default");
+    let refused = api_error(
+        events
+            .create(
+                &PostParams::default(),
+                &ev(serde_json::json!({
+                    "deprecatedLastTimestamp": "2026-01-01T00:00:00Z",
+                    "deprecatedCount": 2,
+                })),
+            )
+            .await,
+    );
+    assert_eq!(refused.code, 422);
+    assert!(
+        refused
+            .message
+            .contains("deprecatedLastTimestamp: Invalid value: \"\": needs to be unset"),
+        "{}",
+        refused.message
+    );
+    assert!(refused.message.contains("deprecatedCount"));
+    let refused = api_error(
+        events
+            .create(
+                &PostParams::default(),
+                &ev(serde_json::json!({"eventTime": null})),
+            )
+            .await,
+    );
+    assert!(refused.message.contains("eventTime: Required value"));
+    events
+        .create(&PostParams::default(), &ev(serde_json::json!({})))
+        .await
+        .unwrap();
+    let core: k8s_openapi::api::core::v1::Event = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "e2"},
+        "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+        "reason": "Tested", "message": "m", "type": "Normal", "count": 3,
+        "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:01:00Z",
+    }))
+    .unwrap();
+    t.api::<k8s_openapi::api::core::v1::Event>("default")
+        .create(&PostParams::default(), &core)
+        .await
+        .unwrap();
+    let seen = events.get("e2").await.unwrap();
+    assert_eq!(seen.deprecated_count, Some(3));
+    assert!(seen.deprecated_last_timestamp.is_some());
+}
+
 #[tokio::test]
 async fn discovery_serves_builtins_and_crds() {
     let t = cluster().await;

@@ -1,0 +1,48 @@
+//! Events as users read them: `kubectl get events --sort-by=.lastTimestamp`.
+
+use apikey_operator::api::apikey::ApiKey;
+use kube::api::Api;
+use serde_json::json;
+
+use super::harness::*;
+use crate::support::*;
+
+/// User surface, item 11: events carry lastTimestamp and count, so sorting by
+/// lastTimestamp orders them (events.k8s.io/v1 refuses those fields on create).
+#[tokio::test]
+async fn events_sort_by_last_timestamp() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(c, apikey("sorted", json!({"every": "1h"}), json!({}))).await;
+    wait(
+        Api::<ApiKey>::default_namespaced(c.clone()),
+        "sorted",
+        ready,
+    )
+    .await;
+    let k = Kubectl::new(&op.t.cluster.kubeconfig());
+    let out = k
+        .ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=sorted",
+            "--sort-by=.lastTimestamp",
+            "-o",
+            r#"jsonpath={range .items[*]}{.reason} {.lastTimestamp} {.count}{"\n"}{end}"#,
+        ])
+        .await;
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split(' ').collect()).collect();
+    assert!(
+        rows.iter().any(|r| r[0] == "Minted"),
+        "the ApiKey's events are listed: {out}"
+    );
+    for row in &rows {
+        assert_eq!(row.len(), 3, "reason, lastTimestamp and count: {out}");
+        assert!(!row[1].is_empty(), "{} has a lastTimestamp: {out}", row[0]);
+        assert!(row[2].parse::<u32>().is_ok_and(|n| n >= 1), "{out}");
+    }
+    let times: Vec<&str> = rows.iter().map(|r| r[1]).collect();
+    assert!(times.is_sorted(), "ordered by lastTimestamp: {out}");
+}
