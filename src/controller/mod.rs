@@ -4,7 +4,7 @@
 pub mod clock;
 mod consumers;
 pub mod error;
-mod events;
+pub mod events;
 mod finalizers;
 mod observe;
 pub mod providers;

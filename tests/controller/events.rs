@@ -46,3 +46,45 @@ async fn events_sort_by_last_timestamp() {
     let times: Vec<&str> = rows.iter().map(|r| r[1]).collect();
     assert!(times.is_sorted(), "ordered by lastTimestamp: {out}");
 }
+
+/// An identical repeat counts on the first event instead of adding another.
+#[tokio::test]
+async fn an_identical_repeat_counts_on_the_first_event() {
+    use apikey_operator::controller::events::EventRecorder;
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType};
+
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    let ak = create::<ApiKey>(c, apikey("again", json!({"every": "1h"}), json!({}))).await;
+    let recorder = EventRecorder::new(c.clone(), "apikey.dev/test", None);
+    let ev = |note: &str| Event {
+        type_: EventType::Warning,
+        reason: "Tested".into(),
+        note: Some(note.into()),
+        action: "Test".into(),
+        secondary: None,
+    };
+    for note in ["same", "same", "different"] {
+        recorder
+            .publish(&ev(note), &ak.object_ref(&()))
+            .await
+            .unwrap();
+    }
+    let events: Vec<CoreEvent> = Api::<CoreEvent>::default_namespaced(c.clone())
+        .list(&kube::api::ListParams::default().fields("reason=Tested"))
+        .await
+        .unwrap()
+        .items;
+    let count = |note: &str| {
+        events
+            .iter()
+            .filter(|e| e.message.as_deref() == Some(note))
+            .map(|e| e.count)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(count("same"), [Some(2)]);
+    assert_eq!(count("different"), [Some(1)]);
+}
