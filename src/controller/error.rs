@@ -27,7 +27,7 @@ pub enum Error {
     )]
     SecretConflict(String),
     #[error(
-        "the current key's material is in neither the store nor the Secret; a new rotation replaces it once no previous key is held (annotate apikey.dev/revoke-previous to end the overlap now)"
+        "the current key's material is in neither the store nor the Secret; a new rotation replaces it once no previous key is held (annotate apikey.dev/revoke-previous=$(date +%s) to end the overlap now)"
     )]
     MaterialLost,
     #[error("Kubernetes API error: {0}")]

@@ -117,7 +117,7 @@ impl Shell<'_> {
             (
                 "ConsumerNotFound",
                 format!(
-                    "consumers not found: {}; annotate apikey.dev/revoke-previous to end the overlap without them",
+                    "consumers not found: {}; annotate apikey.dev/revoke-previous=$(date +%s) to end the overlap without them",
                     waiting.join(", ")
                 ),
             )
