@@ -168,3 +168,44 @@ pub async fn deployment(client: &Client, name: &str) {
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
             "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app", "image": "example/app:1"}]}}}})).await;
 }
+/// The reasons and notes of the events about one object.
+pub async fn events(c: &Client, ns: &str, name: &str) -> Vec<(String, String)> {
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(c.clone(), ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+/// Waits (by watching) for an event with this reason about an object in `default`.
+pub async fn wait_event(c: &Client, name: &str, reason: &str) {
+    use futures::TryStreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let api = Api::<k8s_openapi::api::events::v1::Event>::default_namespaced(c.clone());
+    let stream = watcher(api, watcher::Config::default()).applied_objects();
+    let found = stream.try_filter(|e| {
+        let matches = e.reason.as_deref() == Some(reason)
+            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name);
+        async move { matches }
+    });
+    let mut found = std::pin::pin!(found);
+    tokio::time::timeout(PATIENCE, found.try_next())
+        .await
+        .unwrap_or_else(|_| panic!("no {reason} event about {name}"))
+        .expect("watch works");
+}
+
+pub fn current_id(ak: &ApiKey) -> String {
+    ak.status
+        .as_ref()
+        .unwrap()
+        .current_key
+        .as_ref()
+        .unwrap()
+        .id
+        .clone()
+}

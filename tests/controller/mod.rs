@@ -1,6 +1,11 @@
 //! The ApiKey controller end to end on the dev cluster, through kube-runtime.
 
+mod consumers;
 mod correctness;
 mod events;
 mod harness;
+mod issuers;
 mod lifecycle;
+mod process;
+mod recovery;
+mod user_surface;

@@ -1,0 +1,141 @@
+//! The operator as users run it: the `dev` sandbox and its own process, seen through kubectl.
+
+use crate::support::Kubectl;
+use crate::support::*;
+
+#[tokio::test]
+async fn the_dev_sandbox_runs_the_operator_for_the_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dev.kubeconfig");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_apikey-operator"))
+        .args(["dev", "--rollout-seconds", "0.05", "--kubeconfig"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let running = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("apikey-operator running") {
+                return;
+            }
+        }
+        panic!("the sandbox exited");
+    };
+    tokio::time::timeout(PATIENCE, running)
+        .await
+        .expect("the sandbox starts");
+    let k = Kubectl::new(&std::fs::read_to_string(&path).unwrap());
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/basic");
+    k.ok(&["apply", "-f", examples.to_str().unwrap()]).await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "apikey/billing",
+        "--timeout=20s",
+    ])
+    .await;
+    let key = k
+        .ok(&[
+            "get",
+            "secret",
+            "billing-api-key",
+            "-o",
+            "jsonpath={.data.api-key}",
+        ])
+        .await;
+    use base64::Engine;
+    let key = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(key.trim())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(key.starts_with("sk_live_"), "the example issuer's prefix");
+    let rollout = k
+        .ok(&["rollout", "status", "deployment/billing", "--timeout=20s"])
+        .await;
+    assert!(rollout.contains("successfully rolled out"), "{rollout}");
+    drop(lines);
+}
+
+#[tokio::test]
+async fn the_operator_as_its_own_process_fills_the_printer_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dev.kubeconfig");
+    let bin = env!("CARGO_BIN_EXE_apikey-operator");
+    let mut api = tokio::process::Command::new(bin)
+        .args(["dev", "--api-only", "--kubeconfig"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(api.stdout.take().unwrap()));
+    tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    let k = Kubectl::new(&std::fs::read_to_string(&path).unwrap());
+    let crds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    k.ok(&["apply", "-f", crds.to_str().unwrap()]).await;
+    let log = dir.path().join("operator.log");
+    let _operator = tokio::process::Command::new(bin)
+        .args(["run", "--kubeconfig"])
+        .arg(&path)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/basic");
+    k.ok(&["apply", "-f", examples.to_str().unwrap()]).await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "apikey/billing",
+        "--timeout=20s",
+    ])
+    .await;
+    let table = k.ok(&["get", "ak"]).await;
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[0], "billing");
+    assert_eq!(row[1], "True", "READY: {table}");
+    assert!(row[3].starts_with("gen-"), "KEY: {table}");
+    assert!(row[5].starts_with("20"), "NEXT is a timestamp: {table}");
+    // -o wide says why, as cert-manager's does.
+    let wide = k.ok(&["get", "ak", "-o", "wide"]).await;
+    let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header[header.len() - 3..],
+        ["REASON", "ROTATION", "MESSAGE"],
+        "{wide}"
+    );
+    assert!(wide.contains("KeyDistributed"), "{wide}");
+    // At the default level the log tells what was done, one line per step, naming the
+    // ApiKey (and never holding key material).
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.lines().any(|l| l.contains("INFO")
+            && l.contains("apikey=default/billing")
+            && l.contains("Promote")),
+        "{logged}"
+    );
+    let secret = k
+        .ok(&[
+            "get",
+            "secret",
+            "billing-api-key",
+            "-o",
+            "jsonpath={.data.api-key}",
+        ])
+        .await;
+    let key = String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, secret.trim()).unwrap(),
+    )
+    .unwrap();
+    assert!(!logged.contains(&key), "no key material in the log");
+    drop(lines);
+}

@@ -1,0 +1,237 @@
+//! Keys and Secrets that go missing or are changed behind the operator's back are
+//! restored or recovered, and never taken over from another owner.
+
+use apikey_operator::api::apikey::{ApiKey, Phase};
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::support::*;
+
+use super::harness::*;
+
+#[tokio::test]
+async fn a_deleted_or_edited_secret_is_restored() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(c, apikey("drift", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let id = wait(apikeys, "drift", ready)
+        .await
+        .status
+        .unwrap()
+        .current_key
+        .unwrap()
+        .id;
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    let original = data(&secrets.get("drift").await.unwrap(), "api-key").unwrap();
+    secrets
+        .patch(
+            "drift",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"api-key": "tampered"}})),
+        )
+        .await
+        .unwrap();
+    wait(secrets.clone(), "drift", |s: Option<&Secret>| {
+        s.and_then(|s| data(s, "api-key")) == Some(original.clone())
+    })
+    .await;
+    secrets
+        .delete("drift", &DeleteParams::default())
+        .await
+        .unwrap();
+    let restored = wait(secrets, "drift", |s: Option<&Secret>| s.is_some()).await;
+    assert_eq!(
+        data(&restored, "api-key-id").unwrap(),
+        id,
+        "restored from the store, not re-minted"
+    );
+}
+
+#[tokio::test]
+async fn a_secret_replaced_while_being_restored_is_not_taken_over() {
+    use kube_devcluster::Fault;
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(c, apikey("raced", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    wait(apikeys.clone(), "raced", ready).await;
+    // The operator's restoring apply is held up; meanwhile someone else's Secret takes
+    // the name. The apply must not land on it.
+    let patches = op.t.cluster.requests("patch", "secrets");
+    op.t.cluster.inject(
+        Fault::on("patch", "secrets")
+            .delay(std::time::Duration::from_secs(2))
+            .times(1),
+    );
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    let mut tampered = secrets.get("raced").await.unwrap();
+    tampered.data = None;
+    secrets
+        .replace("raced", &PostParams::default(), &tampered)
+        .await
+        .unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        while op.t.cluster.requests("patch", "secrets") == patches {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the operator restores the Secret");
+    secrets
+        .delete("raced", &DeleteParams::default())
+        .await
+        .unwrap();
+    create::<Secret>(
+        c,
+        json!({"metadata": {"name": "raced"}, "stringData": {"api-key": "theirs"}}),
+    )
+    .await;
+    wait(apikeys, "raced", reason_is("Rotating", "SecretConflict")).await;
+    let theirs = secrets.get("raced").await.unwrap();
+    assert_eq!(data(&theirs, "api-key").unwrap(), "theirs");
+    assert!(theirs.owner_references().is_empty(), "not taken over");
+}
+
+#[tokio::test]
+async fn keys_lost_from_the_store_are_recovered_from_the_secret() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(c, apikey("lost", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    wait(apikeys.clone(), "lost", ready).await;
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    let original = data(&secrets.get("lost").await.unwrap(), "api-key").unwrap();
+    secrets
+        .delete("lost-apikey-state", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_deleted(secrets.clone(), "lost-apikey-state").await;
+    apikeys
+        .patch(
+            "lost",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"apikey.dev/rotate": "1"}}})),
+        )
+        .await
+        .unwrap();
+    wait(apikeys, "lost", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .is_some_and(|s| s.rotation_count == 2)
+    })
+    .await;
+    let secret = wait(secrets, "lost", |s: Option<&Secret>| {
+        s.is_some_and(|s| data(s, "api-key-previous").is_some())
+    })
+    .await;
+    assert_eq!(
+        data(&secret, "api-key-previous").unwrap(),
+        original,
+        "the working key stays in the overlap, restored into the store from the Secret"
+    );
+}
+
+#[tokio::test]
+async fn a_key_lost_from_the_store_and_the_secret_is_replaced() {
+    let mut op = operator().await;
+    let c = op.t.client.clone();
+    issuer(&c).await;
+    create::<ApiKey>(&c, apikey("gone", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let lost = wait(apikeys.clone(), "gone", ready).await;
+    let lost_id = lost.status.unwrap().current_key.unwrap().id;
+    // Both copies go while the operator is down, so it cannot restore one from the other.
+    op.stop().await;
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    secrets
+        .delete("gone-apikey-state", &DeleteParams::default())
+        .await
+        .unwrap();
+    secrets
+        .patch(
+            "gone",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"api-key": "overwritten"}})),
+        )
+        .await
+        .unwrap();
+    op.start();
+    let replaced = wait(apikeys, "gone", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .is_some_and(|s| s.rotation_count == 2 && s.phase != Some(Phase::Distributing))
+    })
+    .await;
+    let status = replaced.status.unwrap();
+    assert_eq!(
+        status.previous_key.unwrap().id,
+        lost_id,
+        "still revoked only after the overlap"
+    );
+    let secret = secrets.get("gone").await.unwrap();
+    assert_eq!(
+        data(&secret, "api-key-id").unwrap(),
+        status.current_key.unwrap().id
+    );
+    assert!(
+        data(&secret, "api-key-previous").is_none(),
+        "a key without material is not offered"
+    );
+}
+
+#[tokio::test]
+async fn store_failures_are_reported_and_recovered_from() {
+    use kube_devcluster::Fault;
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    // The state Secret cannot be created: the minted key has nowhere durable to go.
+    op.t.cluster
+        .inject(Fault::on("create", "secrets").status(500));
+    create::<ApiKey>(c, apikey("flaky", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let failing = wait(
+        apikeys.clone(),
+        "flaky",
+        reason_is("Ready", "StoreUnavailable"),
+    )
+    .await;
+    let status = failing.status.unwrap();
+    assert!(
+        status.current_key.is_none(),
+        "nothing is distributed before it is stored"
+    );
+    assert_eq!(
+        status.phase,
+        Some(Phase::Error),
+        "retried, not waiting for you"
+    );
+    let rotating = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Rotating")
+        .unwrap();
+    assert_eq!(
+        (rotating.status.as_str(), rotating.reason.as_str()),
+        ("False", "StoreUnavailable"),
+        "never 'Rotating=True Storing' beside a failure"
+    );
+    let waiting = status
+        .pending_key
+        .unwrap()
+        .id
+        .expect("the minted id is recorded");
+    op.t.cluster.clear_faults();
+    let ak = wait(apikeys, "flaky", ready).await;
+    let status = ak.status.unwrap();
+    assert_eq!(status.rotation_count, 1);
+    assert_eq!(
+        status.current_key.unwrap().id,
+        waiting,
+        "the same key, re-minted by its idempotency key, not a second one"
+    );
+}
