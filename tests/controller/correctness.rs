@@ -515,3 +515,73 @@ async fn an_adopted_key_keeps_the_issuer_and_scopes_it_was_minted_for() {
         "rotated because the adopted key was minted for another spec"
     );
 }
+
+/// Item 8: a key being abandoned is recorded as such before it is revoked, so when the
+/// abandon is interrupted and the spec reverted meanwhile, the revoked key (which an
+/// idempotent issuer would return again) is not persisted and promoted.
+#[tokio::test]
+async fn an_interrupted_abandon_never_promotes_the_abandoned_key() {
+    use kube_devcluster::Fault;
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(c, apikey("undo", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let first = current_id(&wait(apikeys.clone(), "undo", ready).await);
+    // The next key is minted but cannot be stored: the rotation stays pending.
+    op.t.cluster
+        .inject(Fault::on("patch", "secrets").status(500));
+    // Returns the generation the change made.
+    let set = |patch: Value| {
+        let apikeys = apikeys.clone();
+        async move {
+            apikeys
+                .patch("undo", &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .unwrap()
+                .metadata
+                .generation
+        }
+    };
+    set(json!({"metadata": {"annotations": {"apikey.dev/rotate": "1"}}})).await;
+    let pending = |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .and_then(|s| s.pending_key.clone())
+    };
+    let minted = wait(apikeys.clone(), "undo", |a: Option<&ApiKey>| {
+        pending(a).is_some_and(|p| p.id.is_some())
+    })
+    .await;
+    let abandoned = pending(Some(&minted)).unwrap().id.unwrap();
+    // A scope change abandons it; dropping it from the store fails part-way.
+    let generation = set(json!({"spec": {"scopes": ["widgets:read", "widgets:write"]}})).await;
+    wait(apikeys.clone(), "undo", move |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .is_some_and(|s| s.observed_generation == generation)
+            && reason_is("Rotating", "StoreUnavailable")(a)
+    })
+    .await;
+    // The user reverts the change before the abandon completes.
+    let reverted = set(json!({"spec": {"scopes": ["widgets:read"]}})).await;
+    op.t.cluster.clear_faults();
+    let done = wait(apikeys.clone(), "undo", move |a: Option<&ApiKey>| {
+        pending(a).is_none()
+            && a.and_then(|a| a.status.as_ref())
+                .is_some_and(|s| s.observed_generation == reverted)
+    })
+    .await;
+    let status = done.status.unwrap();
+    assert_eq!(
+        status.current_key.unwrap().id,
+        first,
+        "the abandoned key {abandoned} is never promoted"
+    );
+    assert!(
+        status
+            .history
+            .iter()
+            .any(|h| h.id == abandoned && h.reason == "Abandoned"),
+        "{:?}",
+        status.history
+    );
+}
