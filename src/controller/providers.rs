@@ -97,83 +97,62 @@ pub async fn run(client: Client, apikeys: Store<ApiKey>, clock: Arc<Clock>) {
         apikeys,
         clock,
     });
-    let namespaced = Controller::new(
+    let namespaced = watch(
         Api::<KeyIssuer>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .shutdown_on_signal()
-    .run(
-        |i: Arc<KeyIssuer>, g: Arc<Guard>| async move {
+        guard.clone(),
+        |i, g| async move {
             let api = Api::namespaced(g.client.clone(), &i.namespace().unwrap_or_default());
             let ready = issuer_readiness(&i.spec.config);
             report(&g, &api, i.as_ref(), i.status.as_ref(), ready).await?;
             release(&g, api, i.as_ref(), IssuerKind::KeyIssuer, i.namespace()).await
         },
-        |_, _, _| Action::requeue(RECHECK),
-        guard.clone(),
-    )
-    .for_each(|_| async {});
-    let cluster = Controller::new(
+    );
+    let cluster = watch(
         Api::<ClusterKeyIssuer>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .shutdown_on_signal()
-    .run(
-        |i: Arc<ClusterKeyIssuer>, g: Arc<Guard>| async move {
+        guard.clone(),
+        |i, g| async move {
             let api = Api::all(g.client.clone());
             let ready = issuer_readiness(&i.spec.config);
             report(&g, &api, i.as_ref(), i.status.as_ref(), ready).await?;
             release(&g, api, i.as_ref(), IssuerKind::ClusterKeyIssuer, None).await
         },
-        |_, _, _| Action::requeue(RECHECK),
-        guard.clone(),
-    )
-    .for_each(|_| async {});
-    let stores = Controller::new(
+    );
+    let stores = watch(
         Api::<KeyStore>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .shutdown_on_signal()
-    .run(
-        |s: Arc<KeyStore>, g: Arc<Guard>| async move {
-            let api = Api::namespaced(g.client.clone(), &s.namespace().unwrap_or_default());
-            report(
-                &g,
-                &api,
-                s.as_ref(),
-                s.status.as_ref(),
-                store_readiness(&s.spec.config),
-            )
-            .await?;
-            Ok::<_, Error>(Action::await_change())
-        },
-        |_, _, _| Action::requeue(RECHECK),
         guard.clone(),
-    )
-    .for_each(|_| async {});
-    let cluster_stores = Controller::new(
-        Api::<ClusterKeyStore>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .shutdown_on_signal()
-    .run(
-        |s: Arc<ClusterKeyStore>, g: Arc<Guard>| async move {
-            let api = Api::all(g.client.clone());
-            report(
-                &g,
-                &api,
-                s.as_ref(),
-                s.status.as_ref(),
-                store_readiness(&s.spec.config),
-            )
-            .await?;
-            Ok::<_, Error>(Action::await_change())
+        |s, g| async move {
+            let api = Api::namespaced(g.client.clone(), &s.namespace().unwrap_or_default());
+            let ready = store_readiness(&s.spec.config);
+            report(&g, &api, s.as_ref(), s.status.as_ref(), ready).await?;
+            Ok(Action::await_change())
         },
-        |_, _, _| Action::requeue(RECHECK),
+    );
+    let cluster_stores = watch(
+        Api::<ClusterKeyStore>::all(client.clone()),
         guard,
-    )
-    .for_each(|_| async {});
+        |s, g| async move {
+            let api = Api::all(g.client.clone());
+            let ready = store_readiness(&s.spec.config);
+            report(&g, &api, s.as_ref(), s.status.as_ref(), ready).await?;
+            Ok(Action::await_change())
+        },
+    );
     futures::join!(namespaced, cluster, stores, cluster_stores);
+}
+
+/// One controller over a provider kind: reconciled on change, and again every `RECHECK`
+/// after a failure.
+fn watch<K, F, Fut>(api: Api<K>, guard: Arc<Guard>, reconcile: F) -> impl Future<Output = ()>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default + std::fmt::Debug + Unpin,
+    F: FnMut(Arc<K>, Arc<Guard>) -> Fut,
+    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    Controller::new(api, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(reconcile, |_, _, _| Action::requeue(RECHECK), guard)
+        .for_each(|_| async {})
 }
 
 /// Whether an issuer can be used: its provider, and why not if it cannot.
