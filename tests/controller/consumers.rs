@@ -43,14 +43,7 @@ async fn a_paused_consumer_blocks_revocation_with_its_own_reason() {
         )
         .await
         .unwrap();
-    apikeys
-        .patch(
-            "frozen",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"apikey.dev/rotate": "now"}}})),
-        )
-        .await
-        .unwrap();
+    request(&apikeys, "frozen", "apikey.dev/rotate", "now").await;
     let blocked = wait(
         apikeys.clone(),
         "frozen",

@@ -152,14 +152,7 @@ async fn an_issuer_gone_during_an_overlap_does_not_stop_rotations() {
     let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
     let first = current_id(&wait(apikeys.clone(), "moved", ready).await);
     let patch = |v: Value| Patch::Merge(v);
-    apikeys
-        .patch(
-            "moved",
-            &PatchParams::default(),
-            &patch(json!({"metadata": {"annotations": {"apikey.dev/rotate": "1"}}})),
-        )
-        .await
-        .unwrap();
+    request(&apikeys, "moved", "apikey.dev/rotate", "1").await;
     wait(apikeys.clone(), "moved", |a: Option<&ApiKey>| {
         a.and_then(|a| a.status.as_ref())
             .and_then(|s| s.previous_key.as_ref())

@@ -141,6 +141,27 @@ pub fn reason_is(type_: &'static str, reason: &'static str) -> impl Fn(Option<&A
     }
 }
 
+/// Sets a request annotation (`apikey.dev/rotate`, …) on an ApiKey, as
+/// `kubectl annotate --overwrite` does.
+pub async fn request(apikeys: &Api<ApiKey>, name: &str, annotation: &str, value: &str) {
+    let patch = json!({"metadata": {"annotations": {annotation: value}}});
+    apikeys
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(patch),
+        )
+        .await
+        .unwrap();
+}
+
+/// The message of the ApiKey's condition `type_` (which must be there).
+pub fn message(ak: &ApiKey, type_: &str) -> String {
+    let conditions = &ak.status.as_ref().expect("status").conditions;
+    let found = conditions.iter().find(|c| c.type_ == type_);
+    found.expect("the condition").message.clone()
+}
+
 pub fn condition(ak: &ApiKey, type_: &str) -> Option<(String, String)> {
     ak.status
         .as_ref()?

@@ -228,14 +228,7 @@ async fn cluster_issuers_serve_only_the_namespaces_they_select() {
         reason_is("Ready", "NotAllowed"),
     )
     .await;
-    let message = refused
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap()
-        .message;
+    let message = message(&refused, "Ready");
     assert!(
         message.contains("does not allow namespace \"default\""),
         "{message}"

@@ -422,14 +422,7 @@ async fn schedules_rotate_at_their_local_time_and_bad_ones_are_explained() {
     )
     .await;
     let bad = wait(apikeys.clone(), "typo", reason_is("Ready", "InvalidSpec")).await;
-    let message = bad
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap()
-        .message;
+    let message = message(&bad, "Ready");
     assert!(
         message.contains("hour \"25\" is not valid: use 0-23"),
         "{message}"

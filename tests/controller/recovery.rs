@@ -112,14 +112,7 @@ async fn keys_lost_from_the_store_are_recovered_from_the_secret() {
         .await
         .unwrap();
     wait_deleted(secrets.clone(), "lost-apikey-state").await;
-    apikeys
-        .patch(
-            "lost",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"apikey.dev/rotate": "1"}}})),
-        )
-        .await
-        .unwrap();
+    request(&apikeys, "lost", "apikey.dev/rotate", "1").await;
     wait(apikeys, "lost", |a: Option<&ApiKey>| {
         a.and_then(|a| a.status.as_ref())
             .is_some_and(|s| s.rotation_count == 2)

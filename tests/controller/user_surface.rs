@@ -36,14 +36,7 @@ async fn a_missing_consumer_blocks_revocation_until_it_exists() {
     )
     .await;
     let old = current_id(&first);
-    apikeys
-        .patch(
-            "typo",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"apikey.dev/rotate": "1"}}})),
-        )
-        .await
-        .unwrap();
+    request(&apikeys, "typo", "apikey.dev/rotate", "1").await;
     wait(apikeys.clone(), "typo", |a: Option<&ApiKey>| {
         reason_is("Ready", "ConsumerNotFound")(a)
             && a.and_then(|a| a.status.as_ref())
@@ -147,14 +140,7 @@ async fn next_follows_the_spec_and_a_queued_rotation_is_shown() {
         "a cadence change is not a new key"
     );
     // A rotation, then a scope change during its overlap: queued, and shown.
-    apikeys
-        .patch(
-            "shown",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"apikey.dev/rotate": "1"}}})),
-        )
-        .await
-        .unwrap();
+    request(&apikeys, "shown", "apikey.dev/rotate", "1").await;
     wait(apikeys.clone(), "shown", |a: Option<&ApiKey>| {
         a.and_then(|a| a.status.as_ref())
             .and_then(|s| s.previous_key.as_ref())
@@ -170,14 +156,7 @@ async fn next_follows_the_spec_and_a_queued_rotation_is_shown() {
         .await
         .unwrap();
     let queued = wait(apikeys, "shown", reason_is("Rotating", "RotationQueued")).await;
-    let message = queued
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Rotating")
-        .unwrap()
-        .message;
+    let message = message(&queued, "Rotating");
     assert!(
         message.contains("SpecChanged rotation is queued"),
         "{message}"
@@ -245,14 +224,7 @@ async fn schedule_typos_and_settings_that_cannot_work_are_explained() {
     .await;
     let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
     let typo = wait(apikeys.clone(), "mnday", reason_is("Ready", "InvalidSpec")).await;
-    let message = typo
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap()
-        .message;
+    let message = message(&typo, "Ready");
     assert!(
         message.contains("day of week \"Mnday\" is not valid: use MON-SUN or 0-6"),
         "{message}"
@@ -455,14 +427,7 @@ async fn a_selector_matching_nothing_is_reported_and_does_not_block() {
     );
     wait_event(c, "nobody", "ConsumerSelectorEmpty").await;
     // A rotation completes: nothing to wait for.
-    apikeys
-        .patch(
-            "nobody",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"apikey.dev/rotate": "1"}}})),
-        )
-        .await
-        .unwrap();
+    request(&apikeys, "nobody", "apikey.dev/rotate", "1").await;
     wait(apikeys, "nobody", |a: Option<&ApiKey>| {
         a.and_then(|a| a.status.as_ref())
             .is_some_and(|s| s.rotation_count == 2 && s.previous_key.is_none())
