@@ -297,7 +297,7 @@ pub struct ApiKeyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::TIMESTAMP))]
     /// When the next rotation is due: the schedule or the current key's expiry margin,
-    /// whichever comes first (RFC 3339).
+    /// whichever comes first (RFC 3339). Empty while the spec is invalid.
     pub next_rotation_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     /// The key in the Secret's current field.

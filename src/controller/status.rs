@@ -266,6 +266,10 @@ pub(super) async fn report_failure(ak: &ApiKey, ctx: &Context, e: &Error) {
         );
     }
     status.observed_generation = ak.meta().generation;
+    // A spec that cannot be read has no schedule: NEXT must not show the old one's.
+    if matches!(e, Error::InvalidSpec(_)) {
+        status.next_rotation_time = None;
+    }
     if ak.status.as_ref() != Some(&status) {
         let mut obj = ak.clone();
         obj.status = Some(status);

@@ -180,12 +180,17 @@ async fn a_spec_broken_after_issuance_does_not_block_deletion() {
         )
         .await
         .unwrap();
-    wait(
+    let broken = wait(
         apikeys.clone(),
         "broken",
         reason_is("Rotating", "InvalidSpec"),
     )
     .await;
+    assert_eq!(
+        broken.status.unwrap().next_rotation_time,
+        None,
+        "NEXT is not shown from a schedule that no longer applies"
+    );
     apikeys
         .delete("broken", &DeleteParams::default())
         .await
