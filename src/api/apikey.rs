@@ -72,7 +72,8 @@ pub struct ApiKeySpec {
     /// What deleting the ApiKey does to its keys: `Retain` (the default) keeps the Secret and
     /// the keys valid; `Revoke` revokes every key it holds and deletes the Secret.
     pub deletion_policy: DeletionPolicy,
-    /// No rotation starts while true (a change freeze); one in flight completes.
+    /// No rotation starts while true (a change freeze) but an emergency one; one in flight
+    /// completes.
     #[serde(default)]
     pub suspend: bool,
 }
@@ -335,16 +336,24 @@ pub struct ApiKeyStatus {
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
+    /// Minting the next key at the issuer.
     Issuing,
+    /// Writing the new key to the store.
     Storing,
+    /// Writing the new key to the consumer Secret.
     Distributing,
+    /// Waiting for consumers to roll out with the new key.
     RollingOut,
     /// Rolling out, but a consumer will not roll out by itself or does not exist (the
     /// conditions say which): both keys stay valid until you act.
     Blocked,
+    /// Both keys valid until the overlap ends.
     Overlapping,
+    /// Revoking the previous key at the issuer.
     Revoking,
+    /// The current key is distributed; nothing in progress.
     Ready,
+    /// `spec.suspend` is set: no rotation starts but an emergency one.
     Suspended,
     /// Waits for a change you make (the Ready condition says which).
     Failed,
