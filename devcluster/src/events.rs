@@ -78,6 +78,36 @@ pub fn validate_v1_create(v1: &Value) -> Vec<FieldError> {
     errors
 }
 
+/// What every Event create is checked against, in either view (kube-apiserver's
+/// `legacyValidateEvent`, on the stored core/v1 form): the event lives in its object's
+/// namespace; a cluster-scoped object's events in `default` (or, for events.k8s.io/v1
+/// ones, `kube-system`).
+pub fn validate_namespace(core: &Value) -> Vec<FieldError> {
+    let namespace = core
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let involved = core
+        .pointer("/involvedObject/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let new_style = core.get("eventTime").is_some_and(|t| !t.is_null());
+    let allowed = match (involved.is_empty(), new_style) {
+        (false, false) => namespace == involved,
+        (true, false) => namespace.is_empty() || namespace == "default",
+        (true, true) => namespace == "default" || namespace == "kube-system",
+        (false, true) => true,
+    };
+    if allowed {
+        return Vec::new();
+    }
+    vec![FieldError::invalid(
+        "involvedObject.namespace",
+        &json!(involved),
+        "does not match event.namespace",
+    )]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -143,6 +143,9 @@ impl ApiServer {
         errors.extend(validate_data(rt, &obj));
         if rt.view == View::EventsV1 {
             errors.extend(events::validate_v1_create(&obj));
+            errors.extend(events::validate_namespace(&events::v1_to_core(&obj)));
+        } else if rt.group.is_empty() && rt.kind == "Event" {
+            errors.extend(events::validate_namespace(&obj));
         }
         if !errors.is_empty() {
             return Err(ApiError::invalid(&rt.qualified_kind(), &name, &errors));

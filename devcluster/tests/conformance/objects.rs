@@ -412,9 +412,10 @@ async fn events_are_one_store_with_two_views() {
 }
 
 /// events.k8s.io/v1 creates are strict, as kube-apiserver's: the deprecated core/v1
-/// fields must be unset and eventTime given; core/v1 takes them.
+/// fields must be unset and eventTime given; core/v1 takes them. Either way an event
+/// lives in its object's namespace.
 #[tokio::test]
-async fn events_v1_refuses_the_deprecated_fields() {
+async fn events_are_validated_as_kube_apiserver_does() {
     let t = cluster().await;
     let ev = |extra: serde_json::Value| {
         let mut ev = serde_json::json!({
@@ -478,6 +479,23 @@ async fn events_v1_refuses_the_deprecated_fields() {
     let seen = events.get("e2").await.unwrap();
     assert_eq!(seen.deprecated_count, Some(3));
     assert!(seen.deprecated_last_timestamp.is_some());
+    // An event lives in the namespace of the object it is about.
+    let mut elsewhere = core.clone();
+    elsewhere.metadata.name = Some("e3".into());
+    elsewhere.involved_object.namespace = Some("other".into());
+    let refused = api_error(
+        t.api::<k8s_openapi::api::core::v1::Event>("default")
+            .create(&PostParams::default(), &elsewhere)
+            .await,
+    );
+    assert_eq!(refused.code, 422);
+    assert!(
+        refused.message.contains(
+            "involvedObject.namespace: Invalid value: \"other\": does not match event.namespace"
+        ),
+        "{}",
+        refused.message
+    );
 }
 
 #[tokio::test]
