@@ -37,22 +37,7 @@ async fn the_dev_sandbox_runs_the_operator_for_the_examples() {
         "--timeout=20s",
     ])
     .await;
-    let key = k
-        .ok(&[
-            "get",
-            "secret",
-            "billing-api-key",
-            "-o",
-            "jsonpath={.data.api-key}",
-        ])
-        .await;
-    use base64::Engine;
-    let key = String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(key.trim())
-            .unwrap(),
-    )
-    .unwrap();
+    let key = billing_key(&k).await;
     assert!(key.starts_with("sk_live_"), "the example issuer's prefix");
     let rollout = k
         .ok(&["rollout", "status", "deployment/billing", "--timeout=20s"])
@@ -123,7 +108,15 @@ async fn the_operator_as_its_own_process_fills_the_printer_columns() {
             && l.contains("Promote")),
         "{logged}"
     );
-    let secret = k
+    let key = billing_key(&k).await;
+    assert!(!logged.contains(&key), "no key material in the log");
+    drop(lines);
+}
+
+/// The key the example's consumer Secret holds, read as a user would (kubectl, base64).
+async fn billing_key(k: &Kubectl) -> String {
+    use base64::Engine;
+    let data = k
         .ok(&[
             "get",
             "secret",
@@ -132,10 +125,8 @@ async fn the_operator_as_its_own_process_fills_the_printer_columns() {
             "jsonpath={.data.api-key}",
         ])
         .await;
-    let key = String::from_utf8(
-        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, secret.trim()).unwrap(),
-    )
-    .unwrap();
-    assert!(!logged.contains(&key), "no key material in the log");
-    drop(lines);
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .unwrap();
+    String::from_utf8(bytes).unwrap()
 }
