@@ -153,11 +153,18 @@ pub struct StoreRef {
     #[serde(default)]
     /// `KeyStore` (the default: in the ApiKey's namespace) or `ClusterKeyStore`.
     pub kind: StoreKind,
-    /// Where in the store the key lives (default `<namespace>/<name>`).
+    /// Where in the store the key lives, below the store's prefix (default
+    /// `<namespace>/<name>`). With a namespaced KeyStore the namespace is always the first
+    /// segment: the path replaces only `<name>`. Segments of `[A-Za-z0-9._-]`, separated
+    /// by single `/`, no `.` or `..` segments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = limits::STORE_PATH))]
+    #[schemars(length(max = limits::STORE_PATH), regex(pattern = STORE_PATH_PATTERN))]
     pub path: Option<String>,
 }
+
+/// Relative segments of safe characters: no leading or trailing `/`, no empty, `.` or `..`
+/// segment (`crate::store::location` checks the same at run time).
+const STORE_PATH_PATTERN: &str = r"^(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)(?:/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+))*$";
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum StoreKind {

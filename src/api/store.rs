@@ -13,8 +13,7 @@ use super::limits;
 #[serde(rename_all = "camelCase")]
 pub struct StoreConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    /// HashiCorp Vault or OpenBao, KV version 2. Not available in this release: an ApiKey
-    /// with a storeRef reports InvalidSpec.
+    /// HashiCorp Vault or OpenBao, KV version 2 (see docs/stores.md).
     pub vault: Option<VaultStore>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     /// AWS Secrets Manager. Not available in this release: an ApiKey with a storeRef
@@ -86,10 +85,11 @@ pub struct VaultStore {
     #[serde(default = "default_mount")]
     #[schemars(length(max = limits::IDENTIFIER))]
     pub mount_path: String,
-    /// Prepended to every ApiKey's path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = limits::IDENTIFIER))]
-    pub path_prefix: Option<String>,
+    /// The folder below the mount that holds every ApiKey's entry (default `apikeys`), so
+    /// the operator's entries never mix with others' at the mount's root.
+    #[serde(default = "default_prefix")]
+    #[schemars(length(min = 1, max = limits::IDENTIFIER), regex(pattern = PREFIX_PATTERN))]
+    pub path_prefix: String,
     /// Vault Enterprise / OpenBao namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::IDENTIFIER))]
@@ -98,7 +98,7 @@ pub struct VaultStore {
     #[schemars(length(max = limits::CA_BUNDLE))]
     /// PEM bundle to trust for the server's TLS certificate (default: system roots).
     pub ca_bundle: Option<String>,
-    /// How the operator logs in: exactly one of `token` or `kubernetes`.
+    /// How the operator logs in: exactly one of `token`, `kubernetes` or `appRole`.
     pub auth: VaultAuth,
 }
 
@@ -106,10 +106,18 @@ fn default_mount() -> String {
     "secret".into()
 }
 
+fn default_prefix() -> String {
+    "apikeys".into()
+}
+
+/// Slash-separated segments of safe characters.
+const PREFIX_PATTERN: &str = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$";
+
 /// How the operator logs in to Vault: exactly one method.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 // Counted, not `!=` (see EXACTLY_ONE_BACKEND).
-#[x_kube(validation = Rule::new("(has(self.token) ? 1 : 0) + (has(self.kubernetes) ? 1 : 0) == 1").message("set exactly one of auth.token or auth.kubernetes"))]
+#[x_kube(validation = Rule::new("(has(self.token) ? 1 : 0) + (has(self.kubernetes) ? 1 : 0) + (has(self.appRole) ? 1 : 0) == 1").message("set exactly one of auth.token, auth.kubernetes or auth.appRole"))]
+#[serde(rename_all = "camelCase")]
 pub struct VaultAuth {
     /// A Vault token read from a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,6 +125,43 @@ pub struct VaultAuth {
     /// Kubernetes auth with a ServiceAccount token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<VaultKubernetesAuth>,
+    /// AppRole auth with a role id and secret id read from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_role: Option<VaultAppRoleAuth>,
+}
+
+/// AppRole auth: the role id and secret id are read from one Secret at every login.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultAppRoleAuth {
+    #[serde(default = "default_approle_mount")]
+    #[schemars(length(max = limits::IDENTIFIER))]
+    /// Where the AppRole auth method is mounted (default `approle`).
+    pub mount_path: String,
+    #[schemars(length(max = limits::OBJECT_NAME))]
+    /// The Secret holding the role id and the secret id (in the store's namespace; the
+    /// operator's for a ClusterKeyStore).
+    pub secret_name: String,
+    #[serde(default = "default_role_id_key")]
+    #[schemars(length(max = limits::SECRET_DATA_KEY))]
+    /// Its field holding the role id (default `role-id`).
+    pub role_id_key: String,
+    #[serde(default = "default_secret_id_key")]
+    #[schemars(length(max = limits::SECRET_DATA_KEY))]
+    /// Its field holding the secret id (default `secret-id`).
+    pub secret_id_key: String,
+}
+
+fn default_approle_mount() -> String {
+    "approle".into()
+}
+
+fn default_role_id_key() -> String {
+    "role-id".into()
+}
+
+fn default_secret_id_key() -> String {
+    "secret-id".into()
 }
 
 /// A Vault token read from a Secret.
@@ -138,13 +183,16 @@ pub struct VaultKubernetesAuth {
     #[schemars(length(max = limits::IDENTIFIER))]
     /// Where the Kubernetes auth method is mounted (default `kubernetes`).
     pub mount_path: String,
-    /// The ServiceAccount whose token is presented (default: the operator's own).
+    /// The ServiceAccount whose token is presented: one in the KeyStore's namespace
+    /// (default `default`), or for a ClusterKeyStore one in the operator's namespace
+    /// (default: the operator's own). A namespaced store never logs in as the operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::OBJECT_NAME))]
     pub service_account_name: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = limits::AUDIENCES), inner(length(max = limits::IDENTIFIER)))]
-    /// Audiences of the ServiceAccount token (at most 8; default: the cluster's).
+    /// Audiences of the ServiceAccount token (at most 8; default: the cluster's). Match
+    /// the Vault role's `audience`.
     pub audiences: Vec<String>,
 }
 

@@ -69,8 +69,11 @@ impl Error {
             Error::NotAllowed(_) => "NotAllowed",
             Error::Issuer(IssuerError::Rejected(_)) => "IssuerRejected",
             Error::Issuer(IssuerError::Unavailable(_)) => "IssuerUnavailable",
-            Error::Store(StoreError::Conflict(_)) => "StoreConflict",
+            Error::Store(StoreError::NotFound(_)) => "StoreNotFound",
+            Error::Store(StoreError::Foreign(_)) => "StoreConflict",
             Error::Store(StoreError::Unavailable(_)) => "StoreUnavailable",
+            Error::Store(StoreError::Denied(_)) => "StoreAccessDenied",
+            Error::Store(StoreError::Changed(_)) => "Conflict",
             Error::MaterialLost => "MaterialLost",
             Error::SecretConflict(_) => "SecretConflict",
             Error::Kube(_) => "KubernetesError",
@@ -84,7 +87,9 @@ impl Error {
         matches!(
             self,
             Error::Issuer(IssuerError::Unavailable(_))
-                | Error::Store(StoreError::Unavailable(_))
+                | Error::Store(
+                    StoreError::Unavailable(_) | StoreError::Denied(_) | StoreError::Changed(_)
+                )
                 | Error::Kube(_)
                 | Error::Changed
         )
@@ -93,7 +98,7 @@ impl Error {
     /// A write lost a race with another writer: requeue at once, it is not a failure.
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Kube(kube::Error::Api(s)) if s.code == 409)
-            || matches!(self, Error::Changed)
+            || matches!(self, Error::Changed | Error::Store(StoreError::Changed(_)))
     }
 }
 

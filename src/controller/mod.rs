@@ -15,6 +15,7 @@ pub mod secret;
 mod shell;
 mod status;
 mod steps;
+mod stores;
 
 use std::sync::Arc;
 
@@ -39,6 +40,11 @@ pub struct Settings {
     pub max_concurrent_rollouts: usize,
     /// What "now" is (tests move it forward).
     pub clock: Arc<clock::Clock>,
+    /// The operator's namespace: where a ClusterKeyStore's credentials are read.
+    pub namespace: String,
+    /// The operator's ServiceAccount, which a ClusterKeyStore's Kubernetes auth presents
+    /// unless it names another.
+    pub service_account: String,
 }
 
 impl Default for Settings {
@@ -46,6 +52,8 @@ impl Default for Settings {
         Settings {
             max_concurrent_rollouts: 5,
             clock: Arc::default(),
+            namespace: "apikey-operator".into(),
+            service_account: "apikey-operator".into(),
         }
     }
 }
@@ -58,17 +66,11 @@ pub async fn run(client: Client, settings: Settings) {
         std::env::var("POD_NAME").ok(),
     );
     let ticks = settings.clock.ticks();
-    let clock = settings.clock.clone();
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        recorder,
-        settings.max_concurrent_rollouts,
-        settings.clock,
-    ));
+    let ctx = Arc::new(Context::new(client.clone(), recorder, &settings));
     let apikeys: Api<ApiKey> = Api::all(client.clone());
     let controller = Controller::new(apikeys, watcher::Config::default());
     let cache = controller.store();
-    let issuers_and_stores = providers::run(client.clone(), cache.clone(), clock);
+    let issuers_and_stores = providers::run(ctx.clone(), cache.clone());
     let issuer_cache = cache.clone();
     let cluster_issuer_cache = cache.clone();
     // Consumers are watched by metadata only; their status is read when reconciling.

@@ -13,7 +13,7 @@ use super::secret::{self, Held};
 use super::shell::{Shell, parse_trigger};
 use crate::api::apikey::annotations;
 use crate::issuer;
-use crate::store::KeyStore;
+use crate::store::Slot;
 
 impl Shell<'_> {
     pub(super) async fn observe(&mut self) -> Result<Observed, Error> {
@@ -110,13 +110,15 @@ impl Shell<'_> {
         let Some(found) = actual.and_then(|a| secret::held_keys(self.ak, a)) else {
             return Ok(());
         };
-        for (id, material) in [Some(found.current), found.previous].into_iter().flatten() {
+        let current = Some((found.current, Slot::Current));
+        let previous = found.previous.map(|p| (p, Slot::Previous));
+        for ((id, material), slot) in [current, previous].into_iter().flatten() {
             let fingerprint = issuer::fingerprint(&material);
             let vouched = self
                 .issued_keys()
                 .any(|k| k.id == id && k.fingerprint == fingerprint);
             if vouched && self.store.get(&id).await?.is_none() {
-                self.store.put(&id, &material).await?;
+                self.store.put(&id, &material, slot).await?;
                 self.event(
                     EventType::Warning,
                     "MaterialRecovered",

@@ -19,7 +19,9 @@ use serde::de::DeserializeOwned;
 use super::clock::Clock;
 use super::error::Error;
 use super::finalizers;
+use super::reconcile::Context;
 use super::status::set_condition;
+use super::stores::{self, StoreChecks};
 use crate::api::ProviderStatus;
 use crate::api::apikey::{ApiKey, IssuerKind, IssuerRecord};
 use crate::api::issuer::{ClusterKeyIssuer, IssuerConfig, KeyIssuer};
@@ -29,6 +31,9 @@ pub const ISSUER_FINALIZER: &str = "apikey.dev/keys-held";
 
 /// How often a deleting issuer looks again for ApiKeys still holding its keys.
 const RECHECK: Duration = Duration::from_secs(2);
+
+/// How often a ready store is checked again.
+const STORE_RECHECK: Duration = Duration::from_secs(300);
 
 /// Puts the finalizer on the issuer an ApiKey is about to mint at (a no-op when it is
 /// there, or when the issuer is already being deleted).
@@ -84,18 +89,21 @@ struct Guard {
     client: Client,
     apikeys: Store<ApiKey>,
     clock: Arc<Clock>,
+    ctx: Arc<Context>,
 }
 
-/// Lifts the finalizer of deleting issuers once no ApiKey (in `apikeys`, the controller's
-/// cache) holds a key from them.
-pub async fn run(client: Client, apikeys: Store<ApiKey>, clock: Arc<Clock>) {
+/// Reports whether each issuer and store can be used, and lifts the finalizer of deleting
+/// issuers once no ApiKey (in `apikeys`, the controller's cache) holds a key from them.
+pub async fn run(ctx: Arc<Context>, apikeys: Store<ApiKey>) {
     if apikeys.wait_until_ready().await.is_err() {
         return;
     }
+    let client = ctx.client.clone();
     let guard = Arc::new(Guard {
         client: client.clone(),
         apikeys,
-        clock,
+        clock: ctx.clock.clone(),
+        ctx,
     });
     let namespaced = watch(
         Api::<KeyIssuer>::all(client.clone()),
@@ -122,9 +130,10 @@ pub async fn run(client: Client, apikeys: Store<ApiKey>, clock: Arc<Clock>) {
         guard.clone(),
         |s, g| async move {
             let api = Api::namespaced(g.client.clone(), &s.namespace().unwrap_or_default());
-            let ready = store_readiness(&s.spec.config);
+            let ready = store_readiness(&g, s.as_ref(), &s.spec.config, "KeyStore").await;
+            let recheck = store_recheck(&ready);
             report(&g, &api, s.as_ref(), s.status.as_ref(), ready).await?;
-            Ok(Action::await_change())
+            Ok(recheck)
         },
     );
     let cluster_stores = watch(
@@ -132,9 +141,10 @@ pub async fn run(client: Client, apikeys: Store<ApiKey>, clock: Arc<Clock>) {
         guard,
         |s, g| async move {
             let api = Api::all(g.client.clone());
-            let ready = store_readiness(&s.spec.config);
+            let ready = store_readiness(&g, s.as_ref(), &s.spec.config, "ClusterKeyStore").await;
+            let recheck = store_recheck(&ready);
             report(&g, &api, s.as_ref(), s.status.as_ref(), ready).await?;
-            Ok(Action::await_change())
+            Ok(recheck)
         },
     );
     futures::join!(namespaced, cluster, stores, cluster_stores);
@@ -175,18 +185,40 @@ fn issuer_readiness(config: &IssuerConfig) -> Readiness {
     }
 }
 
-fn store_readiness(config: &StoreConfig) -> Readiness {
+/// A real check: the operator logs in to the store with the object's settings.
+async fn store_readiness<K: Resource<DynamicType = ()>>(
+    guard: &Guard,
+    obj: &K,
+    config: &StoreConfig,
+    kind: &'static str,
+) -> Readiness {
     let provider = if config.vault.is_some() {
         "vault"
     } else {
         "awsSecretsManager"
     };
+    let checks = StoreChecks {
+        client: &guard.client,
+        connections: &guard.ctx.connections,
+        namespace: &guard.ctx.namespace,
+        service_account: &guard.ctx.service_account,
+    };
     Readiness {
         provider,
-        unavailable: Some(format!(
-            "the {provider} backend is not available in this release: ApiKeys with a storeRef report InvalidSpec"
-        )),
+        unavailable: stores::check(&checks, obj, config, kind)
+            .await
+            .err()
+            .map(|e| e.to_string()),
     }
+}
+
+/// Stores change outside Kubernetes (sealed, credentials revoked): look again, sooner
+/// while one is not ready.
+fn store_recheck(readiness: &Readiness) -> Action {
+    Action::requeue(match readiness.unavailable {
+        None => STORE_RECHECK,
+        Some(_) => RECHECK * 15,
+    })
 }
 
 /// Writes the readiness into the object's status when it changed (no write otherwise).

@@ -36,23 +36,26 @@ pub struct Context {
     /// it is a stale view, and acting on it could repeat a step.
     pub(super) last_written: Mutex<HashMap<String, Written>>,
     pub(super) failures: Mutex<HashMap<String, u32>>,
+    /// Store logins kept between reconciles.
+    pub(super) connections: Arc<crate::store::Connections>,
+    /// Where ClusterKeyStore credentials live, and the operator's ServiceAccount.
+    pub(super) namespace: String,
+    pub(super) service_account: String,
 }
 
 impl Context {
-    pub fn new(
-        client: Client,
-        recorder: EventRecorder,
-        max_rollouts: usize,
-        clock: Arc<Clock>,
-    ) -> Self {
+    pub fn new(client: Client, recorder: EventRecorder, settings: &super::Settings) -> Self {
         Context {
             client,
             recorder,
-            max_rollouts: max_rollouts.max(1),
+            max_rollouts: settings.max_concurrent_rollouts.max(1),
             rolling: Mutex::default(),
-            clock,
+            clock: settings.clock.clone(),
             last_written: Mutex::default(),
             failures: Mutex::default(),
+            connections: Arc::default(),
+            namespace: settings.namespace.clone(),
+            service_account: settings.service_account.clone(),
         }
     }
 
@@ -191,12 +194,12 @@ mod tests {
     async fn a_fence_on_our_own_write_lifts_even_when_versions_go_back() {
         let client =
             Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
-        let clock = Arc::new(Clock::default());
+        let settings = crate::controller::Settings::default();
+        let clock = settings.clock.clone();
         let ctx = Context::new(
             client.clone(),
             EventRecorder::new(client, "test", None),
-            1,
-            clock.clone(),
+            &settings,
         );
         let at = |rv: &str| {
             let mut ak: ApiKey = serde_json::from_value(serde_json::json!({

@@ -20,14 +20,14 @@ use super::secret;
 use crate::api::apikey::{ApiKey, ApiKeyStatus, IssuerKind, IssuerRecord, KeyStatus};
 use crate::api::issuer::{ClusterKeyIssuer, IssuerConfig, KeyIssuer};
 use crate::issuer::{self, Issuer};
-use crate::store::kubernetes::KubernetesStore;
+use crate::store::KeyStore;
 
 pub(super) struct Shell<'a> {
     pub(super) ak: &'a ApiKey,
     pub(super) ctx: &'a Context,
     pub(super) ns: String,
     pub(super) status: ApiKeyStatus,
-    pub(super) store: KubernetesStore,
+    pub(super) store: Box<dyn KeyStore>,
     pub(super) secrets: Api<Secret>,
     pub(super) cadence: Cadence,
     /// Keys found in a Secret left by a deleted predecessor (for `Step::Adopt`).
@@ -72,8 +72,10 @@ impl<'a> Shell<'a> {
             }
             None => rotation::default_overlap(cadence.every()),
         };
-        if ak.spec.store_ref.is_some() {
-            problems.push("storeRef (Vault, AWS Secrets Manager) is not supported by this release yet; remove it to keep keys in Kubernetes".into());
+        if let Some(path) = ak.spec.store_ref.as_ref().and_then(|r| r.path.as_deref())
+            && let Err(e) = crate::store::location::check(path)
+        {
+            problems.push(e);
         }
         let spec_error = (!problems.is_empty()).then(|| Error::InvalidSpec(problems.join("; ")));
         let mut scopes = ak.spec.scopes.clone();
@@ -90,11 +92,10 @@ impl<'a> Shell<'a> {
                 .map(|d| d.0.as_str())
                 .unwrap_or("")
         );
-        let owner = ak.controller_owner_ref(&()).expect("ApiKeys have uids");
         Ok(Shell {
             ak,
             ctx,
-            store: KubernetesStore::new(ctx.client.clone(), &ns, &ak.name_any(), owner),
+            store: super::stores::open(ak, ctx, &ns).await,
             secrets: Api::namespaced(ctx.client.clone(), &ns),
             ns,
             status: ak.status.clone().unwrap_or_default(),

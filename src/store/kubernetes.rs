@@ -12,7 +12,8 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use super::{KeyStore, StoreError};
+use super::{KeyStore, Slot, StoreError};
+use crate::api::apikey::StoreRecord;
 
 pub const STATE_SECRET_TYPE: &str = "apikey.dev/state";
 
@@ -47,7 +48,7 @@ fn id_of(data_key: &str) -> Option<String> {
 
 fn unavailable(e: kube::Error) -> StoreError {
     match e {
-        kube::Error::Api(s) if s.code == 409 => StoreError::Conflict(s.message),
+        kube::Error::Api(s) if s.code == 409 => StoreError::Changed(s.message),
         other => StoreError::Unavailable(other.to_string()),
     }
 }
@@ -62,16 +63,6 @@ impl KubernetesStore {
         }
     }
 
-    /// Detaches the state Secret from the ApiKey so it outlives it (deletionPolicy
-    /// Retain); a Secret of that name that is not this ApiKey's state is left alone.
-    pub async fn release(&self) -> Result<(), StoreError> {
-        if self.own_state().await?.is_some() {
-            self.merge(json!({"metadata": {"ownerReferences": null}}))
-                .await?;
-        }
-        Ok(())
-    }
-
     async fn merge(&self, patch: serde_json::Value) -> Result<(), StoreError> {
         self.api
             .patch(&self.name, &PatchParams::default(), &Patch::Merge(patch))
@@ -84,7 +75,7 @@ impl KubernetesStore {
     /// nothing of ours, so there is nothing in it to delete or release.
     async fn own_state(&self) -> Result<Option<Secret>, StoreError> {
         match self.state().await {
-            Err(StoreError::Conflict(_)) => Ok(None),
+            Err(StoreError::Foreign(_)) => Ok(None),
             other => other,
         }
     }
@@ -101,7 +92,7 @@ impl KubernetesStore {
                 .and_then(|l| l.get("apikey.dev/state-of"))
                 == Some(&self.apikey);
         if !ours {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Foreign(format!(
                 "Secret {:?} exists and is not this ApiKey's state; rename or delete it",
                 self.name
             )));
@@ -132,10 +123,12 @@ impl KubernetesStore {
 }
 
 impl KeyStore for KubernetesStore {
+    /// Keys are kept by id; which one is current is status's to say (the Secret shows it).
     fn put<'a>(
         &'a self,
         id: &'a str,
         secret: &'a SecretString,
+        _slot: Slot,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
             let value = ByteString(secret.expose_secret().as_bytes().to_vec());
@@ -148,6 +141,10 @@ impl KeyStore for KubernetesStore {
             }
         }
         .boxed()
+    }
+
+    fn promote<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        async { Ok(()) }.boxed()
     }
 
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<SecretString>, StoreError>> {
@@ -177,5 +174,27 @@ impl KeyStore for KubernetesStore {
             Ok(data.keys().filter_map(|k| id_of(k)).collect())
         }
         .boxed()
+    }
+
+    /// Detaches the state Secret from the ApiKey so it outlives it (deletionPolicy
+    /// Retain); a Secret of that name that is not this ApiKey's state is left alone.
+    fn release(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        async move {
+            if self.own_state().await?.is_some() {
+                self.merge(json!({"metadata": {"ownerReferences": null}}))
+                    .await?;
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    /// The state Secret is owned by the ApiKey: the garbage collector takes it.
+    fn purge(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        async { Ok(()) }.boxed()
+    }
+
+    fn record(&self) -> Option<StoreRecord> {
+        None
     }
 }

@@ -79,13 +79,22 @@ impl TestCluster {
 /// Waits (by watching) until `cond` holds for the named object.
 pub async fn wait<K>(api: Api<K>, name: &str, cond: impl kube::runtime::wait::Condition<K>) -> K
 where
-    K: Clone + Debug + Send + DeserializeOwned + Resource + 'static,
+    K: Clone + Debug + Send + DeserializeOwned + serde::Serialize + Resource + 'static,
 {
-    tokio::time::timeout(PATIENCE, await_condition(api, name, cond))
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {name}"))
-        .expect("watch works")
-        .unwrap_or_else(|| panic!("{name} does not exist"))
+    match tokio::time::timeout(PATIENCE, await_condition(api.clone(), name, cond)).await {
+        Ok(found) => found
+            .expect("watch works")
+            .unwrap_or_else(|| panic!("{name} does not exist")),
+        // Show what it looked like instead: the status says why it never got there.
+        Err(_) => {
+            let mut last = serde_json::to_value(api.get_opt(name).await.ok().flatten()).unwrap();
+            if let Some(meta) = last.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                meta.remove("managedFields");
+            }
+            let last = serde_json::to_string_pretty(&last).unwrap();
+            panic!("timed out waiting for {name}; it is now:\n{last}")
+        }
+    }
 }
 
 /// Waits (by watching) until the named object is gone.

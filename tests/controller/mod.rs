@@ -9,3 +9,4 @@ mod lifecycle;
 mod process;
 mod recovery;
 mod user_surface;
+mod vault;

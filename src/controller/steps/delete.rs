@@ -13,7 +13,6 @@ use crate::controller::finalizers;
 use crate::controller::reconcile::FINALIZER;
 use crate::controller::secret;
 use crate::controller::shell::Shell;
-use crate::store::KeyStore;
 
 impl Shell<'_> {
     pub(in crate::controller) async fn finalize(&mut self) -> Result<Action, Error> {
@@ -37,6 +36,7 @@ impl Shell<'_> {
                 }
                 self.store.delete(&id).await?;
             }
+            self.store.purge().await?;
             // The Secret goes too, before the finalizer does: left to the garbage
             // collector (which an orphaning delete skips) it could outlive this ApiKey and
             // offer its revoked key to a successor of the same name.

@@ -19,7 +19,7 @@ use crate::controller::reconcile::MANAGER;
 use crate::controller::secret;
 use crate::controller::shell::Shell;
 use crate::issuer;
-use crate::store::KeyStore;
+use crate::store::Slot;
 
 impl Shell<'_> {
     /// Takes over the keys a deleted predecessor left in the Secret, with the issuer and
@@ -30,6 +30,7 @@ impl Shell<'_> {
         let found = self.found.take().expect("decide adopts only found keys");
         let spec_issuer = self.spec_issuer().await?;
         let issued = found.created.unwrap_or_else(|| self.now());
+        let store = self.store.record();
         let adopt = |id: String, material: &SecretString, rotation: u64| {
             let (issuer, minted_for) = match found.provenance.get(&id) {
                 Some(p) => (p.issuer.clone(), p.minted_for.clone()),
@@ -42,18 +43,20 @@ impl Shell<'_> {
                 expires_at: None,
                 rotation,
                 issuer,
-                store: None,
+                store: store.clone(),
                 revoke_after: None,
                 last_used_at: None,
                 minted_for,
                 emergency: false,
             }
         };
-        self.store.put(&found.current.0, &found.current.1).await?;
+        self.store
+            .put(&found.current.0, &found.current.1, Slot::Current)
+            .await?;
         let mut previous = None;
         if let Some((id, material)) = &found.previous {
             // The predecessor was mid-overlap: finish it (roll out, overlap, revoke).
-            self.store.put(id, material).await?;
+            self.store.put(id, material, Slot::Previous).await?;
             previous = Some(adopt(id.clone(), material, 1));
         }
         let rotation = if previous.is_some() { 2 } else { 1 };

@@ -17,7 +17,7 @@ use crate::controller::rotation::Trigger;
 use crate::controller::secret;
 use crate::controller::shell::{Shell, parse_trigger};
 use crate::issuer::{self, MintRequest};
-use crate::store::KeyStore;
+use crate::store::Slot;
 
 impl Shell<'_> {
     /// Step 1: the intent (pendingKey) is recorded before anything external happens.
@@ -48,7 +48,7 @@ impl Shell<'_> {
             id: None,
             fingerprint: None,
             issuer,
-            store: None,
+            store: self.store.record(),
             minted_for: self.key_spec.clone(),
             reason: format!("{trigger:?}"),
             expires_at: None,
@@ -104,7 +104,9 @@ impl Shell<'_> {
         {
             self.write_status(Phase::Storing).await?;
         }
-        self.store.put(&minted.id, &minted.secret).await?;
+        self.store
+            .put(&minted.id, &minted.secret, Slot::Pending)
+            .await?;
         self.write_status(Phase::Distributing).await?;
         self.event(
             EventType::Normal,
@@ -117,12 +119,16 @@ impl Shell<'_> {
 
     /// Step 5: the stored pending key becomes current; the old one previous.
     pub(super) async fn promote(&mut self) -> Result<Action, Error> {
-        let p = self
+        let id = self
             .status
             .pending_key
-            .take()
-            .expect("decide promotes only a pending key");
-        let id = p.id.clone().expect("a stored pending key has an id");
+            .as_ref()
+            .and_then(|p| p.id.clone())
+            .expect("decide promotes only a stored pending key");
+        // The store first: promoting it again after a crash is a no-op, while a status
+        // already promoted would never bring the store along.
+        self.store.promote(&id).await?;
+        let p = self.status.pending_key.take().expect("pending");
         let issued = self.now();
         let new = KeyStatus {
             id: id.clone(),
@@ -131,7 +137,7 @@ impl Shell<'_> {
             expires_at: p.expires_at.clone(),
             rotation: p.rotation,
             issuer: p.issuer.clone(),
-            store: None,
+            store: p.store.clone(),
             revoke_after: None,
             last_used_at: None,
             minted_for: p.minted_for.clone(),

@@ -13,7 +13,6 @@ use crate::api::apikey::{HistoryEntry, IssuerRecord, Phase, annotations};
 use crate::controller::clock::{ts, until};
 use crate::controller::error::Error;
 use crate::controller::shell::Shell;
-use crate::store::KeyStore;
 
 impl Shell<'_> {
     /// Revokes the previous key; `requested`: a user asked (`revoke-previous`).

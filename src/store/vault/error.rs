@@ -1,0 +1,47 @@
+//! Vault client errors as store errors: bounded, and never carrying a request body.
+
+use vaultrs::error::ClientError;
+
+use crate::store::StoreError;
+
+/// Longest server message kept (a condition message has room for little more).
+const MAX_MESSAGE: usize = 300;
+
+pub fn of_client(e: ClientError) -> StoreError {
+    match e {
+        ClientError::APIError { code, errors } => {
+            let said = bounded(&errors.join("; "));
+            match code {
+                401 | 403 => StoreError::Denied(format!("Vault answered {code}: {said}")),
+                400 if is_cas_mismatch(&errors) => StoreError::Changed(said),
+                _ => StoreError::Unavailable(format!("Vault answered {code}: {said}")),
+            }
+        }
+        other => StoreError::Unavailable(bounded(&chain(&other))),
+    }
+}
+
+/// KV v2 answers a failed check-and-set with 400 and this text.
+pub fn is_cas_mismatch(errors: &[String]) -> bool {
+    errors.iter().any(|e| e.contains("check-and-set"))
+}
+
+/// The error and its sources ("error sending request … : connection refused"): the
+/// outermost vaultrs message alone says nothing a user can act on.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn bounded(s: &str) -> String {
+    match s.char_indices().nth(MAX_MESSAGE) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_string(),
+    }
+}

@@ -1,0 +1,511 @@
+//! The Vault store on a real OpenBao dev server: what a reader of KV v2 sees at each
+//! rotation step, the three logins, ownership and tenant isolation, an outage, and both
+//! deletion policies. Everything is read back with the bao CLI, not through our code.
+
+use apikey_operator::api::apikey::{ApiKey, Phase};
+use apikey_operator::api::store::KeyStore;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, DeleteParams};
+use kube_devcluster::WorkloadKind;
+use serde_json::{Value, json};
+
+use super::harness::*;
+use crate::support::*;
+
+/// What the operator's token may do: its own folder of the `secret` mount, nothing else.
+pub const POLICY: &str = r#"
+path "secret/data/apikeys/*" { capabilities = ["create", "read", "update"] }
+path "secret/metadata/apikeys/*" { capabilities = ["create", "read", "update", "delete"] }
+path "secret/destroy/apikeys/*" { capabilities = ["update"] }
+"#;
+
+/// A KeyStore `vault` in `default` that logs in with a token limited to `POLICY`.
+async fn token_store(c: &Client, bao: &OpenBao) {
+    let token = bao.token_for("apikeys", POLICY).await;
+    create::<Secret>(
+        c,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vault-token"},
+            "stringData": {"token": token}}),
+    )
+    .await;
+    keystore(
+        c,
+        "vault",
+        bao,
+        json!({"token": {"secretRef": {"name": "vault-token", "key": "token"}}}),
+    )
+    .await;
+}
+
+async fn keystore(c: &Client, name: &str, bao: &OpenBao, auth: Value) {
+    create::<KeyStore>(
+        c,
+        json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "KeyStore", "metadata": {"name": name},
+            "spec": {"vault": {"server": bao.addr, "auth": auth}}}),
+    )
+    .await;
+}
+
+fn stored(name: &str, extra: Value) -> Value {
+    let mut spec = json!({"storeRef": {"name": "vault"}});
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    apikey(name, json!({"every": "1h", "overlap": "1m"}), spec)
+}
+
+fn phase(p: Phase) -> impl Fn(Option<&ApiKey>) -> bool {
+    move |a| a.and_then(|a| a.status.as_ref()).and_then(|s| s.phase) == Some(p)
+}
+
+fn previous_id(ak: &ApiKey) -> Option<String> {
+    ak.status
+        .as_ref()?
+        .previous_key
+        .as_ref()
+        .map(|k| k.id.clone())
+}
+
+#[tokio::test]
+async fn a_rotation_shows_readers_of_the_latest_version_the_new_key_only_at_promotion() {
+    let bao = OpenBao::start().await;
+    let (op, clock) = operator_on_test_clock().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    token_store(c, &bao).await;
+    deployment(c, "app").await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    create::<ApiKey>(
+        c,
+        stored(
+            "widgets",
+            json!({"consumers": [{"kind": "Deployment", "name": "app"}]}),
+        ),
+    )
+    .await;
+    let ak = wait(apikeys.clone(), "widgets", ready).await;
+    let first = current_id(&ak);
+    let path = "apikeys/default/widgets";
+
+    let latest = bao.kv_get("secret", path).await.expect("the entry");
+    let in_secret = secrets.get("widgets").await.unwrap();
+    let key = data(&in_secret, "api-key").expect("the key in the Secret");
+    assert_eq!(latest["data"]["api-key"], key.as_str());
+    assert_eq!(latest["data"]["api-key-id"], first.as_str());
+    let meta = bao.kv_metadata("secret", path).await.unwrap();
+    assert_eq!(
+        meta["custom_metadata"]["apikey.dev/owner"],
+        "default/widgets"
+    );
+    assert_eq!(
+        meta["custom_metadata"]["apikey.dev/uid"],
+        ak.metadata.uid.clone().unwrap().as_str()
+    );
+    let location = &ak
+        .status
+        .as_ref()
+        .unwrap()
+        .current_key
+        .as_ref()
+        .unwrap()
+        .store;
+    assert_eq!(
+        location.as_ref().unwrap().location,
+        format!("secret/{path}")
+    );
+
+    // Held mid-rollout: the new key is current in the store, the old one previous; the
+    // version before promotion still offered the old key, with the new one pending.
+    op.t.cluster
+        .hold_rollout(WorkloadKind::Deployment, "default", "app");
+    request(&apikeys, "widgets", "apikey.dev/rotate", "1").await;
+    let ak = wait(apikeys.clone(), "widgets", phase(Phase::RollingOut)).await;
+    let second = current_id(&ak);
+    assert_ne!(first, second);
+    let latest = bao.kv_get("secret", path).await.unwrap();
+    assert_eq!(latest["data"]["api-key-id"], second.as_str());
+    assert_eq!(latest["data"]["api-key-id-previous"], first.as_str());
+    let version = latest["metadata"]["version"].as_u64().unwrap();
+    let before = bao
+        .kv_get_version("secret", path, version - 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        before["data"]["api-key-id"],
+        first.as_str(),
+        "readers saw the old key"
+    );
+    assert_eq!(before["data"]["api-key-id-pending"], second.as_str());
+    assert_eq!(before["data"]["api-key-pending"], latest["data"]["api-key"]);
+
+    // Rolled out and past the overlap: the old key is revoked, and every version that
+    // held it is destroyed.
+    op.t.cluster
+        .release_rollout(WorkloadKind::Deployment, "default", "app");
+    wait(apikeys.clone(), "widgets", phase(Phase::Overlapping)).await;
+    clock.advance(std::time::Duration::from_secs(120));
+    wait(apikeys.clone(), "widgets", |a: Option<&ApiKey>| {
+        ready(a) && a.is_some_and(|a| previous_id(a).is_none())
+    })
+    .await;
+    let latest = bao.kv_get("secret", path).await.unwrap();
+    assert_eq!(
+        latest["data"],
+        json!({"api-key": latest["data"]["api-key"], "api-key-id": second})
+    );
+    let meta = bao.kv_metadata("secret", path).await.unwrap();
+    let newest = meta["current_version"].as_u64().unwrap();
+    for (v, m) in meta["versions"].as_object().unwrap() {
+        let v: u64 = v.parse().unwrap();
+        assert_eq!(m["destroyed"], v != newest, "version {v} of {newest}: {m}");
+    }
+}
+
+#[tokio::test]
+async fn approle_and_kubernetes_logins_store_keys() {
+    let bao = OpenBao::start().await;
+    let op = operator().await;
+    let c = &op.t.client;
+    let k = Kubectl::new(&op.t.cluster.kubeconfig());
+    issuer(c).await;
+    bao.token_for("apikeys", POLICY).await;
+
+    bao.ok(&["auth", "enable", "approle"]).await;
+    bao.ok(&[
+        "write",
+        "auth/approle/role/operator",
+        "token_policies=apikeys",
+        "token_ttl=1m",
+    ])
+    .await;
+    let role_id = bao
+        .ok(&[
+            "read",
+            "-field=role_id",
+            "auth/approle/role/operator/role-id",
+        ])
+        .await;
+    let secret_id = bao
+        .ok(&[
+            "write",
+            "-f",
+            "-field=secret_id",
+            "auth/approle/role/operator/secret-id",
+        ])
+        .await;
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "vault-approle",
+        &format!("--from-literal=role-id={}", role_id.trim()),
+        &format!("--from-literal=secret-id={}", secret_id.trim()),
+    ])
+    .await;
+    keystore(
+        c,
+        "approle",
+        &bao,
+        json!({"appRole": {"secretName": "vault-approle"}}),
+    )
+    .await;
+
+    // OpenBao checks the ServiceAccount token through the dev cluster's TokenReview.
+    k.ok(&["create", "serviceaccount", "vault-reviewer"]).await;
+    k.ok(&["create", "serviceaccount", "keys"]).await;
+    let reviewer = k
+        .ok(&["create", "token", "vault-reviewer", "--duration=1h"])
+        .await;
+    let ca = k.file("ca.pem", op.t.cluster.ca_pem());
+    bao.ok(&["auth", "enable", "kubernetes"]).await;
+    bao.ok(&[
+        "write",
+        "auth/kubernetes/config",
+        &format!("kubernetes_host={}", op.t.cluster.url()),
+        &format!("kubernetes_ca_cert=@{ca}"),
+        &format!("token_reviewer_jwt={}", reviewer.trim()),
+        "disable_local_ca_jwt=true",
+    ])
+    .await;
+    bao.ok(&[
+        "write",
+        "auth/kubernetes/role/apikeys",
+        "bound_service_account_names=keys",
+        "bound_service_account_namespaces=default",
+        "audience=vault",
+        "token_policies=apikeys",
+        "ttl=1m",
+    ])
+    .await;
+    keystore(
+        c,
+        "k8s",
+        &bao,
+        json!({"kubernetes": {"role": "apikeys", "serviceAccountName": "keys", "audiences": ["vault"]}}),
+    )
+    .await;
+
+    let stores: Api<KeyStore> = Api::default_namespaced(c.clone());
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    for store in ["approle", "k8s"] {
+        wait(stores.clone(), store, |s: Option<&KeyStore>| {
+            s.and_then(|s| s.status.as_ref()).is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+        })
+        .await;
+        let mut spec = stored(store, json!({}));
+        spec["spec"]["storeRef"]["name"] = store.into();
+        create::<ApiKey>(c, spec).await;
+        let ak = wait(apikeys.clone(), store, ready).await;
+        let latest = bao
+            .kv_get("secret", &format!("apikeys/default/{store}"))
+            .await
+            .expect("stored");
+        assert_eq!(
+            latest["data"]["api-key-id"],
+            current_id(&ak).as_str(),
+            "{store}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn another_owners_entry_is_never_written_and_namespaces_stay_apart() {
+    let bao = OpenBao::start().await;
+    let op = operator().await;
+    let c = &op.t.client;
+    let k = Kubectl::new(&op.t.cluster.kubeconfig());
+    issuer(c).await;
+    token_store(c, &bao).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+
+    // Someone else's data at the default path of ApiKey "taken".
+    bao.ok(&[
+        "kv",
+        "put",
+        "-mount=secret",
+        "apikeys/default/taken",
+        "password=theirs",
+    ])
+    .await;
+    create::<ApiKey>(c, stored("taken", json!({}))).await;
+    let ak = wait(
+        apikeys.clone(),
+        "taken",
+        reason_is("Ready", "StoreConflict"),
+    )
+    .await;
+    assert!(
+        message(&ak, "Ready").contains("did not write"),
+        "{}",
+        message(&ak, "Ready")
+    );
+    let theirs = bao.kv_get("secret", "apikeys/default/taken").await.unwrap();
+    assert_eq!(theirs["data"], json!({"password": "theirs"}));
+
+    // Two ApiKeys naming one path: the second is refused, the first keeps its entry.
+    create::<ApiKey>(
+        c,
+        stored(
+            "first",
+            json!({"storeRef": {"name": "vault", "path": "shared"}}),
+        ),
+    )
+    .await;
+    let first = wait(apikeys.clone(), "first", ready).await;
+    create::<ApiKey>(
+        c,
+        stored(
+            "second",
+            json!({"storeRef": {"name": "vault", "path": "shared"}}),
+        ),
+    )
+    .await;
+    let second = wait(
+        apikeys.clone(),
+        "second",
+        reason_is("Ready", "StoreConflict"),
+    )
+    .await;
+    assert!(message(&second, "Ready").contains("belongs to ApiKey default/first"));
+    let shared = bao
+        .kv_get("secret", "apikeys/default/shared")
+        .await
+        .unwrap();
+    assert_eq!(shared["data"]["api-key-id"], current_id(&first).as_str());
+
+    // A namespaced store keeps its namespace as the first segment, whatever the path.
+    k.ok(&["create", "namespace", "team-b"]).await;
+    let escape = k
+        .run(&[
+            "apply",
+            "-f",
+            &k.file(
+                "escape.yaml",
+                "apiVersion: apikey.dev/v1alpha1
+kind: ApiKey
+metadata: {name: escape}
+spec:
+  issuerRef: {name: gen}
+  rotation: {every: 1h}
+  storeRef: {name: vault, path: ../team-b/escape}
+",
+            ),
+        ])
+        .await;
+    assert!(
+        !escape.ok && escape.stderr.contains("spec.storeRef.path"),
+        "{}",
+        escape.stderr
+    );
+    create::<ApiKey>(
+        c,
+        stored(
+            "nested",
+            json!({"storeRef": {"name": "vault", "path": "team-b/nested"}}),
+        ),
+    )
+    .await;
+    wait(apikeys.clone(), "nested", ready).await;
+    assert!(
+        bao.kv_get("secret", "apikeys/default/team-b/nested")
+            .await
+            .is_some()
+    );
+    assert!(
+        bao.kv_get("secret", "apikeys/team-b/nested")
+            .await
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_sealed_store_holds_the_rotation_and_the_old_key_until_it_is_back() {
+    let bao = OpenBao::start().await;
+    let (op, clock) = operator_on_test_clock().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    token_store(c, &bao).await;
+    deployment(c, "app").await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    create::<ApiKey>(
+        c,
+        stored(
+            "widgets",
+            json!({"consumers": [{"kind": "Deployment", "name": "app"}]}),
+        ),
+    )
+    .await;
+    let old = current_id(&wait(apikeys.clone(), "widgets", ready).await);
+    let unavailable = reason_is("Rotating", "StoreUnavailable");
+
+    // Sealed before the rotation: nothing is minted, the Secret keeps the old key.
+    bao.seal().await;
+    op.t.cluster
+        .hold_rollout(WorkloadKind::Deployment, "default", "app");
+    request(&apikeys, "widgets", "apikey.dev/rotate", "1").await;
+    let ak = wait(apikeys.clone(), "widgets", &unavailable).await;
+    assert!(
+        message(&ak, "Rotating").contains("sealed"),
+        "{}",
+        message(&ak, "Rotating")
+    );
+    assert_eq!(current_id(&ak), old);
+    let in_secret = secrets.get("widgets").await.unwrap();
+    assert_eq!(
+        data(&in_secret, "api-key-id").as_deref(),
+        Some(old.as_str())
+    );
+
+    // Back: the rotation goes on, up to the held rollout.
+    bao.unseal().await;
+    let ak = wait(apikeys.clone(), "widgets", phase(Phase::RollingOut)).await;
+    let new = current_id(&ak);
+    assert_eq!(previous_id(&ak).as_deref(), Some(old.as_str()));
+
+    // Sealed mid-rotation, as the overlap ends: the old key is not revoked while the
+    // store cannot say what it holds.
+    op.t.cluster
+        .release_rollout(WorkloadKind::Deployment, "default", "app");
+    wait(apikeys.clone(), "widgets", phase(Phase::Overlapping)).await;
+    bao.seal().await;
+    clock.advance(std::time::Duration::from_secs(120));
+    let ak = wait(apikeys.clone(), "widgets", &unavailable).await;
+    assert_eq!(
+        previous_id(&ak).as_deref(),
+        Some(old.as_str()),
+        "still held"
+    );
+    assert!(
+        ak.status
+            .as_ref()
+            .unwrap()
+            .history
+            .iter()
+            .all(|h| h.revoked_at.is_none())
+    );
+
+    bao.unseal().await;
+    wait(apikeys.clone(), "widgets", |a: Option<&ApiKey>| {
+        ready(a) && a.is_some_and(|a| previous_id(a).is_none())
+    })
+    .await;
+    let latest = bao
+        .kv_get("secret", "apikeys/default/widgets")
+        .await
+        .unwrap();
+    assert_eq!(latest["data"]["api-key-id"], new.as_str());
+    assert!(latest["data"].get("api-key-previous").is_none());
+}
+
+#[tokio::test]
+async fn deletion_purges_or_keeps_the_entry_and_a_recreated_apikey_takes_it_over() {
+    let bao = OpenBao::start().await;
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    token_store(c, &bao).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+
+    create::<ApiKey>(c, stored("gone", json!({"deletionPolicy": "Revoke"}))).await;
+    wait(apikeys.clone(), "gone", ready).await;
+    create::<ApiKey>(c, stored("kept", json!({"deletionPolicy": "Retain"}))).await;
+    let kept = wait(apikeys.clone(), "kept", ready).await;
+    for name in ["gone", "kept"] {
+        apikeys
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+        wait_deleted(apikeys.clone(), name).await;
+    }
+    assert!(
+        bao.kv_metadata("secret", "apikeys/default/gone")
+            .await
+            .is_none(),
+        "Revoke purges"
+    );
+    let entry = bao
+        .kv_get("secret", "apikeys/default/kept")
+        .await
+        .expect("Retain keeps");
+    assert_eq!(entry["data"]["api-key-id"], current_id(&kept).as_str());
+
+    // Same name, new object: it continues with the key and records its own uid.
+    create::<ApiKey>(c, stored("kept", json!({"deletionPolicy": "Retain"}))).await;
+    let again = wait(apikeys.clone(), "kept", ready).await;
+    assert_eq!(current_id(&again), current_id(&kept));
+    let meta = bao
+        .kv_metadata("secret", "apikeys/default/kept")
+        .await
+        .unwrap();
+    assert_eq!(
+        meta["custom_metadata"]["apikey.dev/uid"],
+        again.metadata.uid.clone().unwrap().as_str()
+    );
+}
