@@ -1,6 +1,8 @@
 //! `KeyStore` (namespaced) and `ClusterKeyStore`: where key material is kept besides
 //! Kubernetes — Vault/OpenBao KV v2 or AWS Secrets Manager. Exactly one backend each.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -16,8 +18,7 @@ pub struct StoreConfig {
     /// HashiCorp Vault or OpenBao, KV version 2 (see docs/stores.md).
     pub vault: Option<VaultStore>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    /// AWS Secrets Manager. Not available in this release: an ApiKey with a storeRef
-    /// reports InvalidSpec.
+    /// AWS Secrets Manager (see docs/stores.md).
     pub aws_secrets_manager: Option<AwsSecretsManagerStore>,
 }
 
@@ -207,10 +208,11 @@ pub struct AwsSecretsManagerStore {
     #[schemars(length(max = limits::SHORT))]
     /// The AWS region, e.g. `eu-west-1`.
     pub region: String,
-    /// Prepended to every secret name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = limits::IDENTIFIER))]
-    pub prefix: Option<String>,
+    /// Prepended to every secret name (default `apikeys`): the operator's secrets never
+    /// mix with others'.
+    #[serde(default = "default_prefix")]
+    #[schemars(length(min = 1, max = limits::IDENTIFIER), regex(pattern = PREFIX_PATTERN))]
+    pub prefix: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::URL))]
     /// The KMS key that encrypts the secrets (default: the account's AWS-managed key).
@@ -220,6 +222,26 @@ pub struct AwsSecretsManagerStore {
     #[schemars(length(max = limits::URL))]
     pub endpoint_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    /// Static credentials (default: the operator's ambient AWS credentials).
+    /// Static credentials (default: the operator's ambient AWS credentials: IRSA or EKS Pod
+    /// Identity, environment, profile).
     pub credentials_secret_ref: Option<AwsCredentialsRef>,
+    /// A role assumed on top of the credentials, e.g. one per team's account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::IDENTIFIER))]
+    pub role_arn: Option<String>,
+    /// Tags put on every secret besides the operator's own `apikey.dev/*` tags (at most 40;
+    /// AWS allows 50 in all).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 40, "additionalProperties" = {"type": "string", "maxLength": 256}))]
+    pub tags: BTreeMap<String, String>,
+    /// Days a deleted ApiKey's secret can still be restored (7-30), or 0 to delete it at
+    /// once; used by `deletionPolicy: Revoke` (default 30, as AWS).
+    #[serde(default = "default_recovery_window")]
+    #[schemars(range(min = 0, max = 30))]
+    #[x_kube(validation = Rule::new("self == 0 || self >= 7").message("recoveryWindowDays is 0 (delete at once) or 7 to 30"))]
+    pub recovery_window_days: i64,
+}
+
+fn default_recovery_window() -> i64 {
+    30
 }

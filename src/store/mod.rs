@@ -3,6 +3,7 @@
 //! `storeRef`). External backends (`KeyStore` objects) register in `open`, beside this
 //! trait, as issuers do in `issuer::PROVIDERS`.
 
+pub mod aws;
 pub mod kubernetes;
 pub mod location;
 pub mod vault;
@@ -135,6 +136,7 @@ pub struct EntryRef {
 #[derive(Default)]
 pub struct Connections {
     vault: vault::Sessions,
+    aws: aws::Sessions,
 }
 
 /// Opens `entry` in the backend `config` selects: the one place a
@@ -147,9 +149,10 @@ pub async fn open(
 ) -> Result<Box<dyn KeyStore>, StoreError> {
     match (&config.vault, &config.aws_secrets_manager) {
         (Some(v), _) => Ok(Box::new(vault::open(v, access, entry, &connections.vault)?)),
-        (None, _) => Err(StoreError::Unavailable(
-            "the awsSecretsManager backend is not available in this release".into(),
+        (None, Some(a)) => Ok(Box::new(
+            aws::open(a, access, entry, &connections.aws).await?,
         )),
+        (None, None) => Err(no_backend()),
     }
 }
 
@@ -159,10 +162,58 @@ pub async fn check(
     access: Access<'_>,
     connections: &Connections,
 ) -> Result<(), StoreError> {
-    match &config.vault {
-        Some(v) => vault::check(v, access, &connections.vault).await,
-        None => Err(StoreError::Unavailable(
-            "the awsSecretsManager backend is not available in this release".into(),
-        )),
+    match (&config.vault, &config.aws_secrets_manager) {
+        (Some(v), _) => vault::check(v, access, &connections.vault).await,
+        (None, Some(a)) => aws::check(a, access, &connections.aws).await,
+        (None, None) => Err(no_backend()),
     }
+}
+
+/// The schema requires one backend; an object written before that rule gets this.
+fn no_backend() -> StoreError {
+    StoreError::NotFound(
+        "the store sets no backend: set spec.vault or spec.awsSecretsManager".into(),
+    )
+}
+
+/// One field of a credentials Secret, read at each login so a rotated credential is
+/// picked up without a restart.
+pub(crate) async fn credential(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<SecretString, StoreError> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(client.clone(), namespace);
+    let missing = |what: String| {
+        StoreError::Denied(format!(
+            "{what} in namespace {namespace:?}: the store's credentials cannot be read"
+        ))
+    };
+    let secret = api
+        .get_opt(name)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("reading Secret {name:?}: {e}")))?
+        .ok_or_else(|| missing(format!("Secret {name:?} not found")))?;
+    let value = secret
+        .data
+        .and_then(|mut d| d.remove(key))
+        .ok_or_else(|| missing(format!("Secret {name:?} has no field {key:?}")))?;
+    let text = String::from_utf8(value.0)
+        .map_err(|_| missing(format!("field {key:?} of Secret {name:?} is not UTF-8")))?;
+    Ok(SecretString::from(text.trim().to_string()))
+}
+
+/// An error and its sources ("error sending request … : connection refused"): the
+/// outermost message of a client library alone says nothing a user can act on.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }

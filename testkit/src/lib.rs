@@ -1,10 +1,12 @@
 //! The test harness the workspace's tests share: a dev cluster per test, the real
-//! kubectl and OpenBao, and watch-driven waiting (never sleeps).
+//! kubectl, OpenBao and moto, and watch-driven waiting (never sleeps).
 
 mod kubectl;
+mod moto;
 mod openbao;
 
 pub use kubectl::Kubectl;
+pub use moto::{Moto, REGION};
 pub use openbao::OpenBao;
 
 use std::fmt::Debug;

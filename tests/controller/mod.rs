@@ -1,5 +1,6 @@
 //! The ApiKey controller end to end on the dev cluster, through kube-runtime.
 
+mod aws;
 mod consumers;
 mod correctness;
 mod events;

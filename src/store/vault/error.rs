@@ -17,26 +17,13 @@ pub fn of_client(e: ClientError) -> StoreError {
                 _ => StoreError::Unavailable(format!("Vault answered {code}: {said}")),
             }
         }
-        other => StoreError::Unavailable(bounded(&chain(&other))),
+        other => StoreError::Unavailable(bounded(&crate::store::chain(&other))),
     }
 }
 
 /// KV v2 answers a failed check-and-set with 400 and this text.
 pub fn is_cas_mismatch(errors: &[String]) -> bool {
     errors.iter().any(|e| e.contains("check-and-set"))
-}
-
-/// The error and its sources ("error sending request … : connection refused"): the
-/// outermost vaultrs message alone says nothing a user can act on.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn bounded(s: &str) -> String {

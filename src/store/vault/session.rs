@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PostParams};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
@@ -17,7 +17,7 @@ use vaultrs::error::ClientError;
 
 use super::error::of_client;
 use crate::api::store::{VaultAuth, VaultStore};
-use crate::store::{Access, StoreError};
+use crate::store::{Access, StoreError, credential};
 
 /// Sessions by store identity (uid and generation): a changed spec gets a new session.
 #[derive(Default)]
@@ -220,25 +220,7 @@ impl Session {
     }
 
     async fn read_secret(&self, name: &str, key: &str) -> Result<SecretString, StoreError> {
-        let api: Api<Secret> = Api::namespaced(self.kube.clone(), &self.namespace);
-        let missing = |what: String| {
-            StoreError::Denied(format!(
-                "{what} in namespace {:?}: the store's credentials cannot be read",
-                self.namespace
-            ))
-        };
-        let secret = api
-            .get_opt(name)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("reading Secret {name:?}: {e}")))?
-            .ok_or_else(|| missing(format!("Secret {name:?} not found")))?;
-        let value = secret
-            .data
-            .and_then(|mut d| d.remove(key))
-            .ok_or_else(|| missing(format!("Secret {name:?} has no field {key:?}")))?;
-        let text = String::from_utf8(value.0)
-            .map_err(|_| missing(format!("field {key:?} of Secret {name:?} is not UTF-8")))?;
-        Ok(SecretString::from(text.trim().to_string()))
+        credential(&self.kube, &self.namespace, name, key).await
     }
 
     async fn service_account_token(

@@ -1,0 +1,291 @@
+//! The AWS Secrets Manager store on a real moto server: staging labels at each rotation
+//! step, ownership tags, native rotation refused, and both deletion policies with the
+//! recovery window. Everything is read back with boto3, not through our code.
+
+use apikey_operator::api::apikey::{ApiKey, Phase};
+use apikey_operator::api::store::KeyStore;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, DeleteParams};
+use kube_devcluster::{Fault, WorkloadKind};
+use serde_json::{Value, json};
+
+use super::harness::*;
+use crate::support::*;
+
+/// A KeyStore `aws` on `moto`, with static credentials from a Secret and a role assumed
+/// on top of them.
+async fn aws_store(c: &Client, moto: &Moto, extra: Value) {
+    create::<Secret>(
+        c,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws-creds"},
+            "stringData": {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret"}}),
+    )
+    .await;
+    let mut spec = json!({"region": REGION, "endpointUrl": moto.endpoint,
+        "credentialsSecretRef": {"name": "aws-creds"},
+        "roleArn": "arn:aws:iam::123456789012:role/apikeys",
+        "tags": {"team": "widgets"}});
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    create::<KeyStore>(
+        c,
+        json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "KeyStore", "metadata": {"name": "aws"},
+            "spec": {"awsSecretsManager": spec}}),
+    )
+    .await;
+}
+
+fn stored(name: &str, extra: Value) -> Value {
+    let mut spec = json!({"storeRef": {"name": "aws"}});
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    apikey(name, json!({"every": "1h", "overlap": "1m"}), spec)
+}
+
+fn phase(p: Phase) -> impl Fn(Option<&ApiKey>) -> bool {
+    move |a| a.and_then(|a| a.status.as_ref()).and_then(|s| s.phase) == Some(p)
+}
+
+/// Each labelled version's labels and the key id it holds.
+async fn labels(moto: &Moto, name: &str) -> Vec<(Vec<String>, String)> {
+    let v = moto
+        .boto(&format!(
+            "d = sm.describe_secret(SecretId='{name}')\n\
+             out([[stages, json.loads(sm.get_secret_value(SecretId='{name}', VersionId=v)['SecretString'])['api-key-id']]\n\
+                  for v, stages in d.get('VersionIdsToStages', {{}}).items() if stages])"
+        ))
+        .await;
+    let mut found: Vec<(Vec<String>, String)> = serde_json::from_value(v).unwrap();
+    found.sort();
+    found
+}
+
+fn tags(described: &Value) -> Vec<(String, String)> {
+    let mut t: Vec<(String, String)> = described["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["Key"].as_str().unwrap().into(),
+                t["Value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    t.sort();
+    t
+}
+
+#[tokio::test]
+async fn staging_labels_follow_the_rotation_as_native_rotation_uses_them() {
+    let moto = Moto::start().await;
+    let (op, clock) = operator_on_test_clock().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    aws_store(c, &moto, json!({})).await;
+    deployment(c, "app").await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let name = "apikeys/default/widgets";
+
+    create::<ApiKey>(
+        c,
+        stored(
+            "widgets",
+            json!({"consumers": [{"kind": "Deployment", "name": "app"}]}),
+        ),
+    )
+    .await;
+    let ak = wait(apikeys.clone(), "widgets", ready).await;
+    let first = current_id(&ak);
+    // A secret's first version is AWSCURRENT whatever the request says (as on AWS).
+    assert_eq!(
+        labels(&moto, name).await,
+        [(vec!["AWSCURRENT".into()], first.clone())]
+    );
+    let described = moto.describe(name).await.unwrap();
+    let uid = ak.metadata.uid.clone().unwrap();
+    assert_eq!(
+        tags(&described),
+        [
+            (
+                "apikey.dev/owner".to_string(),
+                "default/widgets".to_string()
+            ),
+            ("apikey.dev/uid".into(), uid),
+            ("team".into(), "widgets".into()),
+        ]
+    );
+    let in_secret = Api::<Secret>::default_namespaced(c.clone())
+        .get("widgets")
+        .await
+        .unwrap();
+    let current = moto.value(name, "AWSCURRENT").await.unwrap();
+    assert_eq!(
+        current["api-key"].as_str(),
+        data(&in_secret, "api-key").as_deref()
+    );
+
+    // Held after the store write of the next key (its status write is delayed): readers
+    // of AWSCURRENT still get the old key, the new one is AWSPENDING. Moto has no watch,
+    // so the test looks until it sees the label, within the hold.
+    let hold = std::time::Duration::from_secs(5);
+    op.t.cluster
+        .inject(Fault::on("update", "apikeys").after(2).delay(hold).times(1));
+    op.t.cluster
+        .hold_rollout(WorkloadKind::Deployment, "default", "app");
+    request(&apikeys, "widgets", "apikey.dev/rotate", "1").await;
+    let staged = tokio::time::timeout(hold, async {
+        loop {
+            let staged = labels(&moto, name).await;
+            if staged.len() == 2 {
+                return staged;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the new key is stored while its status write is held");
+    assert_eq!(staged[0], (vec!["AWSCURRENT".into()], first.clone()));
+    assert_eq!(staged[1].0, ["AWSPENDING"]);
+
+    // Promoted, rolling out: AWSCURRENT moved to the new key, the old one is AWSPREVIOUS.
+    let ak = wait(apikeys.clone(), "widgets", phase(Phase::RollingOut)).await;
+    let second = current_id(&ak);
+    assert_eq!(
+        staged[1].1, second,
+        "the pending key was promoted, not minted again"
+    );
+    assert_eq!(
+        labels(&moto, name).await,
+        [
+            (vec!["AWSCURRENT".into()], second.clone()),
+            (vec!["AWSPREVIOUS".into()], first.clone())
+        ]
+    );
+
+    // Revoked after the overlap: the old version loses AWSPREVIOUS.
+    op.t.cluster
+        .release_rollout(WorkloadKind::Deployment, "default", "app");
+    wait(apikeys.clone(), "widgets", phase(Phase::Overlapping)).await;
+    clock.advance(std::time::Duration::from_secs(120));
+    wait(apikeys.clone(), "widgets", |a: Option<&ApiKey>| {
+        ready(a)
+            && a.and_then(|a| a.status.as_ref())
+                .is_some_and(|s| s.previous_key.is_none())
+    })
+    .await;
+    assert_eq!(
+        labels(&moto, name).await,
+        [(vec!["AWSCURRENT".into()], second)]
+    );
+}
+
+#[tokio::test]
+async fn foreign_secrets_and_native_rotation_are_refused() {
+    let moto = Moto::start().await;
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    aws_store(c, &moto, json!({})).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+
+    moto.boto(
+        "sm.create_secret(Name='apikeys/default/taken', SecretString='{\"password\": \"theirs\"}')",
+    )
+    .await;
+    create::<ApiKey>(c, stored("taken", json!({}))).await;
+    let ak = wait(
+        apikeys.clone(),
+        "taken",
+        reason_is("Ready", "StoreConflict"),
+    )
+    .await;
+    assert!(
+        message(&ak, "Ready").contains("not created by the operator"),
+        "{}",
+        message(&ak, "Ready")
+    );
+    assert_eq!(
+        moto.value("apikeys/default/taken", "AWSCURRENT")
+            .await
+            .unwrap(),
+        json!({"password": "theirs"})
+    );
+
+    // Ours by its tags, but a rotation Lambda manages it: refused, not fought over.
+    moto.boto(
+        "import io, zipfile\n\
+         role = boto3.client('iam', **kw).create_role(RoleName='rotate', AssumeRolePolicyDocument='{}')['Role']['Arn']\n\
+         code = io.BytesIO()\n\
+         with zipfile.ZipFile(code, 'w') as z: z.writestr('f.py', 'def h(e, c): pass')\n\
+         fn = boto3.client('lambda', **kw).create_function(FunctionName='rotate', Runtime='python3.11', Role=role, Handler='f.h', Code={'ZipFile': code.getvalue()})['FunctionArn']\n\
+         sm.create_secret(Name='apikeys/default/lambda', SecretString='{}', Tags=[{'Key': 'apikey.dev/owner', 'Value': 'default/lambda'}])\n\
+         sm.rotate_secret(SecretId='apikeys/default/lambda', RotationLambdaARN=fn, RotationRules={'AutomaticallyAfterDays': 30}, RotateImmediately=False)",
+    )
+    .await;
+    create::<ApiKey>(c, stored("lambda", json!({}))).await;
+    let ak = wait(
+        apikeys.clone(),
+        "lambda",
+        reason_is("Ready", "StoreConflict"),
+    )
+    .await;
+    assert!(
+        message(&ak, "Ready").contains("native rotation"),
+        "{}",
+        message(&ak, "Ready")
+    );
+}
+
+#[tokio::test]
+async fn deletion_schedules_or_keeps_the_secret_and_a_recreated_apikey_takes_it_back() {
+    let moto = Moto::start().await;
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    aws_store(c, &moto, json!({"recoveryWindowDays": 7})).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+
+    create::<ApiKey>(c, stored("gone", json!({"deletionPolicy": "Revoke"}))).await;
+    wait(apikeys.clone(), "gone", ready).await;
+    create::<ApiKey>(c, stored("kept", json!({"deletionPolicy": "Retain"}))).await;
+    let kept = wait(apikeys.clone(), "kept", ready).await;
+    for name in ["gone", "kept"] {
+        apikeys
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+        wait_deleted(apikeys.clone(), name).await;
+    }
+    let gone = moto.describe("apikeys/default/gone").await.unwrap();
+    assert!(
+        !gone["DeletedDate"].is_null(),
+        "Revoke schedules the deletion: {gone}"
+    );
+    let kept_secret = moto.describe("apikeys/default/kept").await.unwrap();
+    assert!(kept_secret["DeletedDate"].is_null(), "Retain keeps it");
+
+    // Back under the same names: the scheduled deletion is cancelled, and the kept key
+    // continues under the new object's uid.
+    create::<ApiKey>(c, stored("gone", json!({"deletionPolicy": "Revoke"}))).await;
+    let back = wait(apikeys.clone(), "gone", ready).await;
+    let gone = moto.describe("apikeys/default/gone").await.unwrap();
+    assert!(gone["DeletedDate"].is_null(), "restored: {gone}");
+    assert_eq!(
+        moto.value("apikeys/default/gone", "AWSCURRENT")
+            .await
+            .unwrap()["api-key-id"],
+        current_id(&back).as_str()
+    );
+    create::<ApiKey>(c, stored("kept", json!({"deletionPolicy": "Retain"}))).await;
+    let again = wait(apikeys.clone(), "kept", ready).await;
+    assert_eq!(current_id(&again), current_id(&kept));
+    let described = moto.describe("apikeys/default/kept").await.unwrap();
+    assert!(
+        tags(&described).contains(&("apikey.dev/uid".into(), again.metadata.uid.clone().unwrap())),
+        "{described}"
+    );
+}
