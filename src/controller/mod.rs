@@ -28,8 +28,9 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
-use crate::api::apikey::{ApiKey, ConsumerKind, IssuerKind};
+use crate::api::apikey::{ApiKey, ConsumerKind, IssuerKind, StoreKind};
 use crate::api::issuer::{ClusterKeyIssuer, KeyIssuer};
+use crate::api::store::{ClusterKeyStore, KeyStore};
 use events::EventRecorder;
 use reconcile::{Context, error_policy, reconcile};
 
@@ -76,6 +77,7 @@ pub async fn run(client: Client, settings: Settings) {
     // Consumers are watched by metadata only; their status is read when reconciling.
     let (deploy_cache, sts_cache, ds_cache) = (cache.clone(), cache.clone(), cache.clone());
     let secret_cache = cache.clone();
+    let (store_cache, cluster_store_cache) = (cache.clone(), cache.clone());
     // Every Secret by metadata only, uncached (memory does not grow with the cluster's
     // Secrets): ours, and one in the way (SecretConflict) whose deletion must wake the
     // ApiKey at once.
@@ -103,6 +105,30 @@ pub async fn run(client: Client, settings: Settings) {
                     &cluster_issuer_cache,
                     IssuerKind::ClusterKeyIssuer,
                     &issuer.name_any(),
+                    None,
+                )
+            },
+        )
+        .watches(
+            Api::<KeyStore>::all(client.clone()),
+            watcher::Config::default(),
+            move |store| {
+                store_users(
+                    &store_cache,
+                    StoreKind::KeyStore,
+                    &store.name_any(),
+                    store.namespace(),
+                )
+            },
+        )
+        .watches(
+            Api::<ClusterKeyStore>::all(client.clone()),
+            watcher::Config::default(),
+            move |store| {
+                store_users(
+                    &cluster_store_cache,
+                    StoreKind::ClusterKeyStore,
+                    &store.name_any(),
                     None,
                 )
             },
@@ -202,6 +228,28 @@ fn dependents(
         .state()
         .iter()
         .filter(|ak| ak.spec.issuer_ref.kind == kind && ak.spec.issuer_ref.name == name)
+        .filter(|ak| namespace.is_none() || ak.namespace() == namespace)
+        .map(|ak| ObjectRef::from_obj(ak.as_ref()))
+        .collect()
+}
+
+/// The ApiKeys whose `storeRef` names this store: a store created, fixed or re-checked
+/// wakes them.
+fn store_users(
+    cache: &kube::runtime::reflector::Store<ApiKey>,
+    kind: StoreKind,
+    name: &str,
+    namespace: Option<String>,
+) -> Vec<ObjectRef<ApiKey>> {
+    cache
+        .state()
+        .iter()
+        .filter(|ak| {
+            ak.spec
+                .store_ref
+                .as_ref()
+                .is_some_and(|r| r.kind == kind && r.name == name)
+        })
         .filter(|ak| namespace.is_none() || ak.namespace() == namespace)
         .map(|ak| ObjectRef::from_obj(ak.as_ref()))
         .collect()

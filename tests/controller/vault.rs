@@ -509,3 +509,79 @@ async fn deletion_purges_or_keeps_the_entry_and_a_recreated_apikey_takes_it_over
         again.metadata.uid.clone().unwrap().as_str()
     );
 }
+
+#[tokio::test]
+async fn a_missing_or_unserving_store_is_reported_and_picked_up_once_there() {
+    let bao = OpenBao::start().await;
+    let op = operator().await;
+    let c = &op.t.client;
+    let k = Kubectl::new(&op.t.cluster.kubeconfig());
+    issuer(c).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+
+    create::<ApiKey>(c, stored("early", json!({}))).await;
+    let ak = wait(
+        apikeys.clone(),
+        "early",
+        reason_is("Ready", "StoreNotFound"),
+    )
+    .await;
+    assert_eq!(
+        message(&ak, "Ready"),
+        "KeyStore \"vault\" not found in namespace \"default\" (a store for every namespace is a ClusterKeyStore: set storeRef.kind: ClusterKeyStore)"
+    );
+    token_store(c, &bao).await;
+    wait(apikeys.clone(), "early", ready).await;
+
+    // A ClusterKeyStore reads its credentials in the operator's namespace, and serves only
+    // the namespaces it selects.
+    let token = bao.token_for("apikeys", POLICY).await;
+    k.ok(&["create", "namespace", "apikey-operator"]).await;
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "vault-token",
+        "-n",
+        "apikey-operator",
+        &format!("--from-literal=token={token}"),
+    ])
+    .await;
+    let shared = k.file(
+        "shared.yaml",
+        &format!(
+            "apiVersion: apikey.dev/v1alpha1
+kind: ClusterKeyStore
+metadata: {{name: shared}}
+spec:
+  namespaceSelector: {{matchLabels: {{keys: allowed}}}}
+  vault: {{server: \"{}\", auth: {{token: {{secretRef: {{name: vault-token, key: token}}}}}}}}
+",
+            bao.addr
+        ),
+    );
+    k.ok(&["apply", "-f", &shared]).await;
+    let mut cluster_wide = stored("cluster-wide", json!({}));
+    cluster_wide["spec"]["storeRef"] = json!({"kind": "ClusterKeyStore", "name": "shared"});
+    create::<ApiKey>(c, cluster_wide).await;
+    let ak = wait(
+        apikeys.clone(),
+        "cluster-wide",
+        reason_is("Ready", "StoreNotFound"),
+    )
+    .await;
+    assert!(
+        message(&ak, "Ready").contains("does not serve namespace \"default\""),
+        "{}",
+        message(&ak, "Ready")
+    );
+    k.ok(&["label", "namespace", "default", "keys=allowed"])
+        .await;
+    request(&apikeys, "cluster-wide", "example.com/poke", "1").await;
+    let ak = wait(apikeys.clone(), "cluster-wide", ready).await;
+    let entry = bao
+        .kv_get("secret", "apikeys/default/cluster-wide")
+        .await
+        .expect("stored");
+    assert_eq!(entry["data"]["api-key-id"], current_id(&ak).as_str());
+}
