@@ -393,6 +393,10 @@ pub struct StoreRecord {
     #[schemars(length(max = limits::URL))]
     /// Where in the store the key is kept.
     pub location: String,
+    /// The `storeRef.path` it was stored under, if one was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::STORE_PATH))]
+    pub path: Option<String>,
 }
 
 /// A key as status shows it: its id and a short fingerprint, never the key.

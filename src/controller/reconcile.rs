@@ -161,6 +161,7 @@ async fn run(ak: &ApiKey, ctx: &Context) -> Result<Action, Error> {
         return Shell::load(ak, ctx).await?.finalize().await;
     }
     let mut shell = Shell::load(ak, ctx).await?;
+    shell.relocate().await?;
     let observed = shell.observe().await?;
     if observed.rollout != Rollout::NotStarted && observed.rollout != Rollout::InProgress {
         // Done, stuck or blocked: this ApiKey no longer holds a rollout slot.

@@ -17,7 +17,8 @@ use super::reconcile::Context;
 use super::rotation::{self, HeldKey, Trigger};
 use super::schedule::Cadence;
 use super::secret;
-use crate::api::apikey::{ApiKey, ApiKeyStatus, IssuerKind, IssuerRecord, KeyStatus};
+use super::stores::Placement;
+use crate::api::apikey::{ApiKey, ApiKeyStatus, IssuerKind, IssuerRecord, KeyStatus, StoreRecord};
 use crate::api::issuer::{ClusterKeyIssuer, IssuerConfig, KeyIssuer};
 use crate::issuer::{self, Issuer};
 use crate::store::KeyStore;
@@ -28,6 +29,10 @@ pub(super) struct Shell<'a> {
     pub(super) ns: String,
     pub(super) status: ApiKeyStatus,
     pub(super) store: Box<dyn KeyStore>,
+    /// What status records of a key in `store` (`None` for the built-in store).
+    pub(super) store_record: Option<StoreRecord>,
+    /// Whether the spec's store could be opened (keys move only into an open one).
+    pub(super) store_opened: bool,
     pub(super) secrets: Api<Secret>,
     pub(super) cadence: Cadence,
     /// Keys found in a Secret left by a deleted predecessor (for `Step::Adopt`).
@@ -92,10 +97,14 @@ impl<'a> Shell<'a> {
                 .map(|d| d.0.as_str())
                 .unwrap_or("")
         );
+        let placement = Placement::of_spec(ak);
+        let opened = super::stores::open(ak, ctx, &ns, placement.as_ref()).await;
         Ok(Shell {
             ak,
             ctx,
-            store: super::stores::open(ak, ctx, &ns).await,
+            store: opened.store,
+            store_record: opened.record,
+            store_opened: opened.opened,
             secrets: Api::namespaced(ctx.client.clone(), &ns),
             ns,
             status: ak.status.clone().unwrap_or_default(),

@@ -16,17 +16,69 @@ use crate::store::kubernetes::KubernetesStore;
 use crate::store::location::{self, Scope};
 use crate::store::{self, Access, EntryRef, Fields, KeyStore, Owner, Slot, StoreError};
 
-/// The ApiKey's store. One that cannot be opened is returned as `Unopened`, which fails
-/// every step that needs it with the reason, so status says why.
-pub(super) async fn open(ak: &ApiKey, ctx: &Context, ns: &str) -> Box<dyn KeyStore> {
-    let Some(r) = &ak.spec.store_ref else {
+/// Which store an ApiKey's keys are in, and where: what its `storeRef` says, or what
+/// status recorded for a key (`None`: the built-in store).
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Placement {
+    pub kind: StoreKind,
+    pub name: String,
+    pub path: Option<String>,
+}
+
+impl Placement {
+    pub fn of_spec(ak: &ApiKey) -> Option<Placement> {
+        ak.spec.store_ref.as_ref().map(|r| Placement {
+            kind: r.kind,
+            name: r.name.clone(),
+            path: r.path.clone(),
+        })
+    }
+
+    pub fn of_record(record: &StoreRecord) -> Placement {
+        Placement {
+            kind: if record.kind == "ClusterKeyStore" {
+                StoreKind::ClusterKeyStore
+            } else {
+                StoreKind::KeyStore
+            },
+            name: record.name.clone(),
+            path: record.path.clone(),
+        }
+    }
+}
+
+/// An opened store and the record status keeps of each key in it (`None` for the
+/// built-in store).
+pub(super) struct Opened {
+    pub store: Box<dyn KeyStore>,
+    pub record: Option<StoreRecord>,
+    pub opened: bool,
+}
+
+/// The ApiKey's store at `placement`. One that cannot be opened is returned as
+/// `Unopened`, which fails every step that needs it with the reason, so status says why.
+pub(super) async fn open(
+    ak: &ApiKey,
+    ctx: &Context,
+    ns: &str,
+    placement: Option<&Placement>,
+) -> Opened {
+    let Some(r) = placement else {
         let owner = ak.controller_owner_ref(&()).expect("ApiKeys have uids");
-        return Box::new(KubernetesStore::new(
-            ctx.client.clone(),
-            ns,
-            &ak.name_any(),
-            owner,
-        ));
+        return Opened {
+            store: Box::new(KubernetesStore::new(
+                ctx.client.clone(),
+                ns,
+                &ak.name_any(),
+                owner,
+            )),
+            record: None,
+            opened: true,
+        };
+    };
+    let kind = match r.kind {
+        StoreKind::KeyStore => "KeyStore",
+        StoreKind::ClusterKeyStore => "ClusterKeyStore",
     };
     let opened = async {
         let (config, access, scope) = match r.kind {
@@ -39,7 +91,7 @@ pub(super) async fn open(ak: &ApiKey, ctx: &Context, ns: &str) -> Box<dyn KeySto
                         "KeyStore {:?} not found in namespace {ns:?} (a store for every namespace is a ClusterKeyStore: set storeRef.kind: ClusterKeyStore)",
                         r.name
                     )))?;
-                let access = access(ctx, &s, "KeyStore", ns, "default");
+                let access = access(ctx, &s, kind, ns, "default");
                 (s.spec.config, access, Scope::Namespaced)
             }
             StoreKind::ClusterKeyStore => {
@@ -63,13 +115,7 @@ pub(super) async fn open(ak: &ApiKey, ctx: &Context, ns: &str) -> Box<dyn KeySto
                         )));
                     }
                 }
-                let access = access(
-                    ctx,
-                    &s,
-                    "ClusterKeyStore",
-                    &ctx.namespace,
-                    &ctx.service_account,
-                );
+                let access = access(ctx, &s, kind, &ctx.namespace, &ctx.service_account);
                 (s.spec.config, access, Scope::Cluster)
             }
         };
@@ -88,8 +134,21 @@ pub(super) async fn open(ak: &ApiKey, ctx: &Context, ns: &str) -> Box<dyn KeySto
     }
     .await;
     match opened {
-        Ok(s) => s,
-        Err(e) => Box::new(Unopened(e)),
+        Ok(store) => Opened {
+            record: Some(StoreRecord {
+                kind: kind.into(),
+                name: r.name.clone(),
+                location: store.location(),
+                path: r.path.clone(),
+            }),
+            store,
+            opened: true,
+        },
+        Err(e) => Opened {
+            store: Box::new(Unopened(e)),
+            record: None,
+            opened: false,
+        },
     }
 }
 
@@ -200,7 +259,7 @@ impl KeyStore for Unopened {
     fn purge(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         self.cleanup()
     }
-    fn record(&self) -> Option<StoreRecord> {
-        None
+    fn location(&self) -> String {
+        String::new()
     }
 }

@@ -13,7 +13,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use super::{KeyStore, Slot, StoreError};
-use crate::api::apikey::StoreRecord;
 
 pub const STATE_SECRET_TYPE: &str = "apikey.dev/state";
 
@@ -194,7 +193,7 @@ impl KeyStore for KubernetesStore {
         async { Ok(()) }.boxed()
     }
 
-    fn record(&self) -> Option<StoreRecord> {
-        None
+    fn location(&self) -> String {
+        format!("Secret {}", self.name)
     }
 }

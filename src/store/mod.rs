@@ -11,7 +11,7 @@ pub mod vault;
 use futures::future::BoxFuture;
 use secrecy::SecretString;
 
-use crate::api::apikey::{SecretTemplate, StoreRecord};
+use crate::api::apikey::SecretTemplate;
 use crate::api::store::StoreConfig;
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -63,8 +63,8 @@ pub trait KeyStore: Send + Sync {
     /// The ApiKey is deleted with `deletionPolicy: Revoke` and its keys are gone: the entry
     /// goes too, history included.
     fn purge(&self) -> BoxFuture<'_, Result<(), StoreError>>;
-    /// Where keys are kept, for status (`None` for the built-in store).
-    fn record(&self) -> Option<StoreRecord>;
+    /// Where the entry is in the backend (a KV path, a secret name), for status.
+    fn location(&self) -> String;
 }
 
 /// The ApiKey an entry belongs to, written into the entry and checked before each write.

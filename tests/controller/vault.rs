@@ -585,3 +585,80 @@ spec:
         .expect("stored");
     assert_eq!(entry["data"]["api-key-id"], current_id(&ak).as_str());
 }
+
+#[tokio::test]
+async fn a_store_ref_change_moves_the_keys_and_cleans_the_old_entry() {
+    let bao = OpenBao::start().await;
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    token_store(c, &bao).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    create::<ApiKey>(c, apikey("moving", json!({"every": "1h"}), json!({}))).await;
+    let key = current_id(&wait(apikeys.clone(), "moving", ready).await);
+    let at = |location: &'static str| {
+        move |a: Option<&ApiKey>| {
+            a.and_then(|a| a.status.as_ref()?.current_key.as_ref()?.store.as_ref())
+                .is_some_and(|s| s.location == location)
+        }
+    };
+
+    // From the built-in store into Vault: same key, and the state Secret lets it go.
+    let patch = |v: Value| kube::api::Patch::Merge(json!({"spec": {"storeRef": v}}));
+    let pp = kube::api::PatchParams::default();
+    apikeys
+        .patch("moving", &pp, &patch(json!({"name": "vault"})))
+        .await
+        .unwrap();
+    let ak = wait(
+        apikeys.clone(),
+        "moving",
+        at("secret/apikeys/default/moving"),
+    )
+    .await;
+    assert_eq!(current_id(&ak), key, "moved, not rotated");
+    let entry = bao
+        .kv_get("secret", "apikeys/default/moving")
+        .await
+        .unwrap();
+    assert_eq!(entry["data"]["api-key-id"], key.as_str());
+    let state = secrets.get("moving-apikey-state").await.unwrap();
+    assert!(
+        state.data.unwrap_or_default().is_empty(),
+        "the built-in store no longer holds it"
+    );
+    wait_event(c, "moving", "StoreMoved").await;
+
+    // To another path: the old entry is removed, history and all.
+    apikeys
+        .patch(
+            "moving",
+            &pp,
+            &patch(json!({"name": "vault", "path": "renamed"})),
+        )
+        .await
+        .unwrap();
+    let ak = wait(
+        apikeys.clone(),
+        "moving",
+        at("secret/apikeys/default/renamed"),
+    )
+    .await;
+    assert_eq!(current_id(&ak), key);
+    let entry = bao
+        .kv_get("secret", "apikeys/default/renamed")
+        .await
+        .unwrap();
+    assert_eq!(entry["data"]["api-key-id"], key.as_str());
+    assert!(
+        bao.kv_metadata("secret", "apikeys/default/moving")
+            .await
+            .is_none()
+    );
+    let in_secret = secrets.get("moving").await.unwrap();
+    assert_eq!(
+        data(&in_secret, "api-key-id").as_deref(),
+        Some(key.as_str())
+    );
+}

@@ -30,7 +30,7 @@ impl Shell<'_> {
         let found = self.found.take().expect("decide adopts only found keys");
         let spec_issuer = self.spec_issuer().await?;
         let issued = found.created.unwrap_or_else(|| self.now());
-        let store = self.store.record();
+        let store = self.store_record.clone();
         let adopt = |id: String, material: &SecretString, rotation: u64| {
             let (issuer, minted_for) = match found.provenance.get(&id) {
                 Some(p) => (p.issuer.clone(), p.minted_for.clone()),

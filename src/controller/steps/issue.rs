@@ -48,7 +48,7 @@ impl Shell<'_> {
             id: None,
             fingerprint: None,
             issuer,
-            store: self.store.record(),
+            store: self.store_record.clone(),
             minted_for: self.key_spec.clone(),
             reason: format!("{trigger:?}"),
             expires_at: None,

@@ -4,6 +4,7 @@
 mod delete;
 mod distribute;
 mod issue;
+mod relocate;
 mod revoke;
 mod rollout;
 

@@ -19,7 +19,6 @@ use self::client::Session;
 pub use self::client::Sessions;
 use self::versions::{CURRENT, PENDING, Version, holding, label, labelled};
 use super::{Access, EntryRef, Fields, KeyStore, Owner, Slot, StoreError};
-use crate::api::apikey::StoreRecord;
 use crate::api::store::AwsSecretsManagerStore;
 
 const OWNER: &str = "apikey.dev/owner";
@@ -31,7 +30,7 @@ pub struct SecretsManager {
     owner: Owner,
     fields: Fields,
     spec: AwsSecretsManagerStore,
-    record: StoreRecord,
+    location: String,
 }
 
 pub async fn open(
@@ -44,11 +43,7 @@ pub async fn open(
     let name = format!("{}/{}", store.prefix.trim_matches('/'), entry.path);
     Ok(SecretsManager {
         session,
-        record: StoreRecord {
-            kind: access.kind.into(),
-            name: access.name,
-            location: name.clone(),
-        },
+        location: name.clone(),
         name,
         owner: entry.owner,
         fields: entry.fields,
@@ -358,7 +353,7 @@ impl KeyStore for SecretsManager {
         .boxed()
     }
 
-    fn record(&self) -> Option<StoreRecord> {
-        Some(self.record.clone())
+    fn location(&self) -> String {
+        self.location.clone()
     }
 }

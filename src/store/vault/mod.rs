@@ -25,7 +25,6 @@ use self::entry::Entry;
 use self::session::Session;
 pub use self::session::Sessions;
 use super::{Access, EntryRef, Fields, KeyStore, Owner, Slot, StoreError};
-use crate::api::apikey::StoreRecord;
 use crate::api::store::VaultStore;
 
 const OWNER: &str = "apikey.dev/owner";
@@ -37,7 +36,7 @@ pub struct Vault {
     path: String,
     owner: Owner,
     fields: Fields,
-    record: StoreRecord,
+    location: String,
 }
 
 pub fn open(
@@ -50,11 +49,7 @@ pub fn open(
     let path = format!("{}/{}", store.path_prefix.trim_matches('/'), entry.path);
     Ok(Vault {
         session,
-        record: StoreRecord {
-            kind: access.kind.into(),
-            name: access.name,
-            location: format!("{}/{path}", store.mount_path),
-        },
+        location: format!("{}/{path}", store.mount_path),
         mount: store.mount_path.clone(),
         path,
         owner: entry.owner,
@@ -104,10 +99,6 @@ enum Ownership {
 }
 
 impl Vault {
-    fn location(&self) -> String {
-        format!("{}/{}", self.mount, self.path)
-    }
-
     async fn read(&self) -> Result<Read, StoreError> {
         let (mount, path) = (&self.mount, &self.path);
         let meta = self
@@ -351,7 +342,7 @@ impl KeyStore for Vault {
         .boxed()
     }
 
-    fn record(&self) -> Option<StoreRecord> {
-        Some(self.record.clone())
+    fn location(&self) -> String {
+        self.location.clone()
     }
 }
