@@ -59,10 +59,12 @@ impl Shell<'_> {
         };
         if s.current_key.is_none() && s.pending_key.is_none() {
             let gone = |id: &str| s.history.iter().any(|h| h.id == id);
-            self.found = actual
-                .as_ref()
-                .and_then(|a| secret::held_keys(self.ak, a))
-                .filter(|f| !gone(&f.current.0));
+            let in_secret = actual.as_ref().and_then(|a| secret::held_keys(self.ak, a));
+            let found = match in_secret {
+                Some(f) => Some(f),
+                None => self.held_in_store().await?,
+            };
+            self.found = found.filter(|f| !gone(&f.current.0));
         }
         let rollout = self.rollout_state().await?;
         let handled = s.handled_requests.clone().unwrap_or_default();
@@ -102,6 +104,39 @@ impl Shell<'_> {
             rollout,
             overlap: self.overlap,
         })
+    }
+
+    /// Keys an entry of this ApiKey's name holds although status holds none (the ApiKey
+    /// was re-created, or its status lost): continued with, never minted again. A pending
+    /// key is promoted over the current one; one beside two others cannot be placed, and
+    /// is reported rather than silently kept.
+    async fn held_in_store(&self) -> Result<Option<secret::Found>, Error> {
+        let Some(held) = self.store.held().await? else {
+            return Ok(None);
+        };
+        let (current, previous) = match (held.current, held.previous, held.pending) {
+            (Some(cur), None, Some(pending)) => (pending, Some(cur)),
+            (None, prev, Some(pending)) => (pending, prev),
+            (Some(cur), prev, pending) => {
+                if let Some((id, _)) = pending {
+                    self.event(
+                        EventType::Warning,
+                        "PendingKeyNotAdopted",
+                        format!("the store holds key {id} pending beside a current and a previous key; it is not used: revoke it at the issuer"),
+                    )
+                    .await;
+                }
+                (cur, prev)
+            }
+            (None, _, None) => return Ok(None),
+        };
+        Ok(Some(secret::Found {
+            current,
+            previous,
+            created: None,
+            provenance: Default::default(),
+            found_in: format!("the store ({})", self.store.location()),
+        }))
     }
 
     /// The store lost keys the Secret still holds (its state was deleted, say): put them

@@ -180,6 +180,8 @@ pub struct Found {
     /// What the Secret says of where each key came from (none for Secrets written before
     /// it recorded that, or edited).
     pub provenance: BTreeMap<String, Provenance>,
+    /// Where the keys were found, for the Adopted event.
+    pub found_in: String,
 }
 
 /// The keys in a Secret laid out as this ApiKey's template says, if it holds any. Ids
@@ -220,6 +222,7 @@ pub fn held_keys(ak: &ApiKey, s: &Secret) -> Option<Found> {
         previous,
         created: s.metadata.creation_timestamp.as_ref().map(|t| t.0),
         provenance,
+        found_in: format!("Secret {:?}", s.name_any()),
     })
 }
 

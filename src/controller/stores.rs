@@ -253,6 +253,10 @@ impl KeyStore for Unopened {
     fn ids(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
         self.cleanup()
     }
+    /// Fails, so an ApiKey without keys reports its store before minting any.
+    fn held(&self) -> BoxFuture<'_, Result<Option<store::Held>, StoreError>> {
+        self.fail()
+    }
     fn release(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         self.cleanup()
     }

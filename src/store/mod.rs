@@ -8,6 +8,7 @@ pub mod kubernetes;
 pub mod location;
 pub mod vault;
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use secrecy::SecretString;
 
@@ -58,6 +59,11 @@ pub trait KeyStore: Send + Sync {
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
     /// The ids of every key stored for this ApiKey.
     fn ids(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
+    /// The keys in each slot, for a store that keeps slots (`None` for one that keeps
+    /// keys by id only): what an ApiKey without status continues with.
+    fn held(&self) -> BoxFuture<'_, Result<Option<Held>, StoreError>> {
+        async { Ok(None) }.boxed()
+    }
     /// The ApiKey is deleted with `deletionPolicy: Retain`: the entry stays, its keys valid.
     fn release(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// The ApiKey is deleted with `deletionPolicy: Revoke` and its keys are gone: the entry
@@ -65,6 +71,17 @@ pub trait KeyStore: Send + Sync {
     fn purge(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Where the entry is in the backend (a KV path, a secret name), for status.
     fn location(&self) -> String;
+}
+
+/// A key and its id.
+pub type StoredKey = (String, SecretString);
+
+/// The keys an entry holds, by slot.
+#[derive(Default)]
+pub struct Held {
+    pub current: Option<StoredKey>,
+    pub previous: Option<StoredKey>,
+    pub pending: Option<StoredKey>,
 }
 
 /// The ApiKey an entry belongs to, written into the entry and checked before each write.

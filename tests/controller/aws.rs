@@ -250,7 +250,8 @@ async fn deletion_schedules_or_keeps_the_secret_and_a_recreated_apikey_takes_it_
     let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
 
     create::<ApiKey>(c, stored("gone", json!({"deletionPolicy": "Revoke"}))).await;
-    wait(apikeys.clone(), "gone", ready).await;
+    let first_gone = wait(apikeys.clone(), "gone", ready).await;
+    let revoked = current_id(&first_gone);
     create::<ApiKey>(c, stored("kept", json!({"deletionPolicy": "Retain"}))).await;
     let kept = wait(apikeys.clone(), "kept", ready).await;
     for name in ["gone", "kept"] {
@@ -265,6 +266,17 @@ async fn deletion_schedules_or_keeps_the_secret_and_a_recreated_apikey_takes_it_
         !gone["DeletedDate"].is_null(),
         "Revoke schedules the deletion: {gone}"
     );
+    // The revoked key's version (its id is the request token) keeps no label, so no
+    // reader, nor a restored secret, offers it.
+    let labels_of_revoked = moto
+        .boto(&format!(
+            "import hashlib\n\
+             d = sm.describe_secret(SecretId='apikeys/default/gone')\n\
+             out(d['VersionIdsToStages'].get(hashlib.sha256(b'{}/{revoked}').hexdigest(), []))",
+            first_gone.metadata.uid.clone().unwrap()
+        ))
+        .await;
+    assert_eq!(labels_of_revoked, json!([]));
     let kept_secret = moto.describe("apikeys/default/kept").await.unwrap();
     assert!(kept_secret["DeletedDate"].is_null(), "Retain keeps it");
 
@@ -272,6 +284,11 @@ async fn deletion_schedules_or_keeps_the_secret_and_a_recreated_apikey_takes_it_
     // continues under the new object's uid.
     create::<ApiKey>(c, stored("gone", json!({"deletionPolicy": "Revoke"}))).await;
     let back = wait(apikeys.clone(), "gone", ready).await;
+    assert_ne!(
+        current_id(&back),
+        revoked,
+        "a revoked key is never taken back"
+    );
     let gone = moto.describe("apikeys/default/gone").await.unwrap();
     assert!(gone["DeletedDate"].is_null(), "restored: {gone}");
     assert_eq!(

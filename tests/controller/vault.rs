@@ -662,3 +662,64 @@ async fn a_store_ref_change_moves_the_keys_and_cleans_the_old_entry() {
         Some(key.as_str())
     );
 }
+
+#[tokio::test]
+async fn an_entry_left_without_status_is_continued_with_its_pending_key_promoted() {
+    let bao = OpenBao::start().await;
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    token_store(c, &bao).await;
+    // What a rotation cut short leaves when its ApiKey's status is lost: a current key
+    // and a pending one, owned by an ApiKey of this name whose uid no longer exists.
+    let path = "apikeys/default/orphan";
+    bao.ok(&[
+        "kv",
+        "put",
+        "-mount=secret",
+        path,
+        "api-key=sk_test_current",
+        "api-key-id=gen-current",
+        "api-key-pending=sk_test_pending",
+        "api-key-id-pending=gen-pending",
+    ])
+    .await;
+    bao.ok(&[
+        "kv",
+        "metadata",
+        "put",
+        "-mount=secret",
+        "-custom-metadata=apikey.dev/owner=default/orphan",
+        "-custom-metadata=apikey.dev/uid=gone",
+        path,
+    ])
+    .await;
+    create::<ApiKey>(c, stored("orphan", json!({}))).await;
+    wait_event(c, "orphan", "Adopted").await;
+    let events = events(c, "default", "orphan").await;
+    let adopted = events.iter().find(|(r, _)| r == "Adopted").unwrap();
+    assert_eq!(
+        adopted.1,
+        format!("continuing with key gen-pending found in the store (secret/{path})")
+    );
+    // Promoted over the current key, which overlaps as the previous one.
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let ak = wait(apikeys, "orphan", |a: Option<&ApiKey>| {
+        a.is_some_and(|a| {
+            a.status
+                .as_ref()
+                .and_then(|s| s.current_key.as_ref())
+                .is_some_and(|k| k.id == "gen-pending")
+                && previous_id(a).as_deref() == Some("gen-current")
+        })
+    })
+    .await;
+    let entry = bao.kv_get("secret", path).await.unwrap();
+    assert_eq!(entry["data"]["api-key-id"], "gen-pending");
+    assert_eq!(entry["data"]["api-key-id-previous"], "gen-current");
+    let meta = bao.kv_metadata("secret", path).await.unwrap();
+    assert_eq!(
+        meta["custom_metadata"]["apikey.dev/uid"],
+        ak.metadata.uid.clone().unwrap().as_str()
+    );
+}

@@ -61,17 +61,14 @@ impl Shell<'_> {
         }
         let rotation = if previous.is_some() { 2 } else { 1 };
         let current = adopt(found.current.0.clone(), &found.current.1, rotation);
-        let id = current.id.clone();
+        let (id, found_in) = (current.id.clone(), found.found_in.clone());
         self.status.current_key = Some(current);
         self.status.previous_key = previous;
         self.distribute(rotation, issued).await?;
         self.event(
             EventType::Normal,
             "Adopted",
-            format!(
-                "continuing with key {id} found in Secret {:?}",
-                secret::secret_name(self.ak)
-            ),
+            format!("continuing with key {id} found in {found_in}"),
         )
         .await;
         Ok(Action::requeue(Duration::ZERO))

@@ -17,8 +17,8 @@ use secrecy::SecretString;
 
 use self::client::Session;
 pub use self::client::Sessions;
-use self::versions::{CURRENT, PENDING, Version, holding, label, labelled};
-use super::{Access, EntryRef, Fields, KeyStore, Owner, Slot, StoreError};
+use self::versions::{CURRENT, PENDING, PREVIOUS, Version, holding, label, labelled};
+use super::{Access, EntryRef, Fields, Held, KeyStore, Owner, Slot, StoreError};
 use crate::api::store::AwsSecretsManagerStore;
 
 const OWNER: &str = "apikey.dev/owner";
@@ -142,17 +142,13 @@ impl SecretsManager {
                 .send()
                 .await
                 .map_err(|e| self.fail(e))?;
-            if let Some((key_id, secret)) = value
-                .secret_string()
-                .and_then(|s| versions::parse(&self.fields, s))
-            {
-                found.push(Version {
-                    version_id: version_id.clone(),
-                    labels: labels.clone(),
-                    key_id,
-                    secret,
-                });
-            }
+            found.push(Version {
+                version_id: version_id.clone(),
+                labels: labels.clone(),
+                key: value
+                    .secret_string()
+                    .and_then(|s| versions::parse(&self.fields, s)),
+            });
         }
         Ok(Some(found))
     }
@@ -301,7 +297,9 @@ impl KeyStore for SecretsManager {
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<SecretString>, StoreError>> {
         async move {
             let found = self.read().await?.unwrap_or_default();
-            Ok(holding(&found, id).map(|v| v.secret.clone()))
+            Ok(holding(&found, id)
+                .and_then(|v| v.key.as_ref())
+                .map(|k| k.1.clone()))
         }
         .boxed()
     }
@@ -309,10 +307,31 @@ impl KeyStore for SecretsManager {
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
             let found = self.read().await?.unwrap_or_default();
-            if let Some(v) = holding(&found, id) {
-                // A version without labels is deprecated, and Secrets Manager deletes it.
-                // AWSCURRENT cannot be taken off: the current key goes with the secret.
-                for l in v.labels.iter().filter(|l| *l != CURRENT) {
+            let Some(v) = holding(&found, id) else {
+                return Ok(());
+            };
+            if v.has(CURRENT) {
+                // AWSCURRENT cannot be taken off a version, only moved: onto an empty
+                // version, so a removed key is never what readers (or a restored secret)
+                // get. The key's version becomes AWSPREVIOUS, dropped below.
+                self.session
+                    .client
+                    .put_secret_value()
+                    .secret_id(&self.name)
+                    .client_request_token(versions::request_token(
+                        &self.owner.uid,
+                        &format!("removed/{id}"),
+                    ))
+                    .secret_string("{}")
+                    .version_stages(CURRENT)
+                    .send()
+                    .await
+                    .map_err(|e| self.fail(e))?;
+            }
+            // A version without labels is deprecated, and Secrets Manager deletes it.
+            let labels = self.read().await?.unwrap_or_default();
+            if let Some(v) = holding(&labels, id) {
+                for l in &v.labels {
                     self.move_label(l, None, Some(&v.version_id)).await?;
                 }
             }
@@ -324,7 +343,24 @@ impl KeyStore for SecretsManager {
     fn ids(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
         async move {
             let found = self.read().await?.unwrap_or_default();
-            Ok(found.into_iter().map(|v| v.key_id).collect())
+            Ok(found
+                .into_iter()
+                .filter_map(|v| v.key)
+                .map(|k| k.0)
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn held(&self) -> BoxFuture<'_, Result<Option<Held>, StoreError>> {
+        async move {
+            let found = self.read().await?.unwrap_or_default();
+            let pair = |l: &str| labelled(&found, l).and_then(|v| v.key.clone());
+            Ok(Some(Held {
+                current: pair(CURRENT),
+                previous: pair(PREVIOUS),
+                pending: pair(PENDING),
+            }))
         }
         .boxed()
     }

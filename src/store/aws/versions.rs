@@ -20,13 +20,13 @@ pub fn label(slot: Slot) -> &'static str {
     }
 }
 
-/// A labelled version and the key it holds.
+/// A labelled version and the key it holds (`None`: not a key, such as the empty version
+/// that takes AWSCURRENT from a removed key).
 #[derive(Clone, Debug)]
 pub struct Version {
     pub version_id: String,
     pub labels: Vec<String>,
-    pub key_id: String,
-    pub secret: SecretString,
+    pub key: Option<(String, SecretString)>,
 }
 
 impl Version {
@@ -37,7 +37,9 @@ impl Version {
 
 /// The version that holds key `id`, if any.
 pub fn holding<'a>(versions: &'a [Version], id: &str) -> Option<&'a Version> {
-    versions.iter().find(|v| v.key_id == id)
+    versions
+        .iter()
+        .find(|v| v.key.as_ref().is_some_and(|k| k.0 == id))
 }
 
 /// The version that carries `label`, if any.

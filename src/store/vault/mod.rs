@@ -24,7 +24,7 @@ use vaultrs::kv2;
 use self::entry::Entry;
 use self::session::Session;
 pub use self::session::Sessions;
-use super::{Access, EntryRef, Fields, KeyStore, Owner, Slot, StoreError};
+use super::{Access, EntryRef, Fields, Held, KeyStore, Owner, Slot, StoreError};
 use crate::api::store::VaultStore;
 
 const OWNER: &str = "apikey.dev/owner";
@@ -315,6 +315,20 @@ impl KeyStore for Vault {
         async move {
             let (read, _) = self.read_own(None).await?;
             Ok(read.entry.keys().map(|k| k.id.clone()).collect())
+        }
+        .boxed()
+    }
+
+    fn held(&self) -> BoxFuture<'_, Result<Option<Held>, StoreError>> {
+        async move {
+            let (read, _) = self.read_own(None).await?;
+            let pair = |k: Option<entry::Key>| k.map(|k| (k.id, k.secret));
+            let e = read.entry;
+            Ok(Some(Held {
+                current: pair(e.current),
+                previous: pair(e.previous),
+                pending: pair(e.pending),
+            }))
         }
         .boxed()
     }
