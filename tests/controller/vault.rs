@@ -272,6 +272,30 @@ async fn approle_and_kubernetes_logins_store_keys() {
             "{store}"
         );
     }
+
+    // Every token the operator holds is revoked: the next write gets a 403, and the
+    // operator logs in again (re-reading its credentials) instead of failing.
+    bao.ok(&["token", "revoke", "-mode=path", "auth/approle/login"])
+        .await;
+    bao.ok(&["token", "revoke", "-mode=path", "auth/kubernetes/login"])
+        .await;
+    for store in ["approle", "k8s"] {
+        let before = current_id(&apikeys.get(store).await.unwrap());
+        request(&apikeys, store, "apikey.dev/rotate", "after-revocation").await;
+        let ak = wait(apikeys.clone(), store, |a: Option<&ApiKey>| {
+            a.is_some_and(|a| current_id(a) != before && previous_id(a) == Some(before.clone()))
+        })
+        .await;
+        let latest = bao
+            .kv_get("secret", &format!("apikeys/default/{store}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            latest["data"]["api-key-id"],
+            current_id(&ak).as_str(),
+            "{store}"
+        );
+    }
 }
 
 #[tokio::test]
