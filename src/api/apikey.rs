@@ -158,13 +158,17 @@ pub struct StoreRef {
     /// segment: the path replaces only `<name>`. Segments of `[A-Za-z0-9._-]`, separated
     /// by single `/`, no `.` or `..` segments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = limits::STORE_PATH), regex(pattern = STORE_PATH_PATTERN))]
+    #[schemars(length(max = limits::STORE_PATH))]
+    #[x_kube(validation = Rule::new(STORE_PATH_RULE).message(STORE_PATH_MESSAGE))]
     pub path: Option<String>,
 }
 
 /// Relative segments of safe characters: no leading or trailing `/`, no empty, `.` or `..`
-/// segment (`crate::store::location` checks the same at run time).
-const STORE_PATH_PATTERN: &str = r"^(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)(?:/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+))*$";
+/// segment (`crate::store::location` checks the same at run time). A rule rather than a
+/// pattern, so the error says it in words.
+const STORE_PATH_RULE: &str =
+    "self.matches('^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$') && !self.matches('(^|/)[.][.]?(/|$)')";
+const STORE_PATH_MESSAGE: &str = "storeRef.path must be relative segments of letters, digits, '.', '_' or '-' separated by single '/', with no '.' or '..' segment (e.g. team/billing)";
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum StoreKind {

@@ -250,7 +250,14 @@ async fn deletion_schedules_or_keeps_the_secret_and_a_recreated_apikey_takes_it_
     let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
 
     create::<ApiKey>(c, stored("gone", json!({"deletionPolicy": "Revoke"}))).await;
-    let first_gone = wait(apikeys.clone(), "gone", ready).await;
+    // Deleted mid-overlap: two keys to revoke, the current one among them.
+    let revoked_previous = current_id(&wait(apikeys.clone(), "gone", ready).await);
+    request(&apikeys, "gone", "apikey.dev/rotate", "1").await;
+    let first_gone = wait(apikeys.clone(), "gone", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref()?.previous_key.as_ref())
+            .is_some()
+    })
+    .await;
     let revoked = current_id(&first_gone);
     create::<ApiKey>(c, stored("kept", json!({"deletionPolicy": "Retain"}))).await;
     let kept = wait(apikeys.clone(), "kept", ready).await;
@@ -266,17 +273,19 @@ async fn deletion_schedules_or_keeps_the_secret_and_a_recreated_apikey_takes_it_
         !gone["DeletedDate"].is_null(),
         "Revoke schedules the deletion: {gone}"
     );
-    // The revoked key's version (its id is the request token) keeps no label, so no
-    // reader, nor a restored secret, offers it.
-    let labels_of_revoked = moto
-        .boto(&format!(
-            "import hashlib\n\
-             d = sm.describe_secret(SecretId='apikeys/default/gone')\n\
-             out(d['VersionIdsToStages'].get(hashlib.sha256(b'{}/{revoked}').hexdigest(), []))",
-            first_gone.metadata.uid.clone().unwrap()
-        ))
-        .await;
-    assert_eq!(labels_of_revoked, json!([]));
+    // The revoked keys' versions (their ids are the request tokens) keep no label, so
+    // no reader, nor a restored secret, offers them.
+    for id in [&revoked, &revoked_previous] {
+        let labels_of_revoked = moto
+            .boto(&format!(
+                "import hashlib\n\
+                 d = sm.describe_secret(SecretId='apikeys/default/gone')\n\
+                 out(d['VersionIdsToStages'].get(hashlib.sha256(b'{}/{id}').hexdigest(), []))",
+                first_gone.metadata.uid.clone().unwrap()
+            ))
+            .await;
+        assert_eq!(labels_of_revoked, json!([]), "{id}");
+    }
     let kept_secret = moto.describe("apikeys/default/kept").await.unwrap();
     assert!(kept_secret["DeletedDate"].is_null(), "Retain keeps it");
 

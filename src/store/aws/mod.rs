@@ -17,7 +17,7 @@ use secrecy::SecretString;
 
 use self::client::Session;
 pub use self::client::Sessions;
-use self::versions::{CURRENT, PENDING, PREVIOUS, Version, holding, label, labelled};
+use self::versions::{CURRENT, PENDING, PREVIOUS, STAGING, Version, holding, label, labelled};
 use super::{Access, EntryRef, Fields, Held, KeyStore, Owner, Slot, StoreError};
 use crate::api::store::AwsSecretsManagerStore;
 
@@ -185,6 +185,54 @@ impl SecretsManager {
         Ok(self.read().await?.unwrap_or_default())
     }
 
+    /// Writes a version (a retry with its token is a no-op) and gives it `label`. Only
+    /// AWSPENDING is given by the write itself: any other label is moved onto it
+    /// explicitly, from the version that has it (a write labelled AWSCURRENT does not
+    /// reliably take the label off the old version on every implementation).
+    async fn put_version(&self, token: &str, value: String, label: &str) -> Result<(), StoreError> {
+        let first = if label == PENDING { PENDING } else { STAGING };
+        self.session
+            .client
+            .put_secret_value()
+            .secret_id(&self.name)
+            .client_request_token(token)
+            .secret_string(value)
+            .version_stages(first)
+            .send()
+            .await
+            .map_err(|e| self.fail(e))?;
+        if label != PENDING {
+            self.settle(token, label).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves `label` onto `version` from whichever version has it, then drops the
+    /// operator's staging label from it.
+    async fn settle(&self, version: &str, label: &str) -> Result<(), StoreError> {
+        let described = self
+            .session
+            .client
+            .describe_secret()
+            .secret_id(&self.name)
+            .send()
+            .await
+            .map_err(|e| self.fail(e))?;
+        let stages = described
+            .version_ids_to_stages()
+            .cloned()
+            .unwrap_or_default();
+        let has = |v: &str, l: &str| stages.get(v).is_some_and(|s| s.iter().any(|x| x == l));
+        if !has(version, label) {
+            let from = stages.keys().find(|v| has(v, label)).map(String::as_str);
+            self.move_label(label, Some(version), from).await?;
+        }
+        if has(version, STAGING) {
+            self.move_label(STAGING, None, Some(version)).await?;
+        }
+        Ok(())
+    }
+
     /// Moves `label` to `to` (from whichever version has it), or only takes it off `from`.
     async fn move_label(
         &self,
@@ -249,24 +297,13 @@ impl KeyStore for SecretsManager {
             let found = self.read_or_create().await?;
             let wanted = label(slot);
             match holding(&found, id) {
-                Some(v) if v.has(wanted) => Ok(()),
-                Some(v) => {
-                    let from = labelled(&found, wanted).map(|o| o.version_id.as_str());
-                    self.move_label(wanted, Some(&v.version_id), from).await
+                Some(v) if v.has(wanted) && !v.has(STAGING) => Ok(()),
+                Some(v) => self.settle(&v.version_id, wanted).await,
+                None => {
+                    let token = versions::request_token(&self.owner.uid, id);
+                    let value = versions::secret_string(&self.fields, id, secret);
+                    self.put_version(&token, value, wanted).await
                 }
-                // A new version; putting a label moves it off any other version.
-                None => self
-                    .session
-                    .client
-                    .put_secret_value()
-                    .secret_id(&self.name)
-                    .client_request_token(versions::request_token(&self.owner.uid, id))
-                    .secret_string(versions::secret_string(&self.fields, id, secret))
-                    .version_stages(wanted)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| self.fail(e)),
             }
         }
         .boxed()
@@ -314,19 +351,8 @@ impl KeyStore for SecretsManager {
                 // AWSCURRENT cannot be taken off a version, only moved: onto an empty
                 // version, so a removed key is never what readers (or a restored secret)
                 // get. The key's version becomes AWSPREVIOUS, dropped below.
-                self.session
-                    .client
-                    .put_secret_value()
-                    .secret_id(&self.name)
-                    .client_request_token(versions::request_token(
-                        &self.owner.uid,
-                        &format!("removed/{id}"),
-                    ))
-                    .secret_string("{}")
-                    .version_stages(CURRENT)
-                    .send()
-                    .await
-                    .map_err(|e| self.fail(e))?;
+                let token = versions::request_token(&self.owner.uid, &format!("removed/{id}"));
+                self.put_version(&token, "{}".into(), CURRENT).await?;
             }
             // A version without labels is deprecated, and Secrets Manager deletes it.
             let labels = self.read().await?.unwrap_or_default();

@@ -11,6 +11,8 @@ use crate::store::{Fields, Slot};
 pub const CURRENT: &str = "AWSCURRENT";
 pub const PREVIOUS: &str = "AWSPREVIOUS";
 pub const PENDING: &str = "AWSPENDING";
+/// The operator's own label on a version it is still labelling (never left behind).
+pub const STAGING: &str = "apikey-operator-staging";
 
 pub fn label(slot: Slot) -> &'static str {
     match slot {

@@ -12,7 +12,9 @@ pub fn of_client(e: ClientError) -> StoreError {
         ClientError::APIError { code, errors } => {
             let said = bounded(&errors.join("; "));
             match code {
-                401 | 403 => StoreError::Denied(format!("Vault answered {code}: {said}")),
+                401 | 403 => StoreError::Denied(format!(
+                    "Vault answered {code}: {said} (check the store's credentials and that their policy allows the entry's data, metadata and destroy paths, as examples/vault/policy.hcl does)"
+                )),
                 400 if is_cas_mismatch(&errors) => StoreError::Changed(said),
                 _ => StoreError::Unavailable(format!("Vault answered {code}: {said}")),
             }
