@@ -315,3 +315,35 @@ async fn deletion_schedules_or_keeps_the_secret_and_a_recreated_apikey_takes_it_
         "{described}"
     );
 }
+
+#[tokio::test]
+async fn the_example_applies_as_its_header_says() {
+    let moto = Moto::start().await;
+    let op = operator().await;
+    let k = Kubectl::new(&op.t.cluster.kubeconfig());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/aws");
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "aws-credentials",
+        "--from-literal=AWS_ACCESS_KEY_ID=test",
+        "--from-literal=AWS_SECRET_ACCESS_KEY=test",
+    ])
+    .await;
+    for file in ["keystore.yaml", "apikey.yaml"] {
+        let manifest = std::fs::read_to_string(dir.join(file)).unwrap();
+        // Only the endpoint differs from the example: this moto's port.
+        let manifest = manifest.replace("http://127.0.0.1:5000", &moto.endpoint);
+        k.ok(&["apply", "-f", &k.file(file, &manifest)]).await;
+    }
+    let apikeys: Api<ApiKey> = Api::default_namespaced(op.t.client.clone());
+    let ak = wait(apikeys, "reporting", ready).await;
+    let current = moto
+        .value("apikeys/default/reporting", "AWSCURRENT")
+        .await
+        .unwrap();
+    assert_eq!(current["api-key-id"], current_id(&ak).as_str());
+    let described = moto.describe("apikeys/default/reporting").await.unwrap();
+    assert!(tags(&described).contains(&("team".into(), "billing".into())));
+}

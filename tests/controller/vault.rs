@@ -747,3 +747,33 @@ async fn an_entry_left_without_status_is_continued_with_its_pending_key_promoted
         ak.metadata.uid.clone().unwrap().as_str()
     );
 }
+
+#[tokio::test]
+async fn the_example_applies_as_its_header_says() {
+    let bao = OpenBao::start().await;
+    let op = operator().await;
+    let k = Kubectl::new(&op.t.cluster.kubeconfig());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/vault");
+    let token = bao.token_for("apikeys", POLICY).await;
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "vault-token",
+        &format!("--from-literal=token={token}"),
+    ])
+    .await;
+    for file in ["keystore.yaml", "apikey.yaml"] {
+        let manifest = std::fs::read_to_string(dir.join(file)).unwrap();
+        // Only the server address differs from the example: this OpenBao's port.
+        let manifest = manifest.replace("http://127.0.0.1:8200", &bao.addr);
+        k.ok(&["apply", "-f", &k.file(file, &manifest)]).await;
+    }
+    let apikeys: Api<ApiKey> = Api::default_namespaced(op.t.client.clone());
+    let ak = wait(apikeys, "billing", ready).await;
+    let entry = bao
+        .kv_get("secret", "apikeys/default/billing")
+        .await
+        .expect("stored");
+    assert_eq!(entry["data"]["api-key-id"], current_id(&ak).as_str());
+}
