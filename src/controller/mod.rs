@@ -224,13 +224,9 @@ fn dependents(
     name: &str,
     namespace: Option<String>,
 ) -> Vec<ObjectRef<ApiKey>> {
-    cache
-        .state()
-        .iter()
-        .filter(|ak| ak.spec.issuer_ref.kind == kind && ak.spec.issuer_ref.name == name)
-        .filter(|ak| namespace.is_none() || ak.namespace() == namespace)
-        .map(|ak| ObjectRef::from_obj(ak.as_ref()))
-        .collect()
+    referrers(cache, namespace, |ak| {
+        ak.spec.issuer_ref.kind == kind && ak.spec.issuer_ref.name == name
+    })
 }
 
 /// The ApiKeys whose `storeRef` names this store: a store created, fixed or re-checked
@@ -241,16 +237,25 @@ fn store_users(
     name: &str,
     namespace: Option<String>,
 ) -> Vec<ObjectRef<ApiKey>> {
+    referrers(cache, namespace, |ak| {
+        ak.spec
+            .store_ref
+            .as_ref()
+            .is_some_and(|r| r.kind == kind && r.name == name)
+    })
+}
+
+/// The cached ApiKeys in `namespace` (any, for a cluster-scoped object) that `refers` picks.
+fn referrers(
+    cache: &kube::runtime::reflector::Store<ApiKey>,
+    namespace: Option<String>,
+    refers: impl Fn(&ApiKey) -> bool,
+) -> Vec<ObjectRef<ApiKey>> {
     cache
         .state()
         .iter()
-        .filter(|ak| {
-            ak.spec
-                .store_ref
-                .as_ref()
-                .is_some_and(|r| r.kind == kind && r.name == name)
-        })
         .filter(|ak| namespace.is_none() || ak.namespace() == namespace)
+        .filter(|ak| refers(ak))
         .map(|ak| ObjectRef::from_obj(ak.as_ref()))
         .collect()
 }

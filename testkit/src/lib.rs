@@ -4,6 +4,7 @@
 mod kubectl;
 mod moto;
 mod openbao;
+mod tools;
 
 pub use kubectl::Kubectl;
 pub use moto::{Moto, REGION};

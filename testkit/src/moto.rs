@@ -24,18 +24,10 @@ pub const REGION: &str = "eu-west-1";
 
 impl Moto {
     pub async fn start() -> Self {
-        let venv = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.tools/venv"));
+        let venv = crate::tools::venv();
         let bin = venv.join("bin/moto_server");
-        assert!(
-            bin.exists(),
-            "moto not found at {} — run scripts/install-tools",
-            bin.display()
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        crate::tools::require("moto", &bin);
+        let port = crate::tools::free_port();
         let mut child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())

@@ -21,22 +21,9 @@ impl OpenBao {
     pub async fn start() -> Self {
         let bin = std::env::var_os("BAO_BIN")
             .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../.tools/venv/bin/bao"
-                ))
-            });
-        assert!(
-            bin.exists(),
-            "OpenBao not found at {} — run scripts/install-tools",
-            bin.display()
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+            .unwrap_or_else(|| crate::tools::venv().join("bin/bao"));
+        crate::tools::require("OpenBao", &bin);
+        let port = crate::tools::free_port();
         let root_token = uuid::Uuid::new_v4().to_string();
         let mut child = Command::new(&bin)
             .args(["server", "-dev", "-dev-no-store-token"])
