@@ -4,6 +4,7 @@
 pub mod api;
 pub mod controller;
 pub mod issuer;
+pub mod reference_issuer;
 #[cfg(feature = "devcluster")]
 pub mod sandbox;
 pub mod store;

@@ -23,6 +23,15 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         max_concurrent_rollouts: usize,
     },
+    /// Serve the reference issuer: the Issuer API v1 in memory (docs/issuer-api.md).
+    ReferenceIssuer {
+        /// Port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// The admin token the operator presents (`Authorization: Bearer …`).
+        #[arg(long, env = "REFERENCE_ISSUER_ADMIN_TOKEN")]
+        admin_token: String,
+    },
     /// Print the CRDs of the apikey.dev API as YAML (or write one file per CRD).
     Crds {
         /// Write `<crd name>.yaml` files into this directory instead of printing.
@@ -46,6 +55,9 @@ async fn main() -> std::process::ExitCode {
         #[cfg(feature = "devcluster")]
         Command::Dev(args) => apikey_operator::sandbox::serve(args).await,
         Command::Crds { dir } => crds(dir),
+        Command::ReferenceIssuer { port, admin_token } => {
+            reference_issuer(port, &admin_token).await
+        }
         Command::Run {
             kubeconfig,
             max_concurrent_rollouts,
@@ -90,6 +102,18 @@ async fn run(
     tracing::info!("apikey-operator running");
     apikey_operator::controller::run(client, settings).await;
     Ok(())
+}
+
+async fn reference_issuer(port: u16, admin_token: &str) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("reference issuer serving the Issuer API v1 at http://{addr}");
+    apikey_operator::reference_issuer::ReferenceIssuer::new(admin_token)
+        .serve(listener)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn crds(dir: Option<PathBuf>) -> Result<(), String> {

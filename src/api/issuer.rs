@@ -115,7 +115,7 @@ pub struct SecretKeySelector {
     pub key: String,
 }
 
-/// An issuer's HTTP key API (see docs/issuer-api.md once it lands).
+/// An issuer's HTTP key API: the Issuer API v1 (docs/issuer-api.md).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpIssuer {
@@ -131,9 +131,43 @@ pub struct HttpIssuer {
     #[serde(default = "default_timeout")]
     /// How long one request may take (a Go duration, default 10s).
     pub timeout: GoDuration,
-    /// Requests per second shared by every ApiKey using this issuer.
+    /// Requests per second shared by every ApiKey using this issuer (default: no limit;
+    /// a 429 pauses every request to the issuer for its Retry-After either way).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
     pub requests_per_second: Option<u32>,
+    /// Which optional endpoints the issuer serves (default: all).
+    #[serde(default)]
+    pub capabilities: HttpCapabilities,
+}
+
+/// Optional endpoints of the Issuer API.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpCapabilities {
+    /// `GET /keys/{id}`: confirms a revocation answered with 404.
+    #[serde(default = "yes")]
+    pub get: bool,
+    /// `GET /keys?owner=`: finds keys minted but never recorded.
+    #[serde(default = "yes")]
+    pub list: bool,
+    /// `GET /whoami`: every new key is checked before it is distributed.
+    #[serde(default = "yes")]
+    pub verify: bool,
+}
+
+impl Default for HttpCapabilities {
+    fn default() -> Self {
+        HttpCapabilities {
+            get: true,
+            list: true,
+            verify: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_timeout() -> GoDuration {

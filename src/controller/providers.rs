@@ -109,8 +109,9 @@ pub async fn run(ctx: Arc<Context>, apikeys: Store<ApiKey>) {
         Api::<KeyIssuer>::all(client.clone()),
         guard.clone(),
         |i, g| async move {
-            let api = Api::namespaced(g.client.clone(), &i.namespace().unwrap_or_default());
-            let ready = issuer_readiness(&i.spec.config);
+            let ns = i.namespace().unwrap_or_default();
+            let api = Api::namespaced(g.client.clone(), &ns);
+            let ready = issuer_readiness(&g, i.as_ref(), &i.spec.config, &ns).await;
             report(&g, &api, i.as_ref(), i.status.as_ref(), ready).await?;
             release(&g, api, i.as_ref(), IssuerKind::KeyIssuer, i.namespace()).await
         },
@@ -120,7 +121,8 @@ pub async fn run(ctx: Arc<Context>, apikeys: Store<ApiKey>) {
         guard.clone(),
         |i, g| async move {
             let api = Api::all(g.client.clone());
-            let ready = issuer_readiness(&i.spec.config);
+            let ns = g.ctx.namespace.clone();
+            let ready = issuer_readiness(&g, i.as_ref(), &i.spec.config, &ns).await;
             report(&g, &api, i.as_ref(), i.status.as_ref(), ready).await?;
             release(&g, api, i.as_ref(), IssuerKind::ClusterKeyIssuer, None).await
         },
@@ -171,7 +173,14 @@ struct Readiness {
     unavailable: Option<String>,
 }
 
-fn issuer_readiness(config: &IssuerConfig) -> Readiness {
+/// A real check where the provider can make one (the http provider asks the API with
+/// its admin token).
+async fn issuer_readiness<K: Resource>(
+    guard: &Guard,
+    obj: &K,
+    config: &IssuerConfig,
+    credentials_namespace: &str,
+) -> Readiness {
     let provider = if config.generate.is_some() {
         "generate"
     } else if config.http.is_some() {
@@ -179,9 +188,19 @@ fn issuer_readiness(config: &IssuerConfig) -> Readiness {
     } else {
         "awsIam"
     };
+    let access = crate::issuer::Access {
+        client: &guard.client,
+        credentials_namespace,
+        version: super::stores::version(obj),
+        clients: &guard.ctx.issuers,
+    };
+    let checked = match crate::issuer::open(config, &access).await {
+        Ok(issuer) => issuer.check().await,
+        Err(e) => Err(e),
+    };
     Readiness {
         provider,
-        unavailable: crate::issuer::for_spec(config).err(),
+        unavailable: checked.err().map(|e| e.to_string()),
     }
 }
 

@@ -36,8 +36,9 @@ pub struct Context {
     /// it is a stale view, and acting on it could repeat a step.
     pub(super) last_written: Mutex<HashMap<String, Written>>,
     pub(super) failures: Mutex<HashMap<String, u32>>,
-    /// Store logins kept between reconciles.
+    /// Store logins and issuer clients kept between reconciles.
     pub(super) connections: Arc<crate::store::Connections>,
+    pub(super) issuers: Arc<crate::issuer::Clients>,
     /// Where ClusterKeyStore credentials live, and the operator's ServiceAccount.
     pub(super) namespace: String,
     pub(super) service_account: String,
@@ -54,6 +55,7 @@ impl Context {
             last_written: Mutex::default(),
             failures: Mutex::default(),
             connections: Arc::default(),
+            issuers: Arc::default(),
             namespace: settings.namespace.clone(),
             service_account: settings.service_account.clone(),
         }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::ResourceExt;
 use kube::api::Api;
-use kube::{Resource, ResourceExt};
 
 use super::clock::parse_ts;
 use super::error::Error;
@@ -123,7 +123,7 @@ impl<'a> Shell<'a> {
         &self,
         kind: IssuerKind,
         name: &str,
-    ) -> Result<(IssuerConfig, String, Option<LabelSelector>), Error> {
+    ) -> Result<IssuerObject, Error> {
         let client = self.ctx.client.clone();
         match kind {
             IssuerKind::KeyIssuer => {
@@ -135,7 +135,13 @@ impl<'a> Shell<'a> {
                         name: name.into(),
                         namespace: Some(self.ns.clone()),
                     })?;
-                Ok((i.spec.config.clone(), uid_of(&i), None))
+                Ok(IssuerObject {
+                    version: super::stores::version(&i),
+                    config: i.spec.config,
+                    uid: i.metadata.uid.unwrap_or_default(),
+                    namespace_selector: None,
+                    credentials_namespace: self.ns.clone(),
+                })
             }
             IssuerKind::ClusterKeyIssuer => {
                 let i = Api::<ClusterKeyIssuer>::all(client)
@@ -146,11 +152,13 @@ impl<'a> Shell<'a> {
                         name: name.into(),
                         namespace: None,
                     })?;
-                Ok((
-                    i.spec.config.clone(),
-                    uid_of(&i),
-                    i.spec.namespace_selector.clone(),
-                ))
+                Ok(IssuerObject {
+                    version: super::stores::version(&i),
+                    config: i.spec.config,
+                    uid: i.metadata.uid.unwrap_or_default(),
+                    namespace_selector: i.spec.namespace_selector,
+                    credentials_namespace: self.ctx.namespace.clone(),
+                })
             }
         }
     }
@@ -158,7 +166,12 @@ impl<'a> Shell<'a> {
     /// The issuer the spec names, checked against what it allows.
     pub(super) async fn spec_issuer(&self) -> Result<IssuerRecord, Error> {
         let r = &self.ak.spec.issuer_ref;
-        let (config, uid, namespace_selector) = self.issuer_config(r.kind, &r.name).await?;
+        let IssuerObject {
+            config,
+            uid,
+            namespace_selector,
+            ..
+        } = self.issuer_config(r.kind, &r.name).await?;
         if let Some(selector) = namespace_selector {
             let ns = Api::<Namespace>::all(self.ctx.client.clone())
                 .get(&self.ns)
@@ -204,8 +217,14 @@ impl<'a> Shell<'a> {
 
     /// The issuer a key was minted by (revocation goes where the key came from).
     pub(super) async fn issuer_for(&self, record: &IssuerRecord) -> Result<Box<dyn Issuer>, Error> {
-        let (config, _, _) = self.issuer_config(record.kind, &record.name).await?;
-        issuer::for_spec(&config).map_err(Error::InvalidSpec)
+        let found = self.issuer_config(record.kind, &record.name).await?;
+        let access = issuer::Access {
+            client: &self.ctx.client,
+            credentials_namespace: &found.credentials_namespace,
+            version: found.version,
+            clients: &self.ctx.issuers,
+        };
+        Ok(issuer::open(&found.config, &access).await?)
     }
 
     /// The keys status says are issued and distributed: current and, in an overlap,
@@ -275,8 +294,14 @@ pub(crate) fn selector_matches(
     by_labels && by_expressions
 }
 
-fn uid_of<K: Resource>(k: &K) -> String {
-    k.meta().uid.clone().unwrap_or_default()
+/// An issuer object as a reconcile needs it.
+pub(super) struct IssuerObject {
+    pub config: IssuerConfig,
+    pub uid: String,
+    pub namespace_selector: Option<LabelSelector>,
+    /// Where its credentials are: its own namespace, or the operator's.
+    pub credentials_namespace: String,
+    pub version: String,
 }
 
 pub(super) fn parse_trigger(reason: &str) -> Trigger {

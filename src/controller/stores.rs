@@ -199,8 +199,8 @@ fn access<'a, K: Resource<DynamicType = ()>>(
     }
 }
 
-/// A store object's identity and settings generation: a session per version.
-fn version<K: Resource>(obj: &K) -> String {
+/// A store or issuer object's identity and settings generation: a client per version.
+pub(super) fn version<K: Resource>(obj: &K) -> String {
     format!(
         "{}@{}",
         obj.meta().uid.as_deref().unwrap_or_default(),

@@ -8,7 +8,6 @@ use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::SecretString;
 
 use super::{Issuer, IssuerError, MintRequest, MintedKey};
-use crate::api::issuer::IssuerConfig;
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -16,12 +15,6 @@ pub struct Generate {
     prefix: String,
     length: u32,
     rng: SystemRandom,
-}
-
-/// The `generate` provider, when the spec configures it.
-pub fn from_spec(config: &IssuerConfig) -> Option<Result<Box<dyn Issuer>, String>> {
-    let g = config.generate.as_ref()?;
-    Some(Ok(Box::new(Generate::new(&g.prefix, g.length))))
 }
 
 impl Generate {
@@ -32,24 +25,24 @@ impl Generate {
             rng: SystemRandom::new(),
         }
     }
+}
 
-    fn random_base62(&self) -> Result<String, IssuerError> {
-        let mut out = String::with_capacity(self.length as usize);
-        let mut buf = [0u8; 64];
-        while out.len() < self.length as usize {
-            self.rng
-                .fill(&mut buf)
-                .map_err(|_| IssuerError::Unavailable("the OS random source failed".into()))?;
-            // Rejection sampling keeps every character equally likely (248 = 4 × 62).
-            for b in buf.iter().filter(|b| **b < 248) {
-                if out.len() == self.length as usize {
-                    break;
-                }
-                out.push(BASE62[(*b % 62) as usize] as char);
+/// `length` base62 characters from the OS CSPRNG, each equally likely.
+pub(crate) fn random_base62(rng: &SystemRandom, length: usize) -> Result<String, IssuerError> {
+    let mut out = String::with_capacity(length);
+    let mut buf = [0u8; 64];
+    while out.len() < length {
+        rng.fill(&mut buf)
+            .map_err(|_| IssuerError::Unavailable("the OS random source failed".into()))?;
+        // Rejection sampling keeps every character equally likely (248 = 4 × 62).
+        for b in buf.iter().filter(|b| **b < 248) {
+            if out.len() == length {
+                break;
             }
+            out.push(BASE62[(*b % 62) as usize] as char);
         }
-        Ok(out)
     }
+    Ok(out)
 }
 
 impl Issuer for Generate {
@@ -61,7 +54,11 @@ impl Issuer for Generate {
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect();
-            let key = format!("{}{}", self.prefix, self.random_base62()?);
+            let key = format!(
+                "{}{}",
+                self.prefix,
+                random_base62(&self.rng, self.length as usize)?
+            );
             let expires_at = req
                 .expires_after
                 .and_then(|d| jiff::SignedDuration::try_from(d).ok())
@@ -93,6 +90,9 @@ mod tests {
             key_type: crate::api::apikey::KeyType::Secret,
             expires_after: None,
             now: jiff::Timestamp::now(),
+            owner: "ns/name".into(),
+            uid: "uid".into(),
+            rotation: 1,
         }
     }
 

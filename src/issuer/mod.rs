@@ -2,7 +2,9 @@
 //! cert-manager's issuers); a provider is its module and one line in `PROVIDERS`.
 
 pub mod generate;
+pub mod http;
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
@@ -19,6 +21,11 @@ pub struct MintRequest {
     pub expires_after: Option<std::time::Duration>,
     /// The controller's now (its clock may be a test's), for the key's expiry.
     pub now: Timestamp,
+    /// `<namespace>/<name>` of the ApiKey, its uid and the rotation: what the issuer
+    /// records of who holds the key.
+    pub owner: String,
+    pub uid: String,
+    pub rotation: u64,
 }
 
 pub struct MintedKey {
@@ -41,27 +48,48 @@ pub trait Issuer: Send + Sync {
     fn mint<'a>(&'a self, req: &'a MintRequest) -> BoxFuture<'a, Result<MintedKey, IssuerError>>;
     /// Revoking a key that is already gone succeeds.
     fn revoke<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), IssuerError>>;
+    /// Whether the issuer accepts a key it just minted (checked before it is distributed,
+    /// where the issuer can say).
+    fn verify<'a>(&'a self, _key: &'a MintedKey) -> BoxFuture<'a, Result<(), IssuerError>> {
+        async { Ok(()) }.boxed()
+    }
+    /// Whether the issuer can be reached with its credentials (its Ready condition).
+    fn check(&self) -> BoxFuture<'_, Result<(), IssuerError>> {
+        async { Ok(()) }.boxed()
+    }
 }
 
-/// A provider's constructor: the issuer its part of the spec configures, `None` when the
-/// spec configures another provider.
-type Build = fn(&IssuerConfig) -> Option<Result<Box<dyn Issuer>, String>>;
+/// What a provider needs besides its spec: where its credentials are, and the clients
+/// kept between reconciles.
+pub struct Access<'a> {
+    pub client: &'a kube::Client,
+    /// The KeyIssuer's namespace, or the operator's for a ClusterKeyIssuer.
+    pub credentials_namespace: &'a str,
+    /// The issuer's identity and settings generation (`<uid>@<generation>`).
+    pub version: String,
+    pub clients: &'a Clients,
+}
 
-/// Every provider, registered once.
-const PROVIDERS: &[Build] = &[generate::from_spec];
+/// Provider clients kept between reconciles (shared rate limits, cached credentials).
+#[derive(Default)]
+pub struct Clients {
+    http: http::Clients,
+}
 
-/// The issuer an issuer spec configures (the schema allows exactly one provider).
-pub fn for_spec(config: &IssuerConfig) -> Result<Box<dyn Issuer>, String> {
-    if let Some(issuer) = PROVIDERS.iter().find_map(|build| build(config)) {
-        return issuer;
+/// The issuer an issuer spec configures (the schema allows exactly one provider): the one
+/// place a provider is registered.
+pub async fn open(
+    config: &IssuerConfig,
+    access: &Access<'_>,
+) -> Result<Box<dyn Issuer>, IssuerError> {
+    if let Some(g) = &config.generate {
+        return Ok(Box::new(generate::Generate::new(&g.prefix, g.length)));
     }
-    let provider = if config.http.is_some() {
-        "http"
-    } else {
-        "awsIam"
-    };
-    Err(format!(
-        "the {provider} issuer provider is not available in this release; use generate"
+    if let Some(h) = &config.http {
+        return http::open(h, access).await;
+    }
+    Err(IssuerError::Rejected(
+        "the awsIam issuer provider is not available in this release; use generate or http".into(),
     ))
 }
 

@@ -33,6 +33,19 @@ pub enum StoreError {
     Foreign(String),
 }
 
+impl StoreError {
+    /// The message without the kind of failure in front.
+    pub fn detail(&self) -> &str {
+        match self {
+            StoreError::NotFound(m)
+            | StoreError::Unavailable(m)
+            | StoreError::Denied(m)
+            | StoreError::Changed(m)
+            | StoreError::Foreign(m) => m,
+        }
+    }
+}
+
 /// Where a key sits in its ApiKey's entry, which is what readers of the store see: the
 /// current key, the one it replaced (valid until revoked), and a minted key not yet
 /// distributed.
@@ -203,11 +216,7 @@ pub(crate) async fn credential(
 ) -> Result<SecretString, StoreError> {
     let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
         kube::Api::namespaced(client.clone(), namespace);
-    let missing = |what: String| {
-        StoreError::Denied(format!(
-            "{what} in namespace {namespace:?}: the store's credentials cannot be read"
-        ))
-    };
+    let missing = |what: String| StoreError::Denied(format!("{what} in namespace {namespace:?}"));
     let secret = api
         .get_opt(name)
         .await

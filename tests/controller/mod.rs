@@ -5,6 +5,7 @@ mod consumers;
 mod correctness;
 mod events;
 mod harness;
+mod http_issuer;
 mod issuers;
 mod lifecycle;
 mod process;

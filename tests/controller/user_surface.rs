@@ -335,7 +335,9 @@ spec:
     );
     let http = table.lines().find(|l| l.starts_with("widgetjar")).unwrap();
     assert!(
-        http.contains("False") && http.contains("http") && http.contains("not available"),
+        http.contains("False")
+            && http.contains("http")
+            && http.contains("Secret \"widgetjar-admin\" not found"),
         "{table}"
     );
     let stores = k.ok(&["get", "keystores"]).await;

@@ -104,6 +104,9 @@ impl Shell<'_> {
         {
             self.write_status(Phase::Storing).await?;
         }
+        // Checked before it goes anywhere: a key the issuer does not accept yet (issuers
+        // are often eventually consistent) waits here, its id already recorded.
+        issuer.verify(&minted).await?;
         self.store
             .put(&minted.id, &minted.secret, Slot::Pending)
             .await?;
@@ -224,6 +227,9 @@ impl Shell<'_> {
             key_type: params.key_type,
             expires_after,
             now: self.now(),
+            owner: format!("{}/{}", self.ns, self.ak.name_any()),
+            uid: uid(self.ak),
+            rotation: p.rotation,
         })
     }
 

@@ -1,0 +1,305 @@
+//! The `http` provider: an issuer's key API in the shape of the Issuer API v1
+//! (docs/issuer-api.md). One client per issuer generation is shared by every ApiKey that
+//! uses it, so `requestsPerSecond` and a 429's Retry-After hold for the issuer as a whole.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::{Access, Issuer, IssuerError, MintRequest, MintedKey};
+use crate::api::apikey::KeyType;
+use crate::api::issuer::{HttpCapabilities, HttpIssuer as Spec};
+use crate::store::StoreError;
+
+/// Longest issuer message kept in a condition.
+const MAX_MESSAGE: usize = 300;
+
+/// Clients by issuer identity (`<uid>@<generation>`).
+#[derive(Default)]
+pub struct Clients(Mutex<HashMap<String, Arc<Client>>>);
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    capabilities: HttpCapabilities,
+    /// The admin token, read from its Secret when first needed and again after a 401.
+    token: tokio::sync::Mutex<Option<SecretString>>,
+    credentials: (kube::Client, String, String, String),
+    /// The earliest moment the next request may go (rate limit and Retry-After).
+    next: tokio::sync::Mutex<Instant>,
+    interval: Option<Duration>,
+}
+
+pub struct Http(Arc<Client>);
+
+pub async fn open(spec: &Spec, access: &Access<'_>) -> Result<Box<dyn Issuer>, IssuerError> {
+    let mut clients = access.clients.http.0.lock().expect("clients lock");
+    if let Some(c) = clients.get(&access.version) {
+        return Ok(Box::new(Http(c.clone())));
+    }
+    let client = Arc::new(Client::new(spec, access)?);
+    let uid = access.version.split('@').next().unwrap_or_default();
+    clients.retain(|k, _| !k.starts_with(&format!("{uid}@")));
+    clients.insert(access.version.clone(), client.clone());
+    Ok(Box::new(Http(client)))
+}
+
+impl Client {
+    fn new(spec: &Spec, access: &Access<'_>) -> Result<Client, IssuerError> {
+        let invalid = |why: String| IssuerError::Rejected(format!("{why} (spec.http)"));
+        // reqwest's rustls needs a process-wide crypto provider; ring is the one kube uses.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let timeout = spec.timeout.to_std().map_err(invalid)?;
+        let mut http = reqwest::Client::builder()
+            .timeout(timeout)
+            .tls_backend_rustls();
+        if spec.url.starts_with("http://") {
+            http = http.tls_certs_only(Vec::new());
+        } else if let Some(pem) = &spec.ca_bundle {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|_| invalid("caBundle is not a PEM certificate bundle".into()))?;
+            http = http.tls_certs_merge(certs);
+        }
+        let url = url::Url::parse(&spec.url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| invalid(format!("url {:?} is not an http(s) URL", spec.url)))?;
+        Ok(Client {
+            http: http
+                .build()
+                .map_err(|e| invalid(format!("cannot build an HTTP client: {e}")))?,
+            base: url.as_str().trim_end_matches('/').to_string(),
+            capabilities: spec.capabilities.clone(),
+            token: tokio::sync::Mutex::new(None),
+            credentials: (
+                access.client.clone(),
+                access.credentials_namespace.to_string(),
+                spec.credentials_secret_ref.name.clone(),
+                spec.credentials_secret_ref.key.clone(),
+            ),
+            next: tokio::sync::Mutex::new(Instant::now()),
+            interval: spec
+                .requests_per_second
+                .filter(|r| *r > 0)
+                .map(|r| Duration::from_secs(1) / r),
+        })
+    }
+
+    async fn admin_token(&self) -> Result<SecretString, IssuerError> {
+        let mut token = self.token.lock().await;
+        if let Some(t) = token.as_ref() {
+            return Ok(t.clone());
+        }
+        let (client, ns, name, key) = &self.credentials;
+        let read = crate::store::credential(client, ns, name, key)
+            .await
+            .map_err(|e| match e {
+                StoreError::Unavailable(m) => IssuerError::Unavailable(m),
+                other => IssuerError::Rejected(format!(
+                    "the admin token (spec.http.credentialsSecretRef): {}",
+                    other.detail()
+                )),
+            })?;
+        *token = Some(read.clone());
+        Ok(read)
+    }
+
+    /// Waits for this issuer's next request slot.
+    async fn slot(&self) {
+        let mut next = self.next.lock().await;
+        tokio::time::sleep_until(*next).await;
+        *next = Instant::now() + self.interval.unwrap_or_default();
+    }
+
+    /// One request, with `bearer` (the admin token unless given); returns status and body.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, String)],
+        bearer: Option<&SecretString>,
+    ) -> Result<(StatusCode, Value), IssuerError> {
+        let token = match bearer {
+            Some(b) => b.clone(),
+            None => self.admin_token().await?,
+        };
+        self.slot().await;
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token.expose_secret());
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        if let Some(b) = body {
+            request = request.json(b);
+        }
+        let response = request.send().await.map_err(|e| {
+            IssuerError::Unavailable(bounded(&crate::store::chain(&e.without_url())))
+        })?;
+        let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let wait = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1);
+            // Every ApiKey using this issuer waits, not only this one.
+            let mut next = self.next.lock().await;
+            *next = (*next).max(Instant::now() + Duration::from_secs(wait));
+            return Err(IssuerError::Unavailable(format!(
+                "the issuer is rate limiting (429); its requests pause for {wait}s"
+            )));
+        }
+        if status == StatusCode::UNAUTHORIZED && bearer.is_none() {
+            // The token may have been rotated: read it again next time.
+            *self.token.lock().await = None;
+        }
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+}
+
+/// The issuer's own error message (`{"error": {"message"}}`), bounded.
+fn said(status: StatusCode, body: &Value) -> String {
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    bounded(&format!("{} {message}", status.as_u16()))
+}
+
+fn bounded(s: &str) -> String {
+    match s.char_indices().nth(MAX_MESSAGE) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.trim().to_string(),
+    }
+}
+
+/// 4xx: the issuer refuses (a change must be made); anything else: try again later.
+fn failure(status: StatusCode, body: &Value) -> IssuerError {
+    if status.is_client_error() {
+        IssuerError::Rejected(format!("the issuer answered {}", said(status, body)))
+    } else {
+        IssuerError::Unavailable(format!("the issuer answered {}", said(status, body)))
+    }
+}
+
+fn path_segment(id: &str) -> String {
+    url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
+}
+
+impl Issuer for Http {
+    fn mint<'a>(&'a self, req: &'a MintRequest) -> BoxFuture<'a, Result<MintedKey, IssuerError>> {
+        async move {
+            let expires_at = req
+                .expires_after
+                .and_then(|d| jiff::SignedDuration::try_from(d).ok())
+                .and_then(|d| req.now.checked_add(d).ok());
+            // Built as a JSON value: names and scopes are tenant input, never spliced.
+            let body = json!({
+                "name": req.display_name,
+                "type": match req.key_type { KeyType::Secret => "secret", KeyType::Publishable => "publishable" },
+                "scopes": req.scopes,
+                "expiresAt": expires_at.map(|t| t.to_string()),
+                "metadata": {"owner": req.owner, "uid": req.uid, "rotation": req.rotation},
+            });
+            let headers = [("Idempotency-Key", req.idempotency_key.clone())];
+            let (status, body) = self
+                .0
+                .call(Method::POST, "/keys", Some(&body), &headers, None)
+                .await?;
+            if !status.is_success() {
+                return Err(failure(status, &body));
+            }
+            let (Some(id), Some(key)) = (body["id"].as_str(), body["key"].as_str()) else {
+                return Err(IssuerError::Unavailable(
+                    "the issuer's answer to POST /keys has no id or key".into(),
+                ));
+            };
+            Ok(MintedKey {
+                id: id.to_string(),
+                secret: SecretString::from(key.to_string()),
+                expires_at: body["expiresAt"].as_str().and_then(|t| t.parse().ok()),
+            })
+        }
+        .boxed()
+    }
+
+    fn revoke<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), IssuerError>> {
+        async move {
+            let path = format!("/keys/{}", path_segment(id));
+            let (status, body) = self.0.call(Method::DELETE, &path, None, &[], None).await?;
+            if status.is_success() {
+                return Ok(());
+            }
+            if status != StatusCode::NOT_FOUND {
+                return Err(failure(status, &body));
+            }
+            // A 404 means gone only if the issuer's own record agrees (a wrong URL also
+            // answers 404).
+            if !self.0.capabilities.get {
+                return Ok(());
+            }
+            let (status, body) = self.0.call(Method::GET, &path, None, &[], None).await?;
+            if status == StatusCode::NOT_FOUND || body["revoked"] == Value::Bool(true) {
+                return Ok(());
+            }
+            Err(IssuerError::Unavailable(format!(
+                "the issuer answered 404 to revoking key {id} but {} when asked for it; it is not revoked",
+                status.as_u16()
+            )))
+        }
+        .boxed()
+    }
+
+    fn verify<'a>(&'a self, key: &'a MintedKey) -> BoxFuture<'a, Result<(), IssuerError>> {
+        async move {
+            if !self.0.capabilities.verify {
+                return Ok(());
+            }
+            let (status, body) = self
+                .0
+                .call(Method::GET, "/whoami", None, &[], Some(&key.secret))
+                .await?;
+            match status {
+                s if s.is_success() => Ok(()),
+                // Issuers are often eventually consistent: ask again before distributing.
+                StatusCode::UNAUTHORIZED => Err(IssuerError::Unavailable(format!(
+                    "the new key {} is not accepted by the issuer yet",
+                    key.id
+                ))),
+                s => Err(failure(s, &body)),
+            }
+        }
+        .boxed()
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), IssuerError>> {
+        async move {
+            // Any answer but a refusal of the admin token says the API is there and the
+            // token is good.
+            let (status, body) = self
+                .0
+                .call(
+                    Method::GET,
+                    "/keys/apikey-operator-readiness-probe",
+                    None,
+                    &[],
+                    None,
+                )
+                .await?;
+            match status {
+                s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+                s => Err(failure(s, &body)),
+            }
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,317 @@
+//! The reference issuer: a small, honest implementation of the Issuer API v1
+//! (docs/issuer-api.md), in memory. Secret (`sk_`) and publishable (`pk_`) keys with
+//! scopes, idempotent creation, revocation, `lastUsedAt`, and `/whoami` for the services
+//! that check a key. Tests, the `dev` sandbox and benchmarks run against it; it is a
+//! reference, not a product (one workspace per server, no persistence).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use jiff::Timestamp;
+use ring::rand::SystemRandom;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::issuer::generate::random_base62;
+
+#[derive(Clone, Debug)]
+pub struct Key {
+    pub id: String,
+    secret: String,
+    pub kind: String,
+    pub scopes: Vec<String>,
+    pub owner: String,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+    pub revoked: bool,
+    metadata: Value,
+}
+
+impl Key {
+    fn valid(&self, now: Timestamp) -> bool {
+        !self.revoked && self.expires_at.is_none_or(|e| e > now)
+    }
+}
+
+#[derive(Default)]
+struct Keys {
+    by_id: HashMap<String, Key>,
+    by_idempotency_key: HashMap<String, String>,
+    /// Failures to answer with instead of serving (status, Retry-After), for tests.
+    faults: Vec<(StatusCode, Option<u64>)>,
+}
+
+/// A running reference issuer.
+#[derive(Clone)]
+pub struct ReferenceIssuer {
+    keys: Arc<Mutex<Keys>>,
+    admin_token: Arc<str>,
+    rng: Arc<SystemRandom>,
+}
+
+impl ReferenceIssuer {
+    pub fn new(admin_token: &str) -> Self {
+        ReferenceIssuer {
+            keys: Arc::default(),
+            admin_token: admin_token.into(),
+            rng: Arc::new(SystemRandom::new()),
+        }
+    }
+
+    /// Serves on `listener` until the task is dropped or aborted.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        let app = axum::Router::new()
+            .route("/keys", post(create).get(list))
+            .route("/keys/{id}", get(read).delete(revoke))
+            .route("/whoami", get(whoami))
+            .with_state(self);
+        axum::serve(listener, app).await
+    }
+
+    /// Binds `addr` and serves in the background; returns the bound address.
+    pub async fn spawn(self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        tokio::spawn(self.serve(listener));
+        Ok(bound)
+    }
+
+    /// The keys that would pass `/whoami` now.
+    pub fn valid_keys(&self) -> Vec<Key> {
+        let now = Timestamp::now();
+        let keys = self.keys.lock().expect("keys lock");
+        keys.by_id
+            .values()
+            .filter(|k| k.valid(now))
+            .cloned()
+            .collect()
+    }
+
+    pub fn key(&self, id: &str) -> Option<Key> {
+        self.keys.lock().expect("keys lock").by_id.get(id).cloned()
+    }
+
+    /// Answers the next key creations with `status` (and `Retry-After` seconds), `times`
+    /// times.
+    pub fn fail_next(&self, status: u16, retry_after: Option<u64>, times: usize) {
+        let status = StatusCode::from_u16(status).expect("a status code");
+        let mut keys = self.keys.lock().expect("keys lock");
+        keys.faults
+            .extend(std::iter::repeat_n((status, retry_after), times));
+    }
+
+    /// The refusal of a request without the admin token, if it is one.
+    fn admin(&self, headers: &HeaderMap) -> Option<Response> {
+        let presented = bearer(headers);
+        let ok = presented.is_some_and(|t| same(t, &self.admin_token));
+        (!ok).then(|| error(StatusCode::UNAUTHORIZED, "invalid admin token"))
+    }
+
+    /// The next injected failure, if any.
+    fn fault(&self) -> Option<Response> {
+        let mut keys = self.keys.lock().expect("keys lock");
+        if keys.faults.is_empty() {
+            return None;
+        }
+        let (status, retry_after) = keys.faults.remove(0);
+        let mut response = error(status, "injected failure");
+        if let Some(s) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, s.to_string().parse().expect("digits"));
+        }
+        Some(response)
+    }
+}
+
+/// Compares digests, so the time taken says nothing about how much of a secret matched.
+fn same(a: &str, b: &str) -> bool {
+    let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    digest(a).as_ref() == digest(b).as_ref()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"error": {"message": message}}))).into_response()
+}
+
+fn ts(t: Option<Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| t.to_string().into())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateKey {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    expires_at: Option<Timestamp>,
+    #[serde(default)]
+    metadata: Value,
+}
+
+async fn create(
+    State(s): State<ReferenceIssuer>,
+    headers: HeaderMap,
+    body: Result<Json<CreateKey>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Some(r) = s.admin(&headers).or_else(|| s.fault()) {
+        return r;
+    }
+    let Ok(Json(req)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the body is not a valid key request",
+        );
+    };
+    let prefix = match req.kind.as_str() {
+        "secret" => "sk_",
+        "publishable" => "pk_",
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("unknown key type {other:?}: secret or publishable"),
+            );
+        }
+    };
+    if req.name.is_empty() || req.scopes.iter().any(|s| s.is_empty() || s.len() > 128) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "name and every scope must be 1-128 characters",
+        );
+    }
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let mut keys = s.keys.lock().expect("keys lock");
+    if let Some(existing) = idempotency_key
+        .as_ref()
+        .and_then(|k| keys.by_idempotency_key.get(k))
+        .and_then(|id| keys.by_id.get(id))
+    {
+        return (StatusCode::CREATED, Json(created(existing))).into_response();
+    }
+    let (Ok(id), Ok(secret)) = (random_base62(&s.rng, 16), random_base62(&s.rng, 32)) else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no randomness");
+    };
+    let key = Key {
+        id: format!("key_{id}"),
+        secret: format!("{prefix}{secret}"),
+        kind: req.kind,
+        scopes: req.scopes,
+        owner: req.metadata["owner"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        created_at: Timestamp::now(),
+        expires_at: req.expires_at,
+        last_used_at: None,
+        revoked: false,
+        metadata: req.metadata,
+    };
+    let body = created(&key);
+    if let Some(k) = idempotency_key {
+        keys.by_idempotency_key.insert(k, key.id.clone());
+    }
+    keys.by_id.insert(key.id.clone(), key);
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+fn created(k: &Key) -> Value {
+    json!({"id": k.id, "key": k.secret, "createdAt": k.created_at.to_string(), "expiresAt": ts(k.expires_at)})
+}
+
+async fn read(
+    State(s): State<ReferenceIssuer>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = s.admin(&headers) {
+        return r;
+    }
+    match s.key(&id) {
+        Some(k) => Json(json!({"id": k.id, "createdAt": k.created_at.to_string(),
+            "expiresAt": ts(k.expires_at), "lastUsedAt": ts(k.last_used_at), "revoked": k.revoked}))
+        .into_response(),
+        None => error(StatusCode::NOT_FOUND, "no such key"),
+    }
+}
+
+async fn revoke(
+    State(s): State<ReferenceIssuer>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = s.admin(&headers) {
+        return r;
+    }
+    let mut keys = s.keys.lock().expect("keys lock");
+    match keys.by_id.get_mut(&id) {
+        Some(k) if !k.revoked => {
+            k.revoked = true;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => error(StatusCode::NOT_FOUND, "no such key, or already revoked"),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    owner: Option<String>,
+}
+
+async fn list(
+    State(s): State<ReferenceIssuer>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    if let Some(r) = s.admin(&headers) {
+        return r;
+    }
+    let keys = s.keys.lock().expect("keys lock");
+    let mut items: Vec<&Key> = keys
+        .by_id
+        .values()
+        .filter(|k| !k.revoked && q.owner.as_ref().is_none_or(|o| *o == k.owner))
+        .collect();
+    items.sort_by_key(|k| k.created_at);
+    let items: Vec<Value> = items
+        .iter()
+        .map(|k| json!({"id": k.id, "createdAt": k.created_at.to_string(), "metadata": k.metadata}))
+        .collect();
+    Json(json!({"items": items})).into_response()
+}
+
+/// What a service protected by these keys asks: is the presented key valid?
+async fn whoami(State(s): State<ReferenceIssuer>, headers: HeaderMap) -> Response {
+    let Some(presented) = bearer(&headers) else {
+        return error(StatusCode::UNAUTHORIZED, "no key presented");
+    };
+    let now = Timestamp::now();
+    let mut keys = s.keys.lock().expect("keys lock");
+    let found = keys.by_id.values_mut().find(|k| same(&k.secret, presented));
+    match found {
+        Some(k) if k.valid(now) => {
+            k.last_used_at = Some(now);
+            Json(json!({"id": k.id, "type": k.kind, "scopes": k.scopes})).into_response()
+        }
+        _ => error(StatusCode::UNAUTHORIZED, "invalid key"),
+    }
+}

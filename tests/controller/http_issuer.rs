@@ -1,0 +1,311 @@
+//! The `http` issuer against the reference issuer: keys minted and revoked where they
+//! came from, a consumer that keeps calling the protected API through rotations, and the
+//! issuer's refusals and rate limits as users see them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use apikey_operator::api::apikey::ApiKey;
+use apikey_operator::api::issuer::KeyIssuer;
+use apikey_operator::reference_issuer::ReferenceIssuer;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, DeleteParams};
+use serde_json::{Value, json};
+
+use super::harness::*;
+use crate::support::*;
+
+const ADMIN: &str = "admin-token-for-tests";
+
+/// A reference issuer on a free port, and a KeyIssuer `widgetjar` that uses it.
+async fn widgetjar(c: &Client) -> (ReferenceIssuer, String) {
+    let issuer = ReferenceIssuer::new(ADMIN);
+    let addr = issuer
+        .clone()
+        .spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let url = format!("http://{addr}");
+    create::<Secret>(
+        c,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "widgetjar-admin"},
+            "stringData": {"token": ADMIN}}),
+    )
+    .await;
+    create::<KeyIssuer>(
+        c,
+        json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "KeyIssuer", "metadata": {"name": "widgetjar"},
+            "spec": {"http": {"url": url, "credentialsSecretRef": {"name": "widgetjar-admin", "key": "token"}},
+                "allowedScopes": ["widgets:*"]}}),
+    )
+    .await;
+    (issuer, url)
+}
+
+fn widget_key(name: &str, rotation: Value) -> Value {
+    let mut ak = apikey(name, rotation, json!({"deletionPolicy": "Revoke"}));
+    ak["spec"]["issuerRef"]["name"] = "widgetjar".into();
+    ak
+}
+
+/// A pod using the key: reads it from the Secret every `reload` (as a mounted Secret is
+/// refreshed), and calls the protected API with it all the time, counting refusals.
+struct Consumer {
+    calls: Arc<AtomicUsize>,
+    refused: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Consumer {
+    fn start(c: &Client, secret: &str, url: &str, reload: Duration) -> Consumer {
+        let calls: Arc<AtomicUsize> = Arc::default();
+        let refused: Arc<AtomicUsize> = Arc::default();
+        let stop: Arc<AtomicBool> = Arc::default();
+        let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+        let (secret, whoami) = (secret.to_string(), format!("{url}/whoami"));
+        let (n, r, s) = (Arc::clone(&calls), Arc::clone(&refused), Arc::clone(&stop));
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut key = String::new();
+            let mut loaded = tokio::time::Instant::now() - reload;
+            while !s.load(Ordering::Relaxed) {
+                if loaded.elapsed() >= reload {
+                    let current = secrets.get(&secret).await.unwrap();
+                    key = data(&current, "api-key").unwrap();
+                    loaded = tokio::time::Instant::now();
+                }
+                let status = http
+                    .get(&whoami)
+                    .bearer_auth(&key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                n.fetch_add(1, Ordering::Relaxed);
+                if status == reqwest::StatusCode::UNAUTHORIZED {
+                    r.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        Consumer {
+            calls,
+            refused,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops it and returns (calls, refused).
+    async fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        (
+            self.calls.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Rotates `name` `times` times, each until the old key is revoked at the issuer.
+async fn rotate(apikeys: &Api<ApiKey>, issuer: &ReferenceIssuer, name: &str, times: usize) {
+    for n in 0..times {
+        let before = current_id(&apikeys.get(name).await.unwrap());
+        request(apikeys, name, "apikey.dev/rotate", &format!("{n}")).await;
+        wait(apikeys.clone(), name, |a: Option<&ApiKey>| {
+            a.is_some_and(|a| {
+                current_id(a) != before
+                    && a.status.as_ref().is_some_and(|s| s.previous_key.is_none())
+            })
+        })
+        .await;
+        assert!(
+            issuer.key(&before).unwrap().revoked,
+            "the old key is revoked at the issuer"
+        );
+    }
+}
+
+#[tokio::test]
+async fn consumers_never_see_a_refused_key_when_the_overlap_covers_their_reload_delay() {
+    let op = operator().await;
+    let c = &op.t.client;
+    let (issuer, url) = widgetjar(c).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let reload = Duration::from_millis(600);
+
+    // Overlap longer than the reload delay: not one call refused through five rotations.
+    create::<ApiKey>(
+        c,
+        widget_key("covered", json!({"every": "1h", "overlap": "2s"})),
+    )
+    .await;
+    wait(apikeys.clone(), "covered", ready).await;
+    let consumer = Consumer::start(c, "covered", &url, reload);
+    rotate(&apikeys, &issuer, "covered", 5).await;
+    let (calls, refused) = consumer.finish().await;
+    assert!(calls > 100, "the consumer kept calling ({calls})");
+    assert_eq!(refused, 0, "{refused} of {calls} calls refused");
+
+    // No overlap: the old key is revoked while the consumer still holds it.
+    create::<ApiKey>(
+        c,
+        widget_key("uncovered", json!({"every": "1h", "overlap": "0s"})),
+    )
+    .await;
+    wait(apikeys.clone(), "uncovered", ready).await;
+    let consumer = Consumer::start(c, "uncovered", &url, reload);
+    rotate(&apikeys, &issuer, "uncovered", 5).await;
+    let (calls, refused) = consumer.finish().await;
+    assert!(
+        refused > 0,
+        "without overlap the consumer must see refusals ({calls} calls)"
+    );
+}
+
+#[tokio::test]
+async fn keys_are_minted_verified_and_revoked_at_the_issuer() {
+    let op = operator().await;
+    let c = &op.t.client;
+    let (issuer, _) = widgetjar(c).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let issuers: Api<KeyIssuer> = Api::default_namespaced(c.clone());
+    let ready_issuer = |i: Option<&KeyIssuer>| {
+        i.and_then(|i| i.status.as_ref()).is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+    };
+    wait(issuers.clone(), "widgetjar", ready_issuer).await;
+
+    create::<ApiKey>(
+        c,
+        widget_key("widgets", json!({"every": "1h", "overlap": "1s"})),
+    )
+    .await;
+    let ak = wait(apikeys.clone(), "widgets", ready).await;
+    let id = current_id(&ak);
+    let key = issuer.key(&id).expect("minted at the issuer");
+    assert_eq!(key.owner, "default/widgets");
+    assert_eq!(key.scopes, ["widgets:read"]);
+    assert!(
+        key.last_used_at.is_some(),
+        "verified with /whoami before distribution"
+    );
+    let secret = Api::<Secret>::default_namespaced(c.clone())
+        .get("widgets")
+        .await
+        .unwrap();
+    assert!(data(&secret, "api-key").unwrap().starts_with("sk_"));
+    assert_eq!(issuer.valid_keys().len(), 1);
+
+    rotate(&apikeys, &issuer, "widgets", 1).await;
+    assert_eq!(
+        issuer.valid_keys().len(),
+        1,
+        "exactly the current key is valid"
+    );
+
+    apikeys
+        .delete("widgets", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_deleted(apikeys, "widgets").await;
+    assert!(issuer.valid_keys().is_empty(), "Revoke leaves no key valid");
+}
+
+#[tokio::test]
+async fn refusals_rate_limits_and_bad_credentials_are_reported() {
+    let op = operator().await;
+    let c = &op.t.client;
+    let (issuer, _) = widgetjar(c).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+
+    // A 4xx: the issuer's own message, and no key until something changes.
+    issuer.fail_next(400, None, 1);
+    create::<ApiKey>(c, widget_key("refused", json!({"every": "1h"}))).await;
+    let ak = wait(
+        apikeys.clone(),
+        "refused",
+        reason_is("Ready", "IssuerRejected"),
+    )
+    .await;
+    assert_eq!(
+        message(&ak, "Ready"),
+        "the issuer rejected the request: the issuer answered 400 injected failure"
+    );
+
+    // (Gone first, so that its retries do not meet the next failure.)
+    apikeys
+        .delete("refused", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_deleted(apikeys.clone(), "refused").await;
+
+    // A 429: every request to the issuer pauses for Retry-After, then the key comes.
+    issuer.fail_next(429, Some(2), 1);
+    create::<ApiKey>(c, widget_key("limited", json!({"every": "1h"}))).await;
+    let ak = wait(
+        apikeys.clone(),
+        "limited",
+        reason_is("Ready", "IssuerUnavailable"),
+    )
+    .await;
+    assert!(
+        message(&ak, "Ready").contains("pause for 2s"),
+        "{}",
+        message(&ak, "Ready")
+    );
+    wait(apikeys.clone(), "limited", ready).await;
+
+    // A wrong admin token: the issuer refuses it, and the KeyIssuer and ApiKey say so.
+    create::<Secret>(
+        c,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "wrong-admin"},
+            "stringData": {"token": "wrong"}}),
+    )
+    .await;
+    let mut spec = serde_json::to_value(
+        Api::<KeyIssuer>::default_namespaced(c.clone())
+            .get("widgetjar")
+            .await
+            .unwrap()
+            .spec,
+    )
+    .unwrap();
+    spec["http"]["credentialsSecretRef"]["name"] = "wrong-admin".into();
+    create::<KeyIssuer>(
+        c,
+        json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "KeyIssuer",
+            "metadata": {"name": "wrong"}, "spec": spec}),
+    )
+    .await;
+    let mut ak = widget_key("wrong", json!({"every": "1h"}));
+    ak["spec"]["issuerRef"]["name"] = "wrong".into();
+    create::<ApiKey>(c, ak).await;
+    let ak = wait(
+        apikeys.clone(),
+        "wrong",
+        reason_is("Ready", "IssuerRejected"),
+    )
+    .await;
+    assert_eq!(
+        message(&ak, "Ready"),
+        "the issuer rejected the request: the issuer answered 401 invalid admin token"
+    );
+    let issuers: Api<KeyIssuer> = Api::default_namespaced(c.clone());
+    let unready = wait(issuers, "wrong", |i: Option<&KeyIssuer>| {
+        i.and_then(|i| i.status.as_ref()).is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "False")
+        })
+    })
+    .await;
+    let why = &unready.status.unwrap().conditions[0].message;
+    assert!(why.contains("401 invalid admin token"), "{why}");
+}
