@@ -19,6 +19,12 @@ use crate::support::*;
 
 const ADMIN: &str = "admin-token-for-tests";
 
+/// A plain HTTP client for the test's own calls (reqwest here needs a crypto provider).
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// A reference issuer on a free port, and a KeyIssuer `widgetjar` that uses it.
 async fn widgetjar(c: &Client) -> (ReferenceIssuer, String) {
     let issuer = ReferenceIssuer::new(ADMIN);
@@ -68,7 +74,7 @@ impl Consumer {
         let (secret, whoami) = (secret.to_string(), format!("{url}/whoami"));
         let (n, r, s) = (Arc::clone(&calls), Arc::clone(&refused), Arc::clone(&stop));
         let task = tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            let http = http_client();
             let mut key = String::new();
             let mut loaded = tokio::time::Instant::now() - reload;
             while !s.load(Ordering::Relaxed) {
@@ -308,4 +314,127 @@ async fn refusals_rate_limits_and_bad_credentials_are_reported() {
     .await;
     let why = &unready.status.unwrap().conditions[0].message;
     assert!(why.contains("401 invalid admin token"), "{why}");
+}
+
+/// The fields `schema` requires (following one `$ref`), and the same for `items` of array
+/// properties: enough to hold the reference issuer to what the OpenAPI file promises.
+fn check(spec: &Value, schema: &Value, body: &Value, at: &str) {
+    let schema = match schema["$ref"].as_str() {
+        Some(r) => &spec["components"]["schemas"][r.rsplit('/').next().unwrap()],
+        None => schema,
+    };
+    for field in schema["required"].as_array().into_iter().flatten() {
+        let field = field.as_str().unwrap();
+        assert!(body.get(field).is_some(), "{at}: no {field:?} in {body}");
+    }
+    for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+        if property["type"] == "array" {
+            for item in body[name].as_array().into_iter().flatten() {
+                check(spec, &property["items"], item, &format!("{at}.{name}[]"));
+            }
+        } else if property.get("$ref").is_some() || property["type"] == "object" {
+            if !body[name].is_null() {
+                check(spec, property, &body[name], &format!("{at}.{name}"));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_reference_issuer_answers_as_the_openapi_file_says() {
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/issuer-api.openapi.yaml");
+    let spec: Value = serde_yaml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let issuer = ReferenceIssuer::new(ADMIN);
+    let addr = issuer.spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let http = http_client();
+    let url = |path: &str| format!("http://{addr}{path}");
+    // (method, spec path, status, body) of each call; the spec must list that answer.
+    let mut answers: Vec<(&str, &str, u16, Value)> = Vec::new();
+    let body = json!({"name": "shop/billing", "type": "secret", "scopes": ["widgets:read"],
+        "expiresAt": null, "metadata": {"owner": "shop/billing", "uid": "u1", "rotation": 1}});
+    let created = http
+        .post(url("/keys"))
+        .bearer_auth(ADMIN)
+        .header("Idempotency-Key", "u1-1-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let created_status = created.status().as_u16();
+    let created: Value = created.json().await.unwrap();
+    let (id, key) = (
+        created["id"].as_str().unwrap().to_string(),
+        created["key"].as_str().unwrap().to_string(),
+    );
+    answers.push(("post", "/keys", created_status, created));
+    let again: Value = http
+        .post(url("/keys"))
+        .bearer_auth(ADMIN)
+        .header("Idempotency-Key", "u1-1-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (again["id"].as_str(), again["key"].as_str()),
+        (Some(id.as_str()), Some(key.as_str())),
+        "idempotent"
+    );
+    for (method, path, request) in [
+        (
+            "get",
+            "/keys",
+            http.get(url("/keys?owner=shop/billing")).bearer_auth(ADMIN),
+        ),
+        (
+            "get",
+            "/keys/{id}",
+            http.get(url(&format!("/keys/{id}"))).bearer_auth(ADMIN),
+        ),
+        ("get", "/whoami", http.get(url("/whoami")).bearer_auth(&key)),
+        (
+            "delete",
+            "/keys/{id}",
+            http.delete(url(&format!("/keys/{id}"))).bearer_auth(ADMIN),
+        ),
+        ("get", "/whoami", http.get(url("/whoami")).bearer_auth(&key)),
+        (
+            "delete",
+            "/keys/{id}",
+            http.delete(url(&format!("/keys/{id}"))).bearer_auth(ADMIN),
+        ),
+        (
+            "get",
+            "/keys/{id}",
+            http.get(url("/keys/nope")).bearer_auth(ADMIN),
+        ),
+        (
+            "post",
+            "/keys",
+            http.post(url("/keys")).bearer_auth("wrong").json(&body),
+        ),
+    ] {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        answers.push((method, path, status, body));
+    }
+    let statuses: Vec<u16> = answers.iter().map(|a| a.2).collect();
+    assert_eq!(statuses, [201, 200, 200, 200, 204, 401, 404, 404, 401]);
+    for (method, path, status, body) in answers {
+        let at = format!("{method} {path} {status}");
+        let answer = &spec["paths"][path][method]["responses"][status.to_string()];
+        assert!(!answer.is_null(), "{at}: not in the OpenAPI file");
+        let answer = match answer["$ref"].as_str() {
+            Some(r) => &spec["components"]["responses"][r.rsplit('/').next().unwrap()],
+            None => answer,
+        };
+        if let Some(schema) = answer["content"]["application/json"].get("schema") {
+            check(&spec, schema, &body, &at);
+        }
+    }
 }
