@@ -119,8 +119,8 @@ pub struct SecretKeySelector {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpIssuer {
-    /// Base URL of the issuer's key API.
-    #[schemars(length(max = limits::URL))]
+    /// Base URL of the issuer's key API (`http://` or `https://`).
+    #[schemars(length(max = limits::URL), regex(pattern = r"^https?://"))]
     pub url: String,
     /// The admin token the operator authenticates with.
     pub credentials_secret_ref: SecretKeySelector,

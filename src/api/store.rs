@@ -80,7 +80,7 @@ pub struct ClusterKeyStoreSpec {
 #[serde(rename_all = "camelCase")]
 pub struct VaultStore {
     /// e.g. `https://vault.example.com:8200`.
-    #[schemars(length(max = limits::URL))]
+    #[schemars(length(max = limits::URL), regex(pattern = r"^https?://"))]
     pub server: String,
     /// The KV v2 mount.
     #[serde(default = "default_mount")]

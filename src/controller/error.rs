@@ -69,6 +69,7 @@ impl Error {
             Error::NotAllowed(_) => "NotAllowed",
             Error::Issuer(IssuerError::Rejected(_)) => "IssuerRejected",
             Error::Issuer(IssuerError::Unavailable(_)) => "IssuerUnavailable",
+            Error::Issuer(IssuerError::Misconfigured(_)) => "IssuerMisconfigured",
             Error::Store(StoreError::NotFound(_)) => "StoreNotFound",
             Error::Store(StoreError::Foreign(_)) => "StoreConflict",
             Error::Store(StoreError::Unavailable(_)) => "StoreUnavailable",

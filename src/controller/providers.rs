@@ -32,7 +32,7 @@ pub const ISSUER_FINALIZER: &str = "apikey.dev/keys-held";
 /// How often a deleting issuer looks again for ApiKeys still holding its keys.
 const RECHECK: Duration = Duration::from_secs(2);
 
-/// How often a ready store is checked again.
+/// How often a ready store or issuer is checked again.
 const STORE_RECHECK: Duration = Duration::from_secs(300);
 
 /// Puts the finalizer on the issuer an ApiKey is about to mint at (a no-op when it is
@@ -112,8 +112,10 @@ pub async fn run(ctx: Arc<Context>, apikeys: Store<ApiKey>) {
             let ns = i.namespace().unwrap_or_default();
             let api = Api::namespaced(g.client.clone(), &ns);
             let ready = issuer_readiness(&g, i.as_ref(), &i.spec.config, &ns).await;
+            let recheck = recheck(&ready);
             report(&g, &api, i.as_ref(), i.status.as_ref(), ready).await?;
-            release(&g, api, i.as_ref(), IssuerKind::KeyIssuer, i.namespace()).await
+            let released = release(&g, api, i.as_ref(), IssuerKind::KeyIssuer, i.namespace());
+            Ok(released.await?.unwrap_or(recheck))
         },
     );
     let cluster = watch(
@@ -123,8 +125,10 @@ pub async fn run(ctx: Arc<Context>, apikeys: Store<ApiKey>) {
             let api = Api::all(g.client.clone());
             let ns = g.ctx.namespace.clone();
             let ready = issuer_readiness(&g, i.as_ref(), &i.spec.config, &ns).await;
+            let recheck = recheck(&ready);
             report(&g, &api, i.as_ref(), i.status.as_ref(), ready).await?;
-            release(&g, api, i.as_ref(), IssuerKind::ClusterKeyIssuer, None).await
+            let released = release(&g, api, i.as_ref(), IssuerKind::ClusterKeyIssuer, None);
+            Ok(released.await?.unwrap_or(recheck))
         },
     );
     let stores = watch(
@@ -133,7 +137,7 @@ pub async fn run(ctx: Arc<Context>, apikeys: Store<ApiKey>) {
         |s, g| async move {
             let api = Api::namespaced(g.client.clone(), &s.namespace().unwrap_or_default());
             let ready = store_readiness(&g, s.as_ref(), &s.spec.config, "KeyStore").await;
-            let recheck = store_recheck(&ready);
+            let recheck = recheck(&ready);
             report(&g, &api, s.as_ref(), s.status.as_ref(), ready).await?;
             Ok(recheck)
         },
@@ -144,7 +148,7 @@ pub async fn run(ctx: Arc<Context>, apikeys: Store<ApiKey>) {
         |s, g| async move {
             let api = Api::all(g.client.clone());
             let ready = store_readiness(&g, s.as_ref(), &s.spec.config, "ClusterKeyStore").await;
-            let recheck = store_recheck(&ready);
+            let recheck = recheck(&ready);
             report(&g, &api, s.as_ref(), s.status.as_ref(), ready).await?;
             Ok(recheck)
         },
@@ -231,9 +235,9 @@ async fn store_readiness<K: Resource<DynamicType = ()>>(
     }
 }
 
-/// Stores change outside Kubernetes (sealed, credentials revoked): look again, sooner
-/// while one is not ready.
-fn store_recheck(readiness: &Readiness) -> Action {
+/// Stores and issuers change outside Kubernetes (sealed, credentials revoked, a Secret
+/// created): look again, sooner while one is not ready.
+fn recheck(readiness: &Readiness) -> Action {
     Action::requeue(match readiness.unavailable {
         None => STORE_RECHECK,
         Some(_) => RECHECK * 15,
@@ -284,20 +288,22 @@ where
     Ok(())
 }
 
+/// Lifts the finalizer of a deleting issuer no ApiKey holds keys from; `None` when it is
+/// not being deleted.
 async fn release<K>(
     guard: &Guard,
     api: Api<K>,
     issuer: &K,
     kind: IssuerKind,
     namespace: Option<String>,
-) -> Result<Action, Error>
+) -> Result<Option<Action>, Error>
 where
     K: Resource + Clone + std::fmt::Debug + DeserializeOwned,
 {
     if issuer.meta().deletion_timestamp.is_none()
         || !issuer.finalizers().iter().any(|f| f == ISSUER_FINALIZER)
     {
-        return Ok(Action::await_change());
+        return Ok(None);
     }
     let (name, uid) = (
         issuer.name_any(),
@@ -309,8 +315,8 @@ where
         .iter()
         .any(|ak| holds(ak, kind, &name, &uid, namespace.as_deref()));
     if held {
-        return Ok(Action::requeue(RECHECK));
+        return Ok(Some(Action::requeue(RECHECK)));
     }
     finalizers::remove(&api, issuer, ISSUER_FINALIZER).await?;
-    Ok(Action::await_change())
+    Ok(Some(Action::await_change()))
 }

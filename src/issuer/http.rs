@@ -53,7 +53,7 @@ pub async fn open(spec: &Spec, access: &Access<'_>) -> Result<Box<dyn Issuer>, I
 
 impl Client {
     fn new(spec: &Spec, access: &Access<'_>) -> Result<Client, IssuerError> {
-        let invalid = |why: String| IssuerError::Rejected(format!("{why} (spec.http)"));
+        let invalid = |why: String| IssuerError::Misconfigured(format!("{why} (spec.http)"));
         // reqwest's rustls needs a process-wide crypto provider; ring is the one kube uses.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let timeout = spec.timeout.to_std().map_err(invalid)?;
@@ -102,7 +102,7 @@ impl Client {
             .await
             .map_err(|e| match e {
                 StoreError::Unavailable(m) => IssuerError::Unavailable(m),
-                other => IssuerError::Rejected(format!(
+                other => IssuerError::Misconfigured(format!(
                     "the admin token (spec.http.credentialsSecretRef): {}",
                     other.detail()
                 )),

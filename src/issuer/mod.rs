@@ -42,6 +42,9 @@ pub enum IssuerError {
     /// The issuer could not be reached or failed: retry with backoff.
     #[error("the issuer is unavailable: {0}")]
     Unavailable(String),
+    /// The issuer's own settings or credentials are unusable: fix the issuer object.
+    #[error("{0}")]
+    Misconfigured(String),
 }
 
 pub trait Issuer: Send + Sync {
@@ -88,7 +91,7 @@ pub async fn open(
     if let Some(h) = &config.http {
         return http::open(h, access).await;
     }
-    Err(IssuerError::Rejected(
+    Err(IssuerError::Misconfigured(
         "the awsIam issuer provider is not available in this release; use generate or http".into(),
     ))
 }

@@ -314,6 +314,28 @@ async fn refusals_rate_limits_and_bad_credentials_are_reported() {
     .await;
     let why = &unready.status.unwrap().conditions[0].message;
     assert!(why.contains("401 invalid admin token"), "{why}");
+
+    // No admin token at all: the issuer object is what needs fixing, and it says so.
+    let mut ak = widget_key("untokened", json!({"every": "1h"}));
+    ak["spec"]["issuerRef"]["name"] = "untokened".into();
+    spec["http"]["credentialsSecretRef"]["name"] = "missing-admin".into();
+    create::<KeyIssuer>(
+        c,
+        json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "KeyIssuer",
+            "metadata": {"name": "untokened"}, "spec": spec}),
+    )
+    .await;
+    create::<ApiKey>(c, ak).await;
+    let ak = wait(
+        apikeys,
+        "untokened",
+        reason_is("Ready", "IssuerMisconfigured"),
+    )
+    .await;
+    assert_eq!(
+        message(&ak, "Ready"),
+        "the admin token (spec.http.credentialsSecretRef): Secret \"missing-admin\" not found in namespace \"default\""
+    );
 }
 
 /// The fields `schema` requires (following one `$ref`), and the same for `items` of array
@@ -332,10 +354,10 @@ fn check(spec: &Value, schema: &Value, body: &Value, at: &str) {
             for item in body[name].as_array().into_iter().flatten() {
                 check(spec, &property["items"], item, &format!("{at}.{name}[]"));
             }
-        } else if property.get("$ref").is_some() || property["type"] == "object" {
-            if !body[name].is_null() {
-                check(spec, property, &body[name], &format!("{at}.{name}"));
-            }
+        } else if (property.get("$ref").is_some() || property["type"] == "object")
+            && !body[name].is_null()
+        {
+            check(spec, property, &body[name], &format!("{at}.{name}"));
         }
     }
 }

@@ -43,6 +43,31 @@ async fn the_dev_sandbox_runs_the_operator_for_the_examples() {
         .ok(&["rollout", "status", "deployment/billing", "--timeout=20s"])
         .await;
     assert!(rollout.contains("successfully rolled out"), "{rollout}");
+
+    // The sandbox's reference issuer mints the WidgetJar example's key over HTTP.
+    let widgetjar = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/widgetjar");
+    k.ok(&["apply", "-f", widgetjar.to_str().unwrap()]).await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "apikey/storefront",
+        "--timeout=20s",
+    ])
+    .await;
+    let key = k
+        .ok(&[
+            "get",
+            "secret",
+            "storefront-widgetjar",
+            "-o",
+            "jsonpath={.data.api-key}",
+        ])
+        .await;
+    let key = String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key.trim()).unwrap(),
+    )
+    .unwrap();
+    assert!(key.starts_with("pk_"), "a publishable WidgetJar key");
     drop(lines);
 }
 
