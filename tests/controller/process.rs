@@ -96,6 +96,8 @@ async fn the_operator_as_its_own_process_fills_the_printer_columns() {
     let _operator = tokio::process::Command::new(bin)
         .args(["run", "--kubeconfig"])
         .arg(&path)
+        // Everything the operator and its client say, to look for key material in it.
+        .env("RUST_LOG", "debug")
         .stderr(std::fs::File::create(&log).unwrap())
         .kill_on_drop(true)
         .spawn()
@@ -124,8 +126,30 @@ async fn the_operator_as_its_own_process_fills_the_printer_columns() {
         "{wide}"
     );
     assert!(wide.contains("KeyDistributed"), "{wide}");
-    // At the default level the log tells what was done, one line per step, naming the
-    // ApiKey (and never holding key material).
+    // Two more rotations: every key the ApiKey ever held is looked for in the log.
+    let mut keys = vec![billing_key(&k).await];
+    for n in 2..=3 {
+        k.ok(&[
+            "annotate",
+            "--overwrite",
+            "ak",
+            "billing",
+            &format!("apikey.dev/rotate={n}"),
+            // The overlap (a day in the example) ends by hand, so the next rotation runs.
+            &format!("apikey.dev/revoke-previous={n}"),
+        ])
+        .await;
+        k.ok(&[
+            "wait",
+            &format!("--for=jsonpath={{.status.rotationCount}}={n}"),
+            "apikey/billing",
+            "--timeout=20s",
+        ])
+        .await;
+        keys.push(billing_key(&k).await);
+    }
+    // The log tells what was done, one line per step, naming the ApiKey, and never holds
+    // key material, even at debug level.
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(
         logged.lines().any(|l| l.contains("INFO")
@@ -133,8 +157,10 @@ async fn the_operator_as_its_own_process_fills_the_printer_columns() {
             && l.contains("Promote")),
         "{logged}"
     );
-    let key = billing_key(&k).await;
-    assert!(!logged.contains(&key), "no key material in the log");
+    assert!(logged.lines().count() > 50, "a debug log: {logged}");
+    for key in &keys {
+        assert!(!logged.contains(key.as_str()), "no key material in the log");
+    }
     drop(lines);
 }
 
