@@ -46,6 +46,8 @@ struct Keys {
     by_idempotency_key: HashMap<String, String>,
     /// Failures to answer with instead of serving (status, Retry-After), for tests.
     faults: Vec<(StatusCode, Option<u64>)>,
+    /// Every Idempotency-Key a creation presented, answered or not.
+    presented: Vec<String>,
 }
 
 /// A running reference issuer.
@@ -92,6 +94,11 @@ impl ReferenceIssuer {
             .filter(|k| k.valid(now))
             .cloned()
             .collect()
+    }
+
+    /// The Idempotency-Keys creations presented, in order.
+    pub fn presented_idempotency_keys(&self) -> Vec<String> {
+        self.keys.lock().expect("keys lock").presented.clone()
     }
 
     pub fn key(&self, id: &str) -> Option<Key> {
@@ -171,7 +178,17 @@ async fn create(
     headers: HeaderMap,
     body: Result<Json<CreateKey>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Some(r) = s.admin(&headers).or_else(|| s.fault()) {
+    if let Some(r) = s.admin(&headers) {
+        return r;
+    }
+    if let Some(k) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+        s.keys
+            .lock()
+            .expect("keys lock")
+            .presented
+            .push(k.to_string());
+    }
+    if let Some(r) = s.fault() {
         return r;
     }
     let Ok(Json(req)) = body else {

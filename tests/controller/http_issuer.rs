@@ -244,6 +244,15 @@ async fn refusals_rate_limits_and_bad_credentials_are_reported() {
         message(&ak, "Ready"),
         "the issuer rejected the request: the issuer answered 400 injected failure"
     );
+    // The refused attempt's idempotency key is never presented again.
+    let ak = wait(apikeys.clone(), "refused", ready).await;
+    let uid = ak.metadata.uid.unwrap();
+    let presented: Vec<String> = issuer
+        .presented_idempotency_keys()
+        .into_iter()
+        .filter(|k| k.starts_with(&uid))
+        .collect();
+    assert_eq!(presented, [format!("{uid}-1-1"), format!("{uid}-1-2")]);
 
     // (Gone first, so that its retries do not meet the next failure.)
     apikeys

@@ -16,6 +16,7 @@ use crate::controller::reconcile::uid;
 use crate::controller::rotation::Trigger;
 use crate::controller::secret;
 use crate::controller::shell::{Shell, parse_trigger};
+use crate::issuer::IssuerError;
 use crate::issuer::{self, MintRequest};
 use crate::store::Slot;
 
@@ -84,7 +85,16 @@ impl Shell<'_> {
         self.spec_issuer().await?;
         let issuer = self.issuer_for(&pending.issuer).await?;
         let req = self.mint_request(&pending)?;
-        let minted = issuer.mint(&req).await?;
+        let minted = match issuer.mint(&req).await {
+            Err(IssuerError::Rejected(why)) if pending.id.is_none() => {
+                // A refusal minted nothing: the next try (after a fix) uses a new
+                // idempotency key, so an issuer that remembers answers never replays it.
+                self.status.pending_key.as_mut().expect("pending").attempt += 1;
+                self.write_status(Phase::Issuing).await?;
+                return Err(IssuerError::Rejected(why).into());
+            }
+            other => other?,
+        };
         if let Some(recorded) = pending.id.as_ref().filter(|id| **id != minted.id) {
             // The issuer answered the same idempotency key with another key: the one
             // recorded (never distributed) must not outlive this rotation.
