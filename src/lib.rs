@@ -2,6 +2,7 @@
 //! workloads.
 
 pub mod api;
+pub mod aws;
 pub mod controller;
 pub mod issuer;
 pub mod reference_issuer;

@@ -174,23 +174,43 @@ fn default_timeout() -> GoDuration {
     GoDuration::new("10s")
 }
 
-/// AWS IAM access keys.
+/// AWS IAM access keys: one IAM user per ApiKey (IAM allows two access keys per user,
+/// which is the overlap window).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AwsIamIssuer {
-    /// The IAM user whose access keys are minted (IAM allows two at a time: the overlap).
+    /// The IAM user of each ApiKey, created if absent and claimed by its tag
+    /// `apikey.dev/owner` (default `apikey-{namespace}-{name}`; at most 64 characters once
+    /// filled in).
+    #[serde(default = "default_user_name_template")]
     #[schemars(length(max = limits::SHORT))]
-    pub user_name: String,
+    pub user_name_template: String,
     #[schemars(length(max = limits::SHORT))]
     /// The AWS region, e.g. `eu-west-1`.
     pub region: String,
-    /// Override the IAM endpoint (e.g. a local test server).
+    /// Override the IAM and STS endpoint (e.g. a local test server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::URL))]
     pub endpoint_url: Option<String>,
     /// Static credentials (default: the operator's ambient AWS credentials).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<AwsCredentialsRef>,
+    /// A role assumed on top of the credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::IDENTIFIER))]
+    pub role_arn: Option<String>,
+    /// How long a revoked access key stays deactivated before it is deleted (default
+    /// 1h); while it exists it counts toward IAM's two keys.
+    #[serde(default = "default_deactivate_for")]
+    pub deactivate_for: GoDuration,
+}
+
+fn default_user_name_template() -> String {
+    "apikey-{namespace}-{name}".into()
+}
+
+fn default_deactivate_for() -> GoDuration {
+    GoDuration::new("1h")
 }
 
 /// AWS credentials in a Secret.

@@ -70,6 +70,7 @@ impl Error {
             Error::Issuer(IssuerError::Rejected(_)) => "IssuerRejected",
             Error::Issuer(IssuerError::Unavailable(_)) => "IssuerUnavailable",
             Error::Issuer(IssuerError::Misconfigured(_)) => "IssuerMisconfigured",
+            Error::Issuer(IssuerError::NotAllowed(_)) => "NotAllowed",
             Error::Store(StoreError::NotFound(_)) => "StoreNotFound",
             Error::Store(StoreError::Foreign(_)) => "StoreConflict",
             Error::Store(StoreError::Unavailable(_)) => "StoreUnavailable",

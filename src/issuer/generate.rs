@@ -93,6 +93,8 @@ mod tests {
             owner: "ns/name".into(),
             uid: "uid".into(),
             rotation: 1,
+            started_at: jiff::Timestamp::now(),
+            known_ids: vec![],
         }
     }
 

@@ -1,6 +1,7 @@
 //! Issuers mint and revoke keys. One small trait, one module per provider (as
 //! cert-manager's issuers); a provider is its module and one line in `PROVIDERS`.
 
+pub mod aws_iam;
 pub mod generate;
 pub mod http;
 
@@ -26,6 +27,11 @@ pub struct MintRequest {
     pub owner: String,
     pub uid: String,
     pub rotation: u64,
+    /// When this rotation began, and the ids status holds: a key the issuer made since
+    /// that status does not know is an earlier attempt's (for issuers without
+    /// idempotency).
+    pub started_at: Timestamp,
+    pub known_ids: Vec<String>,
 }
 
 pub struct MintedKey {
@@ -45,6 +51,9 @@ pub enum IssuerError {
     /// The issuer's own settings or credentials are unusable: fix the issuer object.
     #[error("{0}")]
     Misconfigured(String),
+    /// The issuer will not serve this ApiKey (a resource another owner holds).
+    #[error("{0}")]
+    NotAllowed(String),
 }
 
 pub trait Issuer: Send + Sync {
@@ -91,8 +100,11 @@ pub async fn open(
     if let Some(h) = &config.http {
         return http::open(h, access).await;
     }
+    if let Some(a) = &config.aws_iam {
+        return aws_iam::open(a, access).await;
+    }
     Err(IssuerError::Misconfigured(
-        "the awsIam issuer provider is not available in this release; use generate or http".into(),
+        "the issuer sets no provider: set generate, http or awsIam".into(),
     ))
 }
 

@@ -344,7 +344,7 @@ kind: KeyIssuer
 metadata: {name: two}
 spec:
   generate: {length: 30}
-  awsIam: {userName: u, region: eu-west-1}
+  awsIam: {region: eu-west-1}
 ",
     );
     let out = k.run(&["apply", "-f", &two]).await;

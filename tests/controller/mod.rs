@@ -1,6 +1,7 @@
 //! The ApiKey controller end to end on the dev cluster, through kube-runtime.
 
 mod aws;
+mod aws_iam;
 mod consumers;
 mod correctness;
 mod events;

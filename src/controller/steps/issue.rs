@@ -10,7 +10,7 @@ use kube::runtime::events::EventType;
 
 use super::soon;
 use crate::api::apikey::{HistoryEntry, KeyStatus, MintParameters, PendingKey, Phase, annotations};
-use crate::controller::clock::ts;
+use crate::controller::clock::{parse_ts, ts};
 use crate::controller::error::Error;
 use crate::controller::reconcile::uid;
 use crate::controller::rotation::Trigger;
@@ -240,6 +240,8 @@ impl Shell<'_> {
             owner: format!("{}/{}", self.ns, self.ak.name_any()),
             uid: uid(self.ak),
             rotation: p.rotation,
+            started_at: parse_ts(&p.started_at).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+            known_ids: self.issued_keys().map(|k| k.id.clone()).collect(),
         })
     }
 
