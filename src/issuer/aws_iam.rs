@@ -156,12 +156,16 @@ impl AwsIam {
                 .and_then(|d| Timestamp::from_second(d.secs()).ok());
             let expired = key.status() == Some(&StatusType::Inactive)
                 && inactive_since(id).is_none_or(|since| {
+                    // Real time, as the tag was written with: IAM's own clock runs on it.
                     since + jiff::SignedDuration::try_from(self.deactivate_for).unwrap_or_default()
-                        <= req.now
+                        <= Timestamp::now()
                 });
+            // Both times are whole seconds (IAM's, and status's rounded): one second of
+            // slack, on a user only the operator makes keys for.
+            let since = req.started_at - jiff::SignedDuration::from_secs(1);
             let orphan = !req.known_ids.iter().any(|k| k == id)
                 && key.status() == Some(&StatusType::Active)
-                && created.is_some_and(|c| c >= req.started_at);
+                && created.is_some_and(|c| c >= since);
             if expired || orphan {
                 self.delete_key(user, id).await?;
             } else {

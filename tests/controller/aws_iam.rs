@@ -152,3 +152,58 @@ async fn an_iam_user_the_operator_did_not_create_is_never_used() {
         "no key minted"
     );
 }
+
+#[tokio::test]
+async fn a_key_minted_but_never_recorded_is_deleted_before_the_next_one() {
+    let moto = Moto::start().await;
+    let op = operator().await;
+    let c = &op.t.client;
+    iam_issuer(c, &moto).await;
+    // The status write that records the minted key's id fails once: IAM has a key that
+    // status never learns of (its secret is gone with the failed attempt).
+    op.t.cluster.inject(
+        kube_devcluster::Fault::on("update", "apikeys")
+            .after(1)
+            .times(1)
+            .status(500),
+    );
+    create::<ApiKey>(c, iam_key("crashy")).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let ak = wait(apikeys, "crashy", ready).await;
+    assert_eq!(
+        access_keys(&moto, "apikey-default-crashy").await,
+        [(current_id(&ak), "Active".to_string())],
+        "the unrecorded key is gone, the recorded one is the only key"
+    );
+}
+
+#[tokio::test]
+async fn the_example_applies_as_its_header_says() {
+    let moto = Moto::start().await;
+    let op = operator().await;
+    let k = Kubectl::new(&op.t.cluster.kubeconfig());
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "aws-credentials",
+        "--from-literal=AWS_ACCESS_KEY_ID=test",
+        "--from-literal=AWS_SECRET_ACCESS_KEY=test",
+    ])
+    .await;
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/aws-iam/deployer.yaml");
+    // Only the endpoint differs from the example: this moto's port.
+    let manifest = std::fs::read_to_string(file)
+        .unwrap()
+        .replace("http://127.0.0.1:5000", &moto.endpoint);
+    k.ok(&["apply", "-f", &k.file("deployer.yaml", &manifest)])
+        .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(op.t.client.clone());
+    let ak = wait(apikeys, "deployer", ready).await;
+    let secret = Api::<Secret>::default_namespaced(op.t.client.clone())
+        .get("deployer-aws")
+        .await
+        .unwrap();
+    assert_eq!(data(&secret, "access-key-id"), Some(current_id(&ak)));
+}
