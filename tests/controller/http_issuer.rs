@@ -469,3 +469,56 @@ async fn the_reference_issuer_answers_as_the_openapi_file_says() {
         }
     }
 }
+
+#[tokio::test]
+async fn after_an_issuer_ref_change_old_keys_are_revoked_where_they_came_from() {
+    let op = operator().await;
+    let c = &op.t.client;
+    let (old_issuer, _) = widgetjar(c).await;
+    // A second WidgetJar account, with the same admin token for brevity.
+    let new_issuer = ReferenceIssuer::new(ADMIN);
+    let addr = new_issuer
+        .clone()
+        .spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    create::<KeyIssuer>(
+        c,
+        json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "KeyIssuer", "metadata": {"name": "widgetjar-eu"},
+            "spec": {"http": {"url": format!("http://{addr}"), "credentialsSecretRef": {"name": "widgetjar-admin", "key": "token"}},
+                "allowedScopes": ["widgets:*"]}}),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    create::<ApiKey>(
+        c,
+        widget_key("moving", json!({"every": "1h", "overlap": "1s"})),
+    )
+    .await;
+    let old = current_id(&wait(apikeys.clone(), "moving", ready).await);
+
+    apikeys
+        .patch(
+            "moving",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"issuerRef": {"name": "widgetjar-eu"}}})),
+        )
+        .await
+        .unwrap();
+    let ak = wait(apikeys.clone(), "moving", |a: Option<&ApiKey>| {
+        a.is_some_and(|a| {
+            current_id(a) != old && a.status.as_ref().is_some_and(|s| s.previous_key.is_none())
+        })
+    })
+    .await;
+    let new = current_id(&ak);
+    assert!(
+        new_issuer.key(&new).is_some_and(|k| !k.revoked),
+        "minted by the new issuer"
+    );
+    assert!(
+        old_issuer.key(&old).unwrap().revoked,
+        "revoked by the issuer that minted it"
+    );
+    assert!(old_issuer.valid_keys().is_empty() && new_issuer.valid_keys().len() == 1);
+}
