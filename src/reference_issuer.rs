@@ -48,6 +48,9 @@ struct Keys {
     faults: Vec<(StatusCode, Option<u64>)>,
     /// Every Idempotency-Key a creation presented, answered or not.
     presented: Vec<String>,
+    /// Whether idempotency records are dropped (as an issuer that keeps them for a short
+    /// time does), for tests.
+    forgetful: bool,
 }
 
 /// A running reference issuer.
@@ -94,6 +97,12 @@ impl ReferenceIssuer {
             .filter(|k| k.valid(now))
             .cloned()
             .collect()
+    }
+
+    /// From now on, forgets every idempotency record at once: a repeated request mints
+    /// another key, as after an issuer's retention of them ran out.
+    pub fn forget_idempotency(&self) {
+        self.keys.lock().expect("keys lock").forgetful = true;
     }
 
     /// The Idempotency-Keys creations presented, in order.
@@ -244,7 +253,7 @@ async fn create(
         metadata: req.metadata,
     };
     let body = created(&key);
-    if let Some(k) = idempotency_key {
+    if let Some(k) = idempotency_key.filter(|_| !keys.forgetful) {
         keys.by_idempotency_key.insert(k, key.id.clone());
     }
     keys.by_id.insert(key.id.clone(), key);

@@ -195,6 +195,44 @@ fn path_segment(id: &str) -> String {
     url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
 }
 
+impl Http {
+    /// Keys of this ApiKey (by uid) the issuer holds that status does not know and that
+    /// are not the one just minted: minted by an attempt whose answer was lost, after the
+    /// issuer forgot its idempotency record. Their secrets are gone; they are revoked.
+    async fn revoke_orphans(&self, req: &MintRequest, minted: &str) -> Result<(), IssuerError> {
+        if !self.0.capabilities.list {
+            return Ok(());
+        }
+        let owner: String = url::form_urlencoded::byte_serialize(req.owner.as_bytes()).collect();
+        let (status, body) = self
+            .0
+            .call(
+                Method::GET,
+                &format!("/keys?owner={owner}"),
+                None,
+                &[],
+                None,
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(failure(status, &body));
+        }
+        let orphans = body["items"].as_array().into_iter().flatten().filter(|k| {
+            let id = k["id"].as_str().unwrap_or_default();
+            k["metadata"]["uid"].as_str() == Some(req.uid.as_str())
+                && id != minted
+                && !req.known_ids.iter().any(|known| known == id)
+        });
+        for orphan in orphans {
+            if let Some(id) = orphan["id"].as_str() {
+                tracing::warn!(owner = %req.owner, id, "revoking a key minted but never recorded");
+                self.revoke(id).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Issuer for Http {
     fn mint<'a>(&'a self, req: &'a MintRequest) -> BoxFuture<'a, Result<MintedKey, IssuerError>> {
         async move {
@@ -223,11 +261,13 @@ impl Issuer for Http {
                     "the issuer's answer to POST /keys has no id or key".into(),
                 ));
             };
-            Ok(MintedKey {
+            let minted = MintedKey {
                 id: id.to_string(),
                 secret: SecretString::from(key.to_string()),
                 expires_at: body["expiresAt"].as_str().and_then(|t| t.parse().ok()),
-            })
+            };
+            self.revoke_orphans(req, &minted.id).await?;
+            Ok(minted)
         }
         .boxed()
     }

@@ -522,3 +522,30 @@ async fn after_an_issuer_ref_change_old_keys_are_revoked_where_they_came_from() 
     );
     assert!(old_issuer.valid_keys().is_empty() && new_issuer.valid_keys().len() == 1);
 }
+
+#[tokio::test]
+async fn a_key_minted_but_never_recorded_is_found_by_listing_and_revoked() {
+    let op = operator().await;
+    let c = &op.t.client;
+    let (issuer, _) = widgetjar(c).await;
+    // The issuer keeps no idempotency records, and the status write that records the
+    // first minted key fails once: a retry mints another key, and the first is orphaned.
+    issuer.forget_idempotency();
+    op.t.cluster.inject(
+        kube_devcluster::Fault::on("update", "apikeys")
+            .after(1)
+            .times(1)
+            .status(500),
+    );
+    create::<ApiKey>(c, widget_key("crashy", json!({"every": "1h"}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let ak = wait(apikeys, "crashy", ready).await;
+    let minted: Vec<String> = issuer.presented_idempotency_keys();
+    assert_eq!(minted.len(), 2, "two keys were minted: {minted:?}");
+    let valid: Vec<String> = issuer.valid_keys().into_iter().map(|k| k.id).collect();
+    assert_eq!(
+        valid,
+        [current_id(&ak)],
+        "the orphan is revoked, the recorded key is the only valid one"
+    );
+}
