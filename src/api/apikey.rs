@@ -135,12 +135,13 @@ pub struct Rotation {
     /// (default min(1h, every/4)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlap: Option<GoDuration>,
-    /// Revoke the previous key once the issuer reports it unused this long (needs an issuer
-    /// that reports last use; not acted on yet).
+    /// After the overlap, keep the previous key until the issuer reports it unused this
+    /// long (issuers that report use: http with `get`, awsIam with a 4h floor; others
+    /// revoke after the overlap alone). Status shows its `lastUsedAt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoke_when_unused_for: Option<GoDuration>,
-    /// Cap on the wait for the previous key to go unused, from rollout completion (not acted
-    /// on yet, like revokeWhenUnusedFor).
+    /// With revokeWhenUnusedFor: the previous key goes this long after rollout completion,
+    /// in use or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_overlap: Option<GoDuration>,
 }

@@ -5,10 +5,10 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
 
-use super::clock::{after, parse_ts};
+use super::clock::{after, parse_ts, ts};
 use super::error::Error;
 use super::reconcile::uid;
-use super::rotation::{Observed, Pending, Previous, Rollout};
+use super::rotation::{Observed, Pending, Previous, Rollout, Usage};
 use super::secret::{self, Held};
 use super::shell::{Shell, parse_trigger};
 use crate::api::apikey::annotations;
@@ -17,6 +17,7 @@ use crate::store::Slot;
 
 impl Shell<'_> {
     pub(super) async fn observe(&mut self) -> Result<Observed, Error> {
+        let usage = self.previous_usage().await?;
         let s = &self.status;
         let pending = match &s.pending_key {
             Some(p) => Some(Pending {
@@ -79,6 +80,7 @@ impl Shell<'_> {
                 key: Self::held(p),
                 revoke_after: p.revoke_after.as_deref().and_then(parse_ts),
                 emergency: p.emergency,
+                usage,
             }),
             current,
             pending,
@@ -103,7 +105,40 @@ impl Shell<'_> {
             adoptable: self.found.is_some(),
             rollout,
             overlap: self.overlap,
+            unused_rule: self.unused_rule,
         })
+    }
+
+    /// How the previous key is used, once its overlap is over and only where the spec
+    /// asks for usage-aware revocation (an issuer call each time). Status shows the
+    /// previous key's `lastUsedAt`.
+    async fn previous_usage(&mut self) -> Result<Option<Usage>, Error> {
+        let Some(prev) = self.status.previous_key.clone() else {
+            return Ok(None);
+        };
+        let over = prev
+            .revoke_after
+            .as_deref()
+            .and_then(parse_ts)
+            .is_some_and(|t| self.now() >= t);
+        if self.unused_rule.is_none() || !over {
+            return Ok(None);
+        }
+        let usage = self
+            .issuer_for(&prev.issuer)
+            .await?
+            .last_used(&prev.id)
+            .await?;
+        let seen = usage.and_then(|u| u.last_used_at).map(ts);
+        if seen.is_some() && seen != prev.last_used_at {
+            self.status
+                .previous_key
+                .as_mut()
+                .expect("previous")
+                .last_used_at = seen;
+            self.put_status().await?;
+        }
+        Ok(usage)
     }
 
     /// Keys an entry of this ApiKey's name holds although status holds none (the ApiKey

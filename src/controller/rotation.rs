@@ -46,6 +46,26 @@ pub struct Previous {
     pub revoke_after: Option<Timestamp>,
     /// The successor came from an emergency rotation: revoke as soon as it is distributed.
     pub emergency: bool,
+    /// When the issuer last saw it used, where the issuer reports use and the spec asks
+    /// for usage-aware revocation (`None` there: never used).
+    pub usage: Option<Usage>,
+}
+
+/// What the issuer reports of a key's use.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Usage {
+    pub last_used_at: Option<Timestamp>,
+    /// The shortest `revokeWhenUnusedFor` the issuer's records support (IAM records use
+    /// coarsely).
+    pub min_unused_for: Duration,
+}
+
+/// Usage-aware revocation (`rotation.revokeWhenUnusedFor`, `rotation.maxOverlap`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct UnusedRule {
+    pub unused_for: Duration,
+    /// From rollout completion: the previous key goes then, in use or not.
+    pub max_overlap: Option<Duration>,
 }
 
 /// A rotation in flight.
@@ -110,6 +130,7 @@ pub struct Observed {
     pub adoptable: bool,
     pub rollout: Rollout,
     pub overlap: Duration,
+    pub unused_rule: Option<UnusedRule>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -190,6 +211,44 @@ pub fn queued(o: &Observed) -> Option<(Trigger, Option<Timestamp>)> {
     let previous = o.previous.as_ref()?;
     let trigger = due_trigger(o, o.current.as_ref()?)?;
     (!o.suspended || trigger == Trigger::Emergency).then_some((trigger, previous.revoke_after))
+}
+
+/// Why the previous key may go now (overlap over and, with usage-aware revocation, unused
+/// long enough or past `maxOverlap`), or when to look again.
+pub fn revoke_rule(
+    o: &Observed,
+    prev: &Previous,
+    revoke_after: Timestamp,
+) -> Result<RevokeRule, Timestamp> {
+    if o.now < revoke_after {
+        return Err(revoke_after);
+    }
+    let (Some(rule), Some(usage)) = (o.unused_rule, prev.usage) else {
+        return Ok(RevokeRule::OverlapEnded);
+    };
+    let unused_for = rule.unused_for.max(usage.min_unused_for);
+    let quiet_until = usage.last_used_at.map(|u| after(u, unused_for));
+    if quiet_until.is_none_or(|q| o.now >= q) {
+        return Ok(RevokeRule::Unused);
+    }
+    // The overlap was counted from rollout completion.
+    let rolled_out = revoke_after
+        .checked_sub(jiff::SignedDuration::try_from(o.overlap).unwrap_or_default())
+        .unwrap_or(revoke_after);
+    let cap = rule.max_overlap.map(|m| after(rolled_out, m));
+    if cap.is_some_and(|c| o.now >= c) {
+        return Ok(RevokeRule::MaxOverlap);
+    }
+    let wake = quiet_until.expect("used recently");
+    Err(cap.map_or(wake, |c| c.min(wake)))
+}
+
+/// Which rule let the previous key go (said in the Revoked event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevokeRule {
+    OverlapEnded,
+    Unused,
+    MaxOverlap,
 }
 
 /// The trigger that should start a rotation now, if any (checked in priority order).
@@ -273,8 +332,12 @@ pub fn decide(o: &Observed) -> Step {
                 None => Step::StartOverlap {
                     revoke_after: after(o.now, o.overlap),
                 },
-                Some(t) if o.now >= t => Step::RevokePrevious,
-                Some(t) => Step::Idle { wake_at: Some(t) },
+                Some(t) => match revoke_rule(o, prev, t) {
+                    Ok(_) => Step::RevokePrevious,
+                    Err(wake_at) => Step::Idle {
+                        wake_at: Some(wake_at),
+                    },
+                },
             },
         };
     }

@@ -14,7 +14,7 @@ use super::clock::parse_ts;
 use super::error::Error;
 use super::providers;
 use super::reconcile::Context;
-use super::rotation::{self, HeldKey, Trigger};
+use super::rotation::{self, HeldKey, Trigger, UnusedRule};
 use super::schedule::Cadence;
 use super::secret;
 use super::stores::Placement;
@@ -47,6 +47,8 @@ pub(super) struct Shell<'a> {
     pub(super) secret_version: Option<String>,
     /// Why the spec cannot be acted on, if it cannot: steps that need it fail with this.
     pub(super) spec_error: Option<Error>,
+    /// Usage-aware revocation, when the spec asks for it.
+    pub(super) unused_rule: Option<UnusedRule>,
     /// A rotation that is due but waits for the previous key to go, and when that is.
     pub(super) queued: Option<(Trigger, Option<Timestamp>)>,
 }
@@ -76,6 +78,22 @@ impl<'a> Shell<'a> {
                 rotation::default_overlap(cadence.every())
             }
             None => rotation::default_overlap(cadence.every()),
+        };
+        let unused_rule = match (&rotation.revoke_when_unused_for, &rotation.max_overlap) {
+            (None, _) => None,
+            (Some(u), cap) => {
+                let cap = cap.as_ref().map(|c| c.to_std()).transpose();
+                match (u.to_std(), cap) {
+                    (Ok(unused_for), Ok(max_overlap)) => Some(UnusedRule {
+                        unused_for,
+                        max_overlap,
+                    }),
+                    (Err(e), _) | (_, Err(e)) => {
+                        problems.push(e);
+                        None
+                    }
+                }
+            }
         };
         if let Some(path) = ak.spec.store_ref.as_ref().and_then(|r| r.path.as_deref())
             && let Err(e) = crate::store::location::check(path)
@@ -115,6 +133,7 @@ impl<'a> Shell<'a> {
             resource_version: ak.resource_version(),
             secret_version: None,
             spec_error,
+            unused_rule,
             queued: None,
         })
     }

@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{Access, Issuer, IssuerError, MintRequest, MintedKey};
 use crate::api::issuer::AwsIamIssuer as Spec;
+use crate::controller::rotation::Usage;
 
 const OWNER: &str = "apikey.dev/owner";
 /// `apikey.dev/inactive-since/<access key id>`: when a key was deactivated (IAM does not
@@ -305,6 +306,28 @@ impl Issuer for AwsIam {
                         e.code().unwrap_or("no answer")
                     ))
                 })
+        }
+        .boxed()
+    }
+
+    fn last_used<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Usage>, IssuerError>> {
+        async move {
+            let used = self
+                .iam
+                .get_access_key_last_used()
+                .access_key_id(id)
+                .send()
+                .await
+                .map_err(|e| failed("reading the access key's last use", e))?;
+            let last_used_at = used
+                .access_key_last_used()
+                .and_then(|u| u.last_used_date())
+                .and_then(|d| Timestamp::from_second(d.secs()).ok());
+            Ok(Some(Usage {
+                last_used_at,
+                // IAM records use hours late: a shorter window would revoke keys in use.
+                min_unused_for: Duration::from_secs(4 * 3600),
+            }))
         }
         .boxed()
     }

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::{Access, Issuer, IssuerError, MintRequest, MintedKey};
 use crate::api::apikey::KeyType;
 use crate::api::issuer::{HttpCapabilities, HttpIssuer as Spec};
+use crate::controller::rotation::Usage;
 use crate::store::StoreError;
 
 /// Longest issuer message kept in a condition.
@@ -317,6 +318,24 @@ impl Issuer for Http {
                 ))),
                 s => Err(failure(s, &body)),
             }
+        }
+        .boxed()
+    }
+
+    fn last_used<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Usage>, IssuerError>> {
+        async move {
+            if !self.0.capabilities.get {
+                return Ok(None);
+            }
+            let path = format!("/keys/{}", path_segment(id));
+            let (status, body) = self.0.call(Method::GET, &path, None, &[], None).await?;
+            if !status.is_success() {
+                return Err(failure(status, &body));
+            }
+            Ok(Some(Usage {
+                last_used_at: body["lastUsedAt"].as_str().and_then(|t| t.parse().ok()),
+                min_unused_for: Duration::ZERO,
+            }))
         }
         .boxed()
     }

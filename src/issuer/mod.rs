@@ -65,6 +65,14 @@ pub trait Issuer: Send + Sync {
     fn verify<'a>(&'a self, _key: &'a MintedKey) -> BoxFuture<'a, Result<(), IssuerError>> {
         async { Ok(()) }.boxed()
     }
+    /// When the issuer last saw key `id` used; `None` when it does not report use (then
+    /// usage-aware revocation falls back to the overlap alone).
+    fn last_used<'a>(
+        &'a self,
+        _id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<crate::controller::rotation::Usage>, IssuerError>> {
+        async { Ok(None) }.boxed()
+    }
     /// Whether the issuer can be reached with its credentials (its Ready condition).
     fn check(&self) -> BoxFuture<'_, Result<(), IssuerError>> {
         async { Ok(()) }.boxed()

@@ -549,3 +549,98 @@ async fn a_key_minted_but_never_recorded_is_found_by_listing_and_revoked() {
         "the orphan is revoked, the recorded key is the only valid one"
     );
 }
+
+/// Calls the protected API with `key` every 100 ms until stopped: a pod that has not
+/// picked up the new key.
+fn keep_using(url: &str, key: String) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+    let stop: Arc<AtomicBool> = Arc::default();
+    let (s, whoami) = (stop.clone(), format!("{url}/whoami"));
+    let task = tokio::spawn(async move {
+        let http = http_client();
+        while !s.load(Ordering::Relaxed) {
+            let _ = http.get(&whoami).bearer_auth(&key).send().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    (stop, task)
+}
+
+#[tokio::test]
+async fn a_previous_key_still_in_use_is_revoked_once_unused_or_at_max_overlap() {
+    let op = operator().await;
+    let c = &op.t.client;
+    let (issuer, url) = widgetjar(c).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    let rotation =
+        json!({"every": "1h", "overlap": "1s", "revokeWhenUnusedFor": "2s", "maxOverlap": "1h"});
+    create::<ApiKey>(c, widget_key("used", rotation)).await;
+    let old = current_id(&wait(apikeys.clone(), "used", ready).await);
+    let (stop, user) = keep_using(
+        &url,
+        data(&secrets.get("used").await.unwrap(), "api-key").unwrap(),
+    );
+
+    // Rotated; the old key is still called: it stays past its overlap, and status shows
+    // when the issuer last saw it used.
+    request(&apikeys, "used", "apikey.dev/rotate", "1").await;
+    let ak = wait(apikeys.clone(), "used", |a: Option<&ApiKey>| {
+        a.and_then(|a| {
+            a.status
+                .as_ref()?
+                .previous_key
+                .as_ref()?
+                .last_used_at
+                .as_ref()
+        })
+        .is_some()
+    })
+    .await;
+    assert_eq!(ak.status.unwrap().previous_key.unwrap().id, old);
+    assert!(!issuer.key(&old).unwrap().revoked, "in use: not revoked");
+
+    // The pod stops using it: revoked once quiet for revokeWhenUnusedFor, saying why.
+    stop.store(true, Ordering::Relaxed);
+    user.await.unwrap();
+    wait(apikeys.clone(), "used", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .is_some_and(|s| s.previous_key.is_none())
+    })
+    .await;
+    assert!(issuer.key(&old).unwrap().revoked);
+    wait_event(c, "used", "Revoked").await;
+    let revoked = events(c, "default", "used").await;
+    assert!(
+        revoked
+            .iter()
+            .any(|(r, n)| r == "Revoked" && n == &format!("revoked previous key {old} (Unused)")),
+        "{revoked:?}"
+    );
+
+    // A key used forever goes at maxOverlap (counted from rollout completion).
+    let capped =
+        json!({"every": "1h", "overlap": "1s", "revokeWhenUnusedFor": "1h", "maxOverlap": "3s"});
+    create::<ApiKey>(c, widget_key("forever", capped)).await;
+    let old = current_id(&wait(apikeys.clone(), "forever", ready).await);
+    let (stop, user) = keep_using(
+        &url,
+        data(&secrets.get("forever").await.unwrap(), "api-key").unwrap(),
+    );
+    request(&apikeys, "forever", "apikey.dev/rotate", "1").await;
+    wait(apikeys.clone(), "forever", |a: Option<&ApiKey>| {
+        a.is_some_and(|a| current_id(a) != old)
+            && a.and_then(|a| a.status.as_ref())
+                .is_some_and(|s| s.previous_key.is_none())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    user.await.unwrap();
+    assert!(issuer.key(&old).unwrap().revoked);
+    wait_event(c, "forever", "Revoked").await;
+    let revoked = events(c, "default", "forever").await;
+    assert!(
+        revoked.iter().any(|(r, n)| r == "Revoked"
+            && n == &format!("revoked previous key {old} (MaxOverlapReached)")),
+        "{revoked:?}"
+    );
+}

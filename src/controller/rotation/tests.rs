@@ -36,6 +36,7 @@ fn steady() -> Observed {
         adoptable: false,
         rollout: Rollout::Done,
         overlap: Duration::from_secs(60),
+        unused_rule: None,
     }
 }
 
@@ -67,6 +68,7 @@ fn overlapping(revoke_after: Option<Timestamp>) -> Observed {
             key: key(1),
             revoke_after,
             emergency: false,
+            usage: None,
         }),
         rotation_count: 2,
         ..steady()
@@ -449,5 +451,87 @@ fn an_emergency_during_a_rotation_binds_to_the_key_current_when_requested() {
         decide(&o),
         Step::Promote,
         "then it completes as the emergency rotation"
+    );
+}
+
+/// Overlap over at t(100) (rolled out at t(40), overlap 60 s); the rule asks for 30 s
+/// unused, and at most 120 s of overlap from rollout (until t(160)).
+fn usage_aware(now: i64, last_used: Option<i64>) -> Observed {
+    let mut o = overlapping(Some(t(100)));
+    o.now = t(now);
+    o.unused_rule = Some(UnusedRule {
+        unused_for: Duration::from_secs(30),
+        max_overlap: Some(Duration::from_secs(120)),
+    });
+    o.previous.as_mut().unwrap().usage = Some(Usage {
+        last_used_at: last_used.map(t),
+        min_unused_for: Duration::ZERO,
+    });
+    o
+}
+
+#[test]
+fn a_previous_key_in_use_stays_until_unused_long_enough_or_the_cap() {
+    // Still in the overlap: nothing to decide yet.
+    assert_eq!(
+        decide(&usage_aware(90, Some(89))),
+        Step::Idle {
+            wake_at: Some(t(100))
+        }
+    );
+    // Over, but used 10 s ago: look again when it has been quiet 30 s.
+    assert_eq!(
+        decide(&usage_aware(100, Some(90))),
+        Step::Idle {
+            wake_at: Some(t(120))
+        }
+    );
+    // Quiet 30 s: it goes, and says why.
+    let o = usage_aware(120, Some(90));
+    assert_eq!(decide(&o), Step::RevokePrevious);
+    let prev = o.previous.as_ref().unwrap();
+    assert_eq!(revoke_rule(&o, prev, t(100)), Ok(RevokeRule::Unused));
+    // Never used at all: it goes as soon as the overlap is over.
+    assert_eq!(decide(&usage_aware(100, None)), Step::RevokePrevious);
+    // Used all along: the cap (rollout + maxOverlap) ends it.
+    assert_eq!(
+        decide(&usage_aware(150, Some(149))),
+        Step::Idle {
+            wake_at: Some(t(160))
+        }
+    );
+    let o = usage_aware(160, Some(159));
+    assert_eq!(
+        revoke_rule(&o, o.previous.as_ref().unwrap(), t(100)),
+        Ok(RevokeRule::MaxOverlap)
+    );
+}
+
+#[test]
+fn without_usage_reports_or_the_rule_the_overlap_alone_decides() {
+    let mut o = usage_aware(100, Some(99));
+    o.previous.as_mut().unwrap().usage = None;
+    assert_eq!(
+        decide(&o),
+        Step::RevokePrevious,
+        "an issuer that cannot say"
+    );
+    let mut o = usage_aware(100, Some(99));
+    o.unused_rule = None;
+    assert_eq!(decide(&o), Step::RevokePrevious, "no rule asked for");
+    // An issuer whose records are coarse sets a floor on the quiet time.
+    let mut o = usage_aware(140, Some(100));
+    o.previous
+        .as_mut()
+        .unwrap()
+        .usage
+        .as_mut()
+        .unwrap()
+        .min_unused_for = Duration::from_secs(50);
+    assert_eq!(
+        decide(&o),
+        Step::Idle {
+            wake_at: Some(t(150))
+        }
     );
 }

@@ -14,7 +14,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use super::error::Error;
-use super::rotation::{Observed, Step};
+use super::rotation::{self, Observed, Step};
 use super::shell::Shell;
 
 /// When to look again after a step that waits on the world.
@@ -52,7 +52,14 @@ impl Shell<'_> {
             Step::MaterialLostDuringOverlap => Err(Error::MaterialLost),
             Step::RolloutStuck => self.rollout_stuck().await,
             Step::StartOverlap { revoke_after } => self.start_overlap(revoke_after).await,
-            Step::RevokePrevious => self.revoke_previous(o.revoke_previous_requested).await,
+            Step::RevokePrevious => {
+                let rule = o
+                    .previous
+                    .as_ref()
+                    .and_then(|p| rotation::revoke_rule(o, p, p.revoke_after?).ok());
+                self.revoke_previous(o.revoke_previous_requested, rule)
+                    .await
+            }
             Step::Idle { wake_at } => self.idle(wake_at).await,
         }
     }

@@ -12,11 +12,17 @@ use super::soon;
 use crate::api::apikey::{HistoryEntry, IssuerRecord, Phase, annotations};
 use crate::controller::clock::{ts, until};
 use crate::controller::error::Error;
+use crate::controller::rotation::RevokeRule;
 use crate::controller::shell::Shell;
 
 impl Shell<'_> {
-    /// Revokes the previous key; `requested`: a user asked (`revoke-previous`).
-    pub(super) async fn revoke_previous(&mut self, requested: bool) -> Result<Action, Error> {
+    /// Revokes the previous key; `requested`: a user asked (`revoke-previous`); `rule`:
+    /// why the overlap let it go.
+    pub(super) async fn revoke_previous(
+        &mut self,
+        requested: bool,
+        rule: Option<RevokeRule>,
+    ) -> Result<Action, Error> {
         let prev = self
             .status
             .previous_key
@@ -31,7 +37,11 @@ impl Shell<'_> {
         } else if requested {
             "RevokePreviousRequested"
         } else {
-            "Superseded"
+            match rule {
+                Some(RevokeRule::Unused) => "Unused",
+                Some(RevokeRule::MaxOverlap) => "MaxOverlapReached",
+                _ => "Superseded",
+            }
         };
         if requested {
             self.status
