@@ -3,6 +3,7 @@
 
 pub mod clock;
 mod consumers;
+mod credentials;
 pub mod error;
 pub mod events;
 mod finalizers;

@@ -17,6 +17,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::clock::Clock;
+use super::credentials;
 use super::error::Error;
 use super::finalizers;
 use super::reconcile::Context;
@@ -35,36 +36,48 @@ const RECHECK: Duration = Duration::from_secs(2);
 /// How often a ready store or issuer is checked again.
 const STORE_RECHECK: Duration = Duration::from_secs(300);
 
-/// Puts the finalizer on the issuer an ApiKey is about to mint at (a no-op when it is
-/// there, or when the issuer is already being deleted).
-pub async fn protect(client: &Client, record: &IssuerRecord, namespace: &str) -> Result<(), Error> {
-    match record.kind {
+/// Puts the finalizer on the issuer an ApiKey is about to mint at, and on its credentials
+/// Secret (`credentials_namespace`: the issuer's, or the operator's for a cluster-wide
+/// one); a no-op when it is there, or when the object is already being deleted.
+pub async fn protect(
+    client: &Client,
+    record: &IssuerRecord,
+    namespace: &str,
+    credentials_namespace: &str,
+) -> Result<(), Error> {
+    let config = match record.kind {
         IssuerKind::KeyIssuer => {
-            add_finalizer(
-                Api::<KeyIssuer>::namespaced(client.clone(), namespace),
-                &record.name,
-            )
-            .await
+            let api = Api::<KeyIssuer>::namespaced(client.clone(), namespace);
+            add_finalizer(api, &record.name)
+                .await?
+                .map(|i| i.spec.config)
         }
         IssuerKind::ClusterKeyIssuer => {
-            add_finalizer(Api::<ClusterKeyIssuer>::all(client.clone()), &record.name).await
+            let api = Api::<ClusterKeyIssuer>::all(client.clone());
+            add_finalizer(api, &record.name)
+                .await?
+                .map(|i| i.spec.config)
         }
+    };
+    match config {
+        Some(c) => credentials::protect(client, credentials_namespace, &c).await,
+        None => Ok(()),
     }
 }
 
-async fn add_finalizer<K>(api: Api<K>, name: &str) -> Result<(), Error>
+async fn add_finalizer<K>(api: Api<K>, name: &str) -> Result<Option<K>, Error>
 where
     K: Resource + Clone + std::fmt::Debug + DeserializeOwned,
 {
     let Some(issuer) = api.get_opt(name).await? else {
-        return Ok(());
+        return Ok(None);
     };
     if issuer.meta().deletion_timestamp.is_none()
         && !issuer.finalizers().iter().any(|f| f == ISSUER_FINALIZER)
     {
         finalizers::add(&api, &issuer, ISSUER_FINALIZER).await?;
     }
-    Ok(())
+    Ok(Some(issuer))
 }
 
 /// Whether an ApiKey holds (current, previous or pending) a key minted by this issuer.
@@ -114,7 +127,14 @@ pub async fn run(ctx: Arc<Context>, apikeys: Store<ApiKey>) {
             let ready = issuer_readiness(&g, i.as_ref(), &i.spec.config, &ns).await;
             let recheck = recheck(&ready);
             report(&g, &api, i.as_ref(), i.status.as_ref(), ready).await?;
-            let released = release(&g, api, i.as_ref(), IssuerKind::KeyIssuer, i.namespace());
+            let released = release(
+                &g,
+                api,
+                i.as_ref(),
+                &i.spec.config,
+                IssuerKind::KeyIssuer,
+                Some(ns),
+            );
             Ok(released.await?.unwrap_or(recheck))
         },
     );
@@ -127,7 +147,14 @@ pub async fn run(ctx: Arc<Context>, apikeys: Store<ApiKey>) {
             let ready = issuer_readiness(&g, i.as_ref(), &i.spec.config, &ns).await;
             let recheck = recheck(&ready);
             report(&g, &api, i.as_ref(), i.status.as_ref(), ready).await?;
-            let released = release(&g, api, i.as_ref(), IssuerKind::ClusterKeyIssuer, None);
+            let released = release(
+                &g,
+                api,
+                i.as_ref(),
+                &i.spec.config,
+                IssuerKind::ClusterKeyIssuer,
+                None,
+            );
             Ok(released.await?.unwrap_or(recheck))
         },
     );
@@ -288,21 +315,25 @@ where
     Ok(())
 }
 
-/// Lifts the finalizer of a deleting issuer no ApiKey holds keys from; `None` when it is
-/// not being deleted.
+/// Lifts the finalizers of a deleting issuer (or of its credentials Secret, being deleted)
+/// once no ApiKey holds keys from it; `None` when neither is being deleted.
 async fn release<K>(
     guard: &Guard,
     api: Api<K>,
     issuer: &K,
+    config: &IssuerConfig,
     kind: IssuerKind,
     namespace: Option<String>,
 ) -> Result<Option<Action>, Error>
 where
     K: Resource + Clone + std::fmt::Debug + DeserializeOwned,
 {
-    if issuer.meta().deletion_timestamp.is_none()
-        || !issuer.finalizers().iter().any(|f| f == ISSUER_FINALIZER)
-    {
+    let credentials_namespace = namespace
+        .clone()
+        .unwrap_or_else(|| guard.ctx.namespace.clone());
+    let issuer_going = issuer.meta().deletion_timestamp.is_some()
+        && issuer.finalizers().iter().any(|f| f == ISSUER_FINALIZER);
+    if !issuer_going && !credentials::going(&guard.client, &credentials_namespace, config).await? {
         return Ok(None);
     }
     let (name, uid) = (
@@ -317,6 +348,9 @@ where
     if held {
         return Ok(Some(Action::requeue(RECHECK)));
     }
-    finalizers::remove(&api, issuer, ISSUER_FINALIZER).await?;
+    credentials::release(&guard.client, &credentials_namespace, config).await?;
+    if issuer_going {
+        finalizers::remove(&api, issuer, ISSUER_FINALIZER).await?;
+    }
     Ok(Some(Action::await_change()))
 }

@@ -230,7 +230,11 @@ impl<'a> Shell<'a> {
             uid,
         };
         // Keys are about to be minted there: keep the issuer while they are held.
-        providers::protect(&self.ctx.client, &record, &self.ns).await?;
+        let credentials_namespace = match record.kind {
+            IssuerKind::KeyIssuer => &self.ns,
+            IssuerKind::ClusterKeyIssuer => &self.ctx.namespace,
+        };
+        providers::protect(&self.ctx.client, &record, &self.ns, credentials_namespace).await?;
         Ok(record)
     }
 

@@ -644,3 +644,71 @@ async fn a_previous_key_still_in_use_is_revoked_once_unused_or_at_max_overlap() 
         "{revoked:?}"
     );
 }
+
+#[tokio::test]
+async fn deleting_the_namespace_revokes_every_key_before_the_credentials_go() {
+    let mut op = operator().await;
+    let c = op.t.client.clone();
+    let k = Kubectl::new(&op.t.cluster.kubeconfig());
+    k.ok(&["create", "namespace", "shop"]).await;
+    let issuer = ReferenceIssuer::new(ADMIN);
+    let addr = issuer
+        .clone()
+        .spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let manifest = format!(
+        "apiVersion: v1
+kind: Secret
+metadata: {{name: widgetjar-admin, namespace: shop}}
+stringData: {{token: {ADMIN}}}
+---
+apiVersion: apikey.dev/v1alpha1
+kind: KeyIssuer
+metadata: {{name: widgetjar, namespace: shop}}
+spec:
+  http: {{url: \"http://{addr}\", credentialsSecretRef: {{name: widgetjar-admin, key: token}}}}
+  allowedScopes: [\"widgets:*\"]
+---
+apiVersion: apikey.dev/v1alpha1
+kind: ApiKey
+metadata: {{name: billing, namespace: shop}}
+spec:
+  issuerRef: {{name: widgetjar}}
+  scopes: [widgets:read]
+  rotation: {{every: 1h}}
+  deletionPolicy: Revoke
+"
+    );
+    k.ok(&["apply", "-f", &k.file("shop.yaml", &manifest)])
+        .await;
+    let apikeys: Api<ApiKey> = Api::namespaced(c.clone(), "shop");
+    wait(apikeys.clone(), "billing", ready).await;
+    let secret = Api::<Secret>::namespaced(c.clone(), "shop")
+        .get("widgetjar-admin")
+        .await
+        .unwrap();
+    assert!(
+        secret
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&"apikey.dev/keys-held".to_string())
+    );
+
+    // A fresh operator (nothing cached) finds the namespace being deleted: the credentials
+    // are still there to revoke with.
+    op.stop().await;
+    k.ok(&["delete", "namespace", "shop", "--wait=false"]).await;
+    op.start();
+    wait_deleted(
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(c.clone()),
+        "shop",
+    )
+    .await;
+    assert!(
+        issuer.valid_keys().is_empty(),
+        "every key revoked: {:?}",
+        issuer.valid_keys().len()
+    );
+}
