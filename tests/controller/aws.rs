@@ -197,17 +197,8 @@ async fn foreign_secrets_and_native_rotation_are_refused() {
     )
     .await;
     create::<ApiKey>(c, stored("taken", json!({}))).await;
-    let ak = wait(
-        apikeys.clone(),
-        "taken",
-        reason_is("Ready", "StoreConflict"),
-    )
-    .await;
-    assert!(
-        message(&ak, "Ready").contains("not created by the operator"),
-        "{}",
-        message(&ak, "Ready")
-    );
+    let why = wait_reason(&apikeys, "taken", "Ready", "StoreConflict").await;
+    assert!(why.contains("not created by the operator"), "{why}");
     assert_eq!(
         moto.value("apikeys/default/taken", "AWSCURRENT")
             .await
@@ -227,17 +218,8 @@ async fn foreign_secrets_and_native_rotation_are_refused() {
     )
     .await;
     create::<ApiKey>(c, stored("lambda", json!({}))).await;
-    let ak = wait(
-        apikeys.clone(),
-        "lambda",
-        reason_is("Ready", "StoreConflict"),
-    )
-    .await;
-    assert!(
-        message(&ak, "Ready").contains("native rotation"),
-        "{}",
-        message(&ak, "Ready")
-    );
+    let why = wait_reason(&apikeys, "lambda", "Ready", "StoreConflict").await;
+    assert!(why.contains("native rotation"), "{why}");
 }
 
 #[tokio::test]

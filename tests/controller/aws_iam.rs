@@ -104,17 +104,8 @@ async fn iam_users_hold_two_keys_at_most_and_revoked_keys_are_deactivated_then_d
     // Two keys exist (IAM's limit, the inactive one included): the next rotation waits
     // for the deactivated key to be deleted, then goes on.
     request(&apikeys, "deployer", "apikey.dev/rotate", "2").await;
-    let waiting = wait(
-        apikeys.clone(),
-        "deployer",
-        reason_is("Rotating", "IssuerUnavailable"),
-    )
-    .await;
-    assert!(
-        message(&waiting, "Rotating").contains("two access keys"),
-        "{}",
-        message(&waiting, "Rotating")
-    );
+    let why = wait_reason(&apikeys, "deployer", "Rotating", "IssuerUnavailable").await;
+    assert!(why.contains("two access keys"), "{why}");
     let ak = wait(apikeys.clone(), "deployer", |a: Option<&ApiKey>| {
         a.is_some_and(|a| current_id(a) != second && current_id(a) != first)
     })
@@ -141,12 +132,8 @@ async fn an_iam_user_the_operator_did_not_create_is_never_used() {
         .await;
     create::<ApiKey>(c, iam_key("taken")).await;
     let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
-    let ak = wait(apikeys, "taken", reason_is("Ready", "NotAllowed")).await;
-    assert!(
-        message(&ak, "Ready").contains("was not created by the operator"),
-        "{}",
-        message(&ak, "Ready")
-    );
+    let why = wait_reason(&apikeys, "taken", "Ready", "NotAllowed").await;
+    assert!(why.contains("was not created by the operator"), "{why}");
     assert!(
         access_keys(&moto, "apikey-default-taken").await.is_empty(),
         "no key minted"

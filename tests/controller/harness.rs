@@ -155,6 +155,17 @@ pub async fn request(apikeys: &Api<ApiKey>, name: &str, annotation: &str, value:
         .unwrap();
 }
 
+/// Waits until the ApiKey's condition `type_` has `reason`, and returns its message.
+pub async fn wait_reason(
+    apikeys: &Api<ApiKey>,
+    name: &str,
+    type_: &'static str,
+    reason: &'static str,
+) -> String {
+    let ak = wait(apikeys.clone(), name, reason_is(type_, reason)).await;
+    message(&ak, type_)
+}
+
 /// The message of the ApiKey's condition `type_` (which must be there).
 pub fn message(ak: &ApiKey, type_: &str) -> String {
     let conditions = &ak.status.as_ref().expect("status").conditions;

@@ -264,17 +264,8 @@ async fn refusals_rate_limits_and_bad_credentials_are_reported() {
     // A 429: every request to the issuer pauses for Retry-After, then the key comes.
     issuer.fail_next(429, Some(2), 1);
     create::<ApiKey>(c, widget_key("limited", json!({"every": "1h"}))).await;
-    let ak = wait(
-        apikeys.clone(),
-        "limited",
-        reason_is("Ready", "IssuerUnavailable"),
-    )
-    .await;
-    assert!(
-        message(&ak, "Ready").contains("pause for 2s"),
-        "{}",
-        message(&ak, "Ready")
-    );
+    let why = wait_reason(&apikeys, "limited", "Ready", "IssuerUnavailable").await;
+    assert!(why.contains("pause for 2s"), "{why}");
     wait(apikeys.clone(), "limited", ready).await;
 
     // A wrong admin token: the issuer refuses it, and the KeyIssuer and ApiKey say so.

@@ -315,17 +315,8 @@ async fn another_owners_entry_is_never_written_and_namespaces_stay_apart() {
     ])
     .await;
     create::<ApiKey>(c, stored("taken", json!({}))).await;
-    let ak = wait(
-        apikeys.clone(),
-        "taken",
-        reason_is("Ready", "StoreConflict"),
-    )
-    .await;
-    assert!(
-        message(&ak, "Ready").contains("did not write"),
-        "{}",
-        message(&ak, "Ready")
-    );
+    let why = wait_reason(&apikeys, "taken", "Ready", "StoreConflict").await;
+    assert!(why.contains("did not write"), "{why}");
     let theirs = bao.kv_get("secret", "apikeys/default/taken").await.unwrap();
     assert_eq!(theirs["data"], json!({"password": "theirs"}));
 
@@ -588,16 +579,10 @@ spec:
     let mut cluster_wide = stored("cluster-wide", json!({}));
     cluster_wide["spec"]["storeRef"] = json!({"kind": "ClusterKeyStore", "name": "shared"});
     create::<ApiKey>(c, cluster_wide).await;
-    let ak = wait(
-        apikeys.clone(),
-        "cluster-wide",
-        reason_is("Ready", "StoreNotFound"),
-    )
-    .await;
+    let why = wait_reason(&apikeys, "cluster-wide", "Ready", "StoreNotFound").await;
     assert!(
-        message(&ak, "Ready").contains("does not serve namespace \"default\""),
-        "{}",
-        message(&ak, "Ready")
+        why.contains("does not serve namespace \"default\""),
+        "{why}"
     );
     k.ok(&["label", "namespace", "default", "keys=allowed"])
         .await;
