@@ -599,14 +599,7 @@ async fn a_previous_key_still_in_use_is_revoked_once_unused_or_at_max_overlap() 
     })
     .await;
     assert!(issuer.key(&old).unwrap().revoked);
-    wait_event(c, "used", "Revoked").await;
-    let revoked = events(c, "default", "used").await;
-    assert!(
-        revoked
-            .iter()
-            .any(|(r, n)| r == "Revoked" && n == &format!("revoked previous key {old} (Unused)")),
-        "{revoked:?}"
-    );
+    revoked_because(c, "used", &old, "Unused").await;
 
     // A key used forever goes at maxOverlap (counted from rollout completion).
     let capped =
@@ -627,11 +620,16 @@ async fn a_previous_key_still_in_use_is_revoked_once_unused_or_at_max_overlap() 
     stop.store(true, Ordering::Relaxed);
     user.await.unwrap();
     assert!(issuer.key(&old).unwrap().revoked);
-    wait_event(c, "forever", "Revoked").await;
-    let revoked = events(c, "default", "forever").await;
+    revoked_because(c, "forever", &old, "MaxOverlapReached").await;
+}
+
+/// The Revoked event about `name` says key `old` went by `rule`.
+async fn revoked_because(c: &Client, name: &str, old: &str, rule: &str) {
+    wait_event(c, name, "Revoked").await;
+    let revoked = events(c, "default", name).await;
+    let said = format!("revoked previous key {old} ({rule})");
     assert!(
-        revoked.iter().any(|(r, n)| r == "Revoked"
-            && n == &format!("revoked previous key {old} (MaxOverlapReached)")),
+        revoked.iter().any(|(r, n)| r == "Revoked" && *n == said),
         "{revoked:?}"
     );
 }
