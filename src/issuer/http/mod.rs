@@ -11,8 +11,10 @@ use futures::future::BoxFuture;
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use tokio::time::Instant;
 
+mod gate;
+
+use self::gate::Gate;
 use super::{Access, Issuer, IssuerError, MintRequest, MintedKey};
 use crate::api::apikey::KeyType;
 use crate::api::issuer::{HttpCapabilities, HttpIssuer as Spec};
@@ -33,9 +35,7 @@ pub struct Client {
     /// The admin token, read from its Secret when first needed and again after a 401.
     token: tokio::sync::Mutex<Option<SecretString>>,
     credentials: (kube::Client, String, String, String),
-    /// The earliest moment the next request may go (rate limit and Retry-After).
-    next: tokio::sync::Mutex<Instant>,
-    interval: Option<Duration>,
+    gate: Gate,
 }
 
 pub struct Http(Arc<Client>);
@@ -85,11 +85,7 @@ impl Client {
                 spec.credentials_secret_ref.name.clone(),
                 spec.credentials_secret_ref.key.clone(),
             ),
-            next: tokio::sync::Mutex::new(Instant::now()),
-            interval: spec
-                .requests_per_second
-                .filter(|r| *r > 0)
-                .map(|r| Duration::from_secs(1) / r),
+            gate: Gate::new(spec.requests_per_second),
         })
     }
 
@@ -112,13 +108,6 @@ impl Client {
         Ok(read)
     }
 
-    /// Waits for this issuer's next request slot.
-    async fn slot(&self) {
-        let mut next = self.next.lock().await;
-        tokio::time::sleep_until(*next).await;
-        *next = Instant::now() + self.interval.unwrap_or_default();
-    }
-
     /// One request, with `bearer` (the admin token unless given); returns status and body.
     async fn call(
         &self,
@@ -132,7 +121,7 @@ impl Client {
             Some(b) => b.clone(),
             None => self.admin_token().await?,
         };
-        self.slot().await;
+        self.gate.wait().await;
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -155,8 +144,7 @@ impl Client {
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(1);
             // Every ApiKey using this issuer waits, not only this one.
-            let mut next = self.next.lock().await;
-            *next = (*next).max(Instant::now() + Duration::from_secs(wait));
+            self.gate.pause(Duration::from_secs(wait)).await;
             return Err(IssuerError::Unavailable(format!(
                 "the issuer is rate limiting (429); its requests pause for {wait}s"
             )));
