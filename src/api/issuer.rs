@@ -3,6 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::ProviderStatus;
@@ -139,6 +140,87 @@ pub struct HttpIssuer {
     /// Which optional endpoints the issuer serves (default: all).
     #[serde(default)]
     pub capabilities: HttpCapabilities,
+    /// How each operation maps onto an API of another shape (default: the Issuer API v1),
+    /// so an existing provider's API works without code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operations: Option<HttpOperations>,
+}
+
+/// Operations that differ from the Issuer API v1 (an operation left out keeps its v1
+/// form).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct HttpOperations {
+    /// Mint a key: its answer must hold the id and the key (`idPointer`, `keyPointer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create: Option<HttpOperation>,
+    /// Revoke key `{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke: Option<HttpOperation>,
+    /// Read key `{id}` (`lastUsedAtPointer`, `revokedPointer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub get: Option<HttpOperation>,
+    /// List the keys of `{owner}` (`itemsPointer`, then `idPointer` and `uidPointer` in
+    /// each item).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<HttpOperation>,
+    /// Check an issued key (sent as the bearer token): any 2xx means valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<HttpOperation>,
+}
+
+/// One request: method, path and body templates, and where the answer holds what.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpOperation {
+    /// GET, POST, PUT, PATCH or DELETE.
+    pub method: HttpMethod,
+    /// Below `url`; `{id}` and `{owner}` are replaced, URL-encoded.
+    #[schemars(length(max = 1024))]
+    pub path: String,
+    /// A JSON template: a string that is exactly `{{name}}`, `{{type}}`, `{{scopes}}`,
+    /// `{{expiresAt}}`, `{{owner}}`, `{{uid}}` or `{{rotation}}` becomes that value as JSON
+    /// (values are never spliced into text: names and scopes are tenant input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::IDENTIFIER))]
+    /// JSON pointer (RFC 6901) to the key id in the answer (or in each listed item).
+    pub id_pointer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::IDENTIFIER))]
+    /// JSON pointer to the issued key in the create answer.
+    pub key_pointer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::IDENTIFIER))]
+    /// JSON pointer to the key's expiry (RFC 3339).
+    pub expires_at_pointer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::IDENTIFIER))]
+    /// JSON pointer to when the key was last used (RFC 3339).
+    pub last_used_at_pointer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::IDENTIFIER))]
+    /// JSON pointer to whether the key is revoked (a boolean).
+    pub revoked_pointer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::IDENTIFIER))]
+    /// JSON pointer to the list of keys in a list answer.
+    pub items_pointer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::IDENTIFIER))]
+    /// JSON pointer to the ApiKey uid recorded with each listed key.
+    pub uid_pointer: Option<String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
 }
 
 /// Optional endpoints of the Issuer API.

@@ -701,3 +701,191 @@ spec:
         issuer.valid_keys().len()
     );
 }
+
+/// A key API of another shape (see examples/http-mappings/admin-keys-api.yaml): keys are
+/// `{"id", "value"}`, revoked with a DELETE that answers 200, no idempotency.
+async fn admin_keys_api() -> (String, Arc<std::sync::Mutex<Vec<(String, String, bool)>>>) {
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode};
+    type Keys = Arc<std::sync::Mutex<Vec<(String, String, bool)>>>;
+    fn admin(h: &HeaderMap) -> bool {
+        h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {ADMIN}"))
+    }
+    async fn create(
+        State(k): State<Keys>,
+        h: HeaderMap,
+        axum::Json(b): axum::Json<Value>,
+    ) -> (StatusCode, axum::Json<Value>) {
+        if !admin(&h) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error": {"message": "bad token"}})),
+            );
+        }
+        let mut keys = k.lock().unwrap();
+        let (id, value) = (
+            format!("key_{}", keys.len()),
+            format!(
+                "sk-admin-{}-{}",
+                keys.len(),
+                b["name"].as_str().unwrap_or("")
+            ),
+        );
+        keys.push((id.clone(), value.clone(), false));
+        (
+            StatusCode::OK,
+            axum::Json(
+                json!({"object": "organization.admin_api_key", "id": id, "name": b["name"], "value": value}),
+            ),
+        )
+    }
+    async fn delete(
+        State(k): State<Keys>,
+        h: HeaderMap,
+        Path(id): Path<String>,
+    ) -> (StatusCode, axum::Json<Value>) {
+        let mut keys = k.lock().unwrap();
+        match keys
+            .iter_mut()
+            .find(|(i, _, revoked)| *i == id && !*revoked)
+            .filter(|_| admin(&h))
+        {
+            Some(key) => {
+                key.2 = true;
+                (
+                    StatusCode::OK,
+                    axum::Json(json!({"id": id, "deleted": true})),
+                )
+            }
+            None => (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({"error": {"message": "no such key"}})),
+            ),
+        }
+    }
+    let keys: Keys = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/v1/organization/admin_api_keys",
+            axum::routing::post(create),
+        )
+        .route(
+            "/v1/organization/admin_api_keys/{id}",
+            axum::routing::delete(delete),
+        )
+        .with_state(keys.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, keys)
+}
+
+#[tokio::test]
+async fn an_api_of_another_shape_is_used_through_the_example_mapping() {
+    let op = operator().await;
+    let c = &op.t.client;
+    let k = Kubectl::new(&op.t.cluster.kubeconfig());
+    let (url, keys) = admin_keys_api().await;
+    k.ok(&["create", "namespace", "apikey-operator"]).await;
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "admin-keys-admin",
+        "-n",
+        "apikey-operator",
+        &format!("--from-literal=token={ADMIN}"),
+    ])
+    .await;
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/http-mappings/admin-keys-api.yaml");
+    let manifest = std::fs::read_to_string(file)
+        .unwrap()
+        .replace("https://api.example-ai.test/v1", &url);
+    k.ok(&["apply", "-f", &k.file("admin-keys.yaml", &manifest)])
+        .await;
+    let mut ak = apikey(
+        "assistant",
+        json!({"every": "1h", "overlap": "1s"}),
+        json!({"scopes": []}),
+    );
+    ak["spec"]["issuerRef"] = json!({"kind": "ClusterKeyIssuer", "name": "admin-keys"});
+    create::<ApiKey>(c, ak).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let first = current_id(&wait(apikeys.clone(), "assistant", ready).await);
+    let secret = Api::<Secret>::default_namespaced(c.clone())
+        .get("assistant")
+        .await
+        .unwrap();
+    assert_eq!(
+        data(&secret, "api-key").as_deref(),
+        Some("sk-admin-0-default/assistant")
+    );
+
+    request(&apikeys, "assistant", "apikey.dev/rotate", "1").await;
+    wait(apikeys.clone(), "assistant", |a: Option<&ApiKey>| {
+        a.is_some_and(|a| current_id(a) != first)
+            && a.and_then(|a| a.status.as_ref())
+                .is_some_and(|s| s.previous_key.is_none())
+    })
+    .await;
+    let keys = keys.lock().unwrap().clone();
+    assert_eq!(
+        keys.iter()
+            .map(|(id, _, revoked)| (id.as_str(), *revoked))
+            .collect::<Vec<_>>(),
+        [("key_0", true), ("key_1", false)],
+        "the first key revoked through the mapped DELETE"
+    );
+}
+
+#[tokio::test]
+async fn the_v1_api_written_out_as_a_mapping_works_as_the_default() {
+    let op = operator().await;
+    let c = &op.t.client;
+    let k = Kubectl::new(&op.t.cluster.kubeconfig());
+    let issuer = ReferenceIssuer::new(ADMIN);
+    let addr = issuer
+        .clone()
+        .spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    k.ok(&["create", "namespace", "apikey-operator"]).await;
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "widgetjar-admin",
+        "-n",
+        "apikey-operator",
+        &format!("--from-literal=token={ADMIN}"),
+    ])
+    .await;
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/http-mappings/widgetjar-explicit.yaml");
+    let manifest = std::fs::read_to_string(file).unwrap().replace(
+        "https://api.widgetjar.example/v1",
+        &format!("http://{addr}"),
+    );
+    k.ok(&["apply", "-f", &k.file("explicit.yaml", &manifest)])
+        .await;
+    let mut ak = apikey(
+        "explicit",
+        json!({"every": "1h", "overlap": "1s"}),
+        json!({}),
+    );
+    ak["spec"]["issuerRef"] = json!({"kind": "ClusterKeyIssuer", "name": "widgetjar-explicit"});
+    create::<ApiKey>(c, ak).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let first = current_id(&wait(apikeys.clone(), "explicit", ready).await);
+    let key = issuer.key(&first).unwrap();
+    assert_eq!(
+        (key.owner.as_str(), key.scopes.as_slice()),
+        ("default/explicit", ["widgets:read".to_string()].as_slice())
+    );
+    assert!(
+        key.last_used_at.is_some(),
+        "verified through the mapped whoami"
+    );
+    rotate(&apikeys, &issuer, "explicit", 1).await;
+}

@@ -13,8 +13,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 mod gate;
+mod operations;
 
 use self::gate::Gate;
+use self::operations::{Ops, text};
 use super::{Access, Issuer, IssuerError, MintRequest, MintedKey};
 use crate::api::apikey::KeyType;
 use crate::api::issuer::{HttpCapabilities, HttpIssuer as Spec};
@@ -36,6 +38,7 @@ pub struct Client {
     token: tokio::sync::Mutex<Option<SecretString>>,
     credentials: (kube::Client, String, String, String),
     gate: Gate,
+    ops: Ops,
 }
 
 pub struct Http(Arc<Client>);
@@ -86,6 +89,7 @@ impl Client {
                 spec.credentials_secret_ref.key.clone(),
             ),
             gate: Gate::new(spec.requests_per_second),
+            ops: operations::resolve(spec.operations.as_ref()).map_err(invalid)?,
         })
     }
 
@@ -180,10 +184,6 @@ fn failure(status: StatusCode, body: &Value) -> IssuerError {
     }
 }
 
-fn path_segment(id: &str) -> String {
-    url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
-}
-
 impl Http {
     /// Keys of this ApiKey (by uid) the issuer holds that status does not know and that
     /// are not the one just minted: minted by an attempt whose answer was lost, after the
@@ -192,28 +192,23 @@ impl Http {
         if !self.0.capabilities.list {
             return Ok(());
         }
-        let owner: String = url::form_urlencoded::byte_serialize(req.owner.as_bytes()).collect();
+        let op = &self.0.ops.list;
         let (status, body) = self
             .0
-            .call(
-                Method::GET,
-                &format!("/keys?owner={owner}"),
-                None,
-                &[],
-                None,
-            )
+            .call(op.method.clone(), &op.path("", &req.owner), None, &[], None)
             .await?;
         if !status.is_success() {
             return Err(failure(status, &body));
         }
-        let orphans = body["items"].as_array().into_iter().flatten().filter(|k| {
-            let id = k["id"].as_str().unwrap_or_default();
-            k["metadata"]["uid"].as_str() == Some(req.uid.as_str())
+        let items = body.pointer(&op.items).and_then(Value::as_array);
+        let orphans = items.into_iter().flatten().filter(|k| {
+            let id = text(k, &op.id).unwrap_or_default();
+            text(k, &op.uid) == Some(req.uid.as_str())
                 && id != minted
                 && !req.known_ids.iter().any(|known| known == id)
         });
         for orphan in orphans {
-            if let Some(id) = orphan["id"].as_str() {
+            if let Some(id) = text(orphan, &op.id) {
                 tracing::warn!(owner = %req.owner, id, "revoking a key minted but never recorded");
                 self.revoke(id).await?;
             }
@@ -229,31 +224,35 @@ impl Issuer for Http {
                 .expires_after
                 .and_then(|d| jiff::SignedDuration::try_from(d).ok())
                 .and_then(|d| req.now.checked_add(d).ok());
-            // Built as a JSON value: names and scopes are tenant input, never spliced.
-            let body = json!({
+            // Filled in as JSON values: names and scopes are tenant input, never spliced.
+            let Value::Object(vars) = json!({
                 "name": req.display_name,
                 "type": match req.key_type { KeyType::Secret => "secret", KeyType::Publishable => "publishable" },
                 "scopes": req.scopes,
                 "expiresAt": expires_at.map(|t| t.to_string()),
-                "metadata": {"owner": req.owner, "uid": req.uid, "rotation": req.rotation},
-            });
+                "owner": req.owner, "uid": req.uid, "rotation": req.rotation,
+            }) else {
+                unreachable!("an object literal")
+            };
+            let op = &self.0.ops.create;
             let headers = [("Idempotency-Key", req.idempotency_key.clone())];
             let (status, body) = self
                 .0
-                .call(Method::POST, "/keys", Some(&body), &headers, None)
+                .call(op.method.clone(), &op.path("", &req.owner), op.body(&vars).as_ref(), &headers, None)
                 .await?;
             if !status.is_success() {
                 return Err(failure(status, &body));
             }
-            let (Some(id), Some(key)) = (body["id"].as_str(), body["key"].as_str()) else {
-                return Err(IssuerError::Unavailable(
-                    "the issuer's answer to POST /keys has no id or key".into(),
-                ));
+            let (Some(id), Some(key)) = (text(&body, &op.id), text(&body, &op.key)) else {
+                return Err(IssuerError::Unavailable(format!(
+                    "the issuer's answer to creating a key has nothing at {} (id) or {} (key)",
+                    op.id, op.key
+                )));
             };
             let minted = MintedKey {
                 id: id.to_string(),
                 secret: SecretString::from(key.to_string()),
-                expires_at: body["expiresAt"].as_str().and_then(|t| t.parse().ok()),
+                expires_at: text(&body, &op.expires_at).and_then(|t| t.parse().ok()),
             };
             self.revoke_orphans(req, &minted.id).await?;
             Ok(minted)
@@ -263,8 +262,11 @@ impl Issuer for Http {
 
     fn revoke<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), IssuerError>> {
         async move {
-            let path = format!("/keys/{}", path_segment(id));
-            let (status, body) = self.0.call(Method::DELETE, &path, None, &[], None).await?;
+            let op = &self.0.ops.revoke;
+            let (status, body) = self
+                .0
+                .call(op.method.clone(), &op.path(id, ""), None, &[], None)
+                .await?;
             if status.is_success() {
                 return Ok(());
             }
@@ -276,8 +278,12 @@ impl Issuer for Http {
             if !self.0.capabilities.get {
                 return Ok(());
             }
-            let (status, body) = self.0.call(Method::GET, &path, None, &[], None).await?;
-            if status == StatusCode::NOT_FOUND || body["revoked"] == Value::Bool(true) {
+            let op = &self.0.ops.get;
+            let (status, body) = self
+                .0
+                .call(op.method.clone(), &op.path(id, ""), None, &[], None)
+                .await?;
+            if status == StatusCode::NOT_FOUND || body.pointer(&op.revoked) == Some(&Value::Bool(true)) {
                 return Ok(());
             }
             Err(IssuerError::Unavailable(format!(
@@ -295,7 +301,13 @@ impl Issuer for Http {
             }
             let (status, body) = self
                 .0
-                .call(Method::GET, "/whoami", None, &[], Some(&key.secret))
+                .call(
+                    self.0.ops.verify.method.clone(),
+                    &self.0.ops.verify.path(&key.id, ""),
+                    None,
+                    &[],
+                    Some(&key.secret),
+                )
                 .await?;
             match status {
                 s if s.is_success() => Ok(()),
@@ -315,13 +327,16 @@ impl Issuer for Http {
             if !self.0.capabilities.get {
                 return Ok(None);
             }
-            let path = format!("/keys/{}", path_segment(id));
-            let (status, body) = self.0.call(Method::GET, &path, None, &[], None).await?;
+            let op = &self.0.ops.get;
+            let (status, body) = self
+                .0
+                .call(op.method.clone(), &op.path(id, ""), None, &[], None)
+                .await?;
             if !status.is_success() {
                 return Err(failure(status, &body));
             }
             Ok(Some(Usage {
-                last_used_at: body["lastUsedAt"].as_str().and_then(|t| t.parse().ok()),
+                last_used_at: text(&body, &op.last_used_at).and_then(|t| t.parse().ok()),
                 min_unused_for: Duration::ZERO,
             }))
         }
@@ -335,8 +350,8 @@ impl Issuer for Http {
             let (status, body) = self
                 .0
                 .call(
-                    Method::GET,
-                    "/keys/apikey-operator-readiness-probe",
+                    self.0.ops.get.method.clone(),
+                    &self.0.ops.get.path("apikey-operator-readiness-probe", ""),
                     None,
                     &[],
                     None,
