@@ -572,7 +572,8 @@ pub struct HistoryEntry {
     /// When it was revoked (absent: not revoked, see reason).
     pub revoked_at: Option<String>,
     #[schemars(length(max = limits::REASON))]
-    /// Why it went: Superseded, Compromised, RevokePreviousRequested, Abandoned, or
+    /// Why it went: Superseded (its overlap ended), Unused or MaxOverlapReached
+    /// (usage-aware revocation), Compromised, RevokePreviousRequested, Abandoned, or
     /// NotRevoked (its issuer was gone: revoke it there by hand).
     pub reason: String,
 }
@@ -582,4 +583,7 @@ pub mod annotations {
     pub const ROTATE: &str = "apikey.dev/rotate";
     pub const EMERGENCY_ROTATE: &str = "apikey.dev/emergency-rotate";
     pub const REVOKE_PREVIOUS: &str = "apikey.dev/revoke-previous";
+    /// A setting, not a request: the IAM user an `awsIam` issuer mints this ApiKey's keys
+    /// for, instead of its `userNameTemplate`.
+    pub const AWS_IAM_USER_NAME: &str = "apikey.dev/aws-iam-user-name";
 }

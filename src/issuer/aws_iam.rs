@@ -65,7 +65,7 @@ pub fn user_name(template: &str, owner: &str) -> Result<String, IssuerError> {
             .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
     if !valid {
         return Err(IssuerError::Misconfigured(format!(
-            "awsIam.userNameTemplate gives {user:?} for {owner}: IAM user names are 1-64 letters, digits or +=,.@_-"
+            "the IAM user name {user:?} for {owner} (awsIam.userNameTemplate, or the annotation apikey.dev/aws-iam-user-name): IAM user names are 1-64 letters, digits or +=,.@_-"
         )));
     }
     Ok(user)
@@ -211,7 +211,10 @@ fn tag(key: &str, value: &str) -> Tag {
 impl Issuer for AwsIam {
     fn mint<'a>(&'a self, req: &'a MintRequest) -> BoxFuture<'a, Result<MintedKey, IssuerError>> {
         async move {
-            let user = user_name(&self.template, &req.owner)?;
+            // A name the ApiKey chose is checked like a filled-in template, and claimed
+            // the same way: another owner's user is refused either way.
+            let template = req.account.as_deref().unwrap_or(&self.template);
+            let user = user_name(template, &req.owner)?;
             self.claim(&user, &req.owner).await?;
             if self.make_room(&user, req).await? >= 2 {
                 return Err(IssuerError::Unavailable(format!(

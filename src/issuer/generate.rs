@@ -95,6 +95,7 @@ mod tests {
             rotation: 1,
             started_at: jiff::Timestamp::now(),
             known_ids: vec![],
+            account: None,
         }
     }
 

@@ -32,6 +32,9 @@ pub struct MintRequest {
     /// idempotency).
     pub started_at: Timestamp,
     pub known_ids: Vec<String>,
+    /// The issuer-side account the ApiKey names for its keys, where the provider has one
+    /// (awsIam: the IAM user, from the annotation `apikey.dev/aws-iam-user-name`).
+    pub account: Option<String>,
 }
 
 pub struct MintedKey {

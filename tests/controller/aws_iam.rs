@@ -194,3 +194,27 @@ async fn the_example_applies_as_its_header_says() {
         .unwrap();
     assert_eq!(data(&secret, "access-key-id"), Some(current_id(&ak)));
 }
+
+#[tokio::test]
+async fn an_apikey_may_name_its_iam_user_but_not_take_anothers() {
+    let moto = Moto::start().await;
+    let op = operator().await;
+    let c = &op.t.client;
+    iam_issuer(c, &moto).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let mut named = iam_key("named");
+    named["metadata"]["annotations"] = json!({"apikey.dev/aws-iam-user-name": "ci-deployer"});
+    create::<ApiKey>(c, named).await;
+    let ak = wait(apikeys.clone(), "named", ready).await;
+    assert_eq!(
+        access_keys(&moto, "ci-deployer").await,
+        [(current_id(&ak), "Active".to_string())]
+    );
+
+    // Another ApiKey naming the same user is refused: the user is claimed.
+    let mut thief = iam_key("thief");
+    thief["metadata"]["annotations"] = json!({"apikey.dev/aws-iam-user-name": "ci-deployer"});
+    create::<ApiKey>(c, thief).await;
+    let why = wait_reason(&apikeys, "thief", "Ready", "NotAllowed").await;
+    assert!(why.contains("belongs to ApiKey default/named"), "{why}");
+}

@@ -242,6 +242,11 @@ impl Shell<'_> {
             rotation: p.rotation,
             started_at: parse_ts(&p.started_at).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
             known_ids: self.issued_keys().map(|k| k.id.clone()).collect(),
+            account: self
+                .ak
+                .annotations()
+                .get(annotations::AWS_IAM_USER_NAME)
+                .cloned(),
         })
     }
 
