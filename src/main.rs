@@ -28,9 +28,12 @@ enum Command {
         /// Port on 127.0.0.1 (0: any free port).
         #[arg(long, default_value_t = 0)]
         port: u16,
-        /// The admin token the operator presents (`Authorization: Bearer …`).
+        /// The admin token of the `default` workspace (`Authorization: Bearer …`).
         #[arg(long, env = "REFERENCE_ISSUER_ADMIN_TOKEN")]
         admin_token: String,
+        /// Another workspace, as NAME=ADMIN_TOKEN (repeatable); each sees only its keys.
+        #[arg(long = "workspace", value_name = "NAME=ADMIN_TOKEN")]
+        workspaces: Vec<String>,
     },
     /// Print the CRDs of the apikey.dev API as YAML (or write one file per CRD).
     Crds {
@@ -55,9 +58,11 @@ async fn main() -> std::process::ExitCode {
         #[cfg(feature = "devcluster")]
         Command::Dev(args) => apikey_operator::sandbox::serve(args).await,
         Command::Crds { dir } => crds(dir),
-        Command::ReferenceIssuer { port, admin_token } => {
-            reference_issuer(port, &admin_token).await
-        }
+        Command::ReferenceIssuer {
+            port,
+            admin_token,
+            workspaces,
+        } => reference_issuer(port, &admin_token, &workspaces).await,
         Command::Run {
             kubeconfig,
             max_concurrent_rollouts,
@@ -104,16 +109,25 @@ async fn run(
     Ok(())
 }
 
-async fn reference_issuer(port: u16, admin_token: &str) -> Result<(), String> {
+async fn reference_issuer(
+    port: u16,
+    admin_token: &str,
+    workspaces: &[String],
+) -> Result<(), String> {
+    let mut issuer = apikey_operator::reference_issuer::ReferenceIssuer::new(admin_token);
+    for w in workspaces {
+        let (name, token) = w
+            .split_once('=')
+            .filter(|(n, t)| !n.is_empty() && !t.is_empty())
+            .ok_or_else(|| format!("--workspace {w:?}: expected NAME=ADMIN_TOKEN"))?;
+        issuer = issuer.with_workspace(name, token);
+    }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("reference issuer serving the Issuer API v1 at http://{addr}");
-    apikey_operator::reference_issuer::ReferenceIssuer::new(admin_token)
-        .serve(listener)
-        .await
-        .map_err(|e| e.to_string())
+    issuer.serve(listener).await.map_err(|e| e.to_string())
 }
 
 fn crds(dir: Option<PathBuf>) -> Result<(), String> {

@@ -2,7 +2,8 @@
 //! (docs/issuer-api.md), in memory. Secret (`sk_`) and publishable (`pk_`) keys with
 //! scopes, idempotent creation, revocation, `lastUsedAt`, and `/whoami` for the services
 //! that check a key. Tests, the `dev` sandbox and benchmarks run against it; it is a
-//! reference, not a product (one workspace per server, no persistence).
+//! reference, not a product (no persistence). Each admin token is a workspace: it sees
+//! and revokes only its own keys.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ pub struct Key {
     pub id: String,
     secret: String,
     pub kind: String,
+    pub workspace: String,
     pub scopes: Vec<String>,
     pub owner: String,
     pub created_at: Timestamp,
@@ -57,7 +59,8 @@ struct Keys {
 #[derive(Clone)]
 pub struct ReferenceIssuer {
     keys: Arc<Mutex<Keys>>,
-    admin_token: Arc<str>,
+    /// (workspace, admin token).
+    workspaces: Arc<Vec<(String, String)>>,
     rng: Arc<SystemRandom>,
 }
 
@@ -65,9 +68,15 @@ impl ReferenceIssuer {
     pub fn new(admin_token: &str) -> Self {
         ReferenceIssuer {
             keys: Arc::default(),
-            admin_token: admin_token.into(),
+            workspaces: Arc::new(vec![("default".into(), admin_token.into())]),
             rng: Arc::new(SystemRandom::new()),
         }
+    }
+
+    /// Adds a workspace with its own admin token.
+    pub fn with_workspace(mut self, name: &str, admin_token: &str) -> Self {
+        Arc::make_mut(&mut self.workspaces).push((name.into(), admin_token.into()));
+        self
     }
 
     /// Serves on `listener` until the task is dropped or aborted.
@@ -123,11 +132,13 @@ impl ReferenceIssuer {
             .extend(std::iter::repeat_n((status, retry_after), times));
     }
 
-    /// The refusal of a request without the admin token, if it is one.
-    fn admin(&self, headers: &HeaderMap) -> Option<Response> {
-        let presented = bearer(headers);
-        let ok = presented.is_some_and(|t| same(t, &self.admin_token));
-        (!ok).then(|| error(StatusCode::UNAUTHORIZED, "invalid admin token"))
+    /// The workspace whose admin token the request carries.
+    fn workspace(&self, headers: &HeaderMap) -> Option<String> {
+        let presented = bearer(headers)?;
+        self.workspaces
+            .iter()
+            .find(|(_, token)| same(presented, token))
+            .map(|(name, _)| name.clone())
     }
 
     /// The next injected failure, if any.
@@ -151,6 +162,10 @@ impl ReferenceIssuer {
 fn same(a: &str, b: &str) -> bool {
     let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
     digest(a).as_ref() == digest(b).as_ref()
+}
+
+fn unauthorized() -> Response {
+    error(StatusCode::UNAUTHORIZED, "invalid admin token")
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -187,9 +202,9 @@ async fn create(
     headers: HeaderMap,
     body: Result<Json<CreateKey>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Some(r) = s.admin(&headers) {
-        return r;
-    }
+    let Some(workspace) = s.workspace(&headers) else {
+        return unauthorized();
+    };
     if let Some(k) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
         s.keys
             .lock()
@@ -222,10 +237,11 @@ async fn create(
             "name and every scope must be 1-128 characters",
         );
     }
+    // Idempotency records are per workspace.
     let idempotency_key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
-        .map(String::from);
+        .map(|k| format!("{workspace}/{k}"));
     let mut keys = s.keys.lock().expect("keys lock");
     if let Some(existing) = idempotency_key
         .as_ref()
@@ -241,6 +257,7 @@ async fn create(
         id: format!("key_{id}"),
         secret: format!("{prefix}{secret}"),
         kind: req.kind,
+        workspace,
         scopes: req.scopes,
         owner: req.metadata["owner"]
             .as_str()
@@ -269,10 +286,10 @@ async fn read(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(r) = s.admin(&headers) {
-        return r;
-    }
-    match s.key(&id) {
+    let Some(workspace) = s.workspace(&headers) else {
+        return unauthorized();
+    };
+    match s.key(&id).filter(|k| k.workspace == workspace) {
         Some(k) => Json(json!({"id": k.id, "createdAt": k.created_at.to_string(),
             "expiresAt": ts(k.expires_at), "lastUsedAt": ts(k.last_used_at), "revoked": k.revoked}))
         .into_response(),
@@ -285,12 +302,12 @@ async fn revoke(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(r) = s.admin(&headers) {
-        return r;
-    }
+    let Some(workspace) = s.workspace(&headers) else {
+        return unauthorized();
+    };
     let mut keys = s.keys.lock().expect("keys lock");
     match keys.by_id.get_mut(&id) {
-        Some(k) if !k.revoked => {
+        Some(k) if !k.revoked && k.workspace == workspace => {
             k.revoked = true;
             StatusCode::NO_CONTENT.into_response()
         }
@@ -308,14 +325,15 @@ async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    if let Some(r) = s.admin(&headers) {
-        return r;
-    }
+    let Some(workspace) = s.workspace(&headers) else {
+        return unauthorized();
+    };
     let keys = s.keys.lock().expect("keys lock");
     let mut items: Vec<&Key> = keys
         .by_id
         .values()
-        .filter(|k| !k.revoked && q.owner.as_ref().is_none_or(|o| *o == k.owner))
+        .filter(|k| !k.revoked && k.workspace == workspace)
+        .filter(|k| q.owner.as_ref().is_none_or(|o| *o == k.owner))
         .collect();
     items.sort_by_key(|k| k.created_at);
     let items: Vec<Value> = items
@@ -336,7 +354,8 @@ async fn whoami(State(s): State<ReferenceIssuer>, headers: HeaderMap) -> Respons
     match found {
         Some(k) if k.valid(now) => {
             k.last_used_at = Some(now);
-            Json(json!({"id": k.id, "type": k.kind, "scopes": k.scopes})).into_response()
+            Json(json!({"id": k.id, "workspace": k.workspace, "type": k.kind, "scopes": k.scopes}))
+                .into_response()
         }
         _ => error(StatusCode::UNAUTHORIZED, "invalid key"),
     }

@@ -889,3 +889,57 @@ async fn the_v1_api_written_out_as_a_mapping_works_as_the_default() {
     );
     rotate(&apikeys, &issuer, "explicit", 1).await;
 }
+
+#[tokio::test]
+async fn workspaces_of_the_reference_issuer_see_only_their_own_keys() {
+    let issuer = ReferenceIssuer::new(ADMIN).with_workspace("eu", "eu-admin");
+    let addr = issuer.spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let http = http_client();
+    let url = |path: &str| format!("http://{addr}{path}");
+    let body = json!({"name": "n", "type": "secret", "scopes": [], "expiresAt": null,
+        "metadata": {"owner": "shop/billing", "uid": "u1", "rotation": 1}});
+    let mut ids = Vec::new();
+    for token in [ADMIN, "eu-admin"] {
+        let created: Value = http
+            .post(url("/keys"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", "same")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(created["id"].as_str().unwrap().to_string());
+    }
+    assert_ne!(
+        ids[0], ids[1],
+        "one Idempotency-Key, two workspaces, two keys"
+    );
+    let eu_reads_default = http
+        .get(url(&format!("/keys/{}", ids[0])))
+        .bearer_auth("eu-admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(eu_reads_default.status(), 404);
+    let eu_revokes_default = http
+        .delete(url(&format!("/keys/{}", ids[0])))
+        .bearer_auth("eu-admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(eu_revokes_default.status(), 404);
+    let listed: Value = http
+        .get(url("/keys?owner=shop/billing"))
+        .bearer_auth("eu-admin")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["items"][0]["id"], ids[1].as_str());
+}
