@@ -137,6 +137,11 @@ pub struct HttpIssuer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub requests_per_second: Option<u32>,
+    /// With requestsPerSecond: how many requests may go at once before the pace applies
+    /// (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub burst: Option<u32>,
     /// Which optional endpoints the issuer serves (default: all).
     #[serde(default)]
     pub capabilities: HttpCapabilities,

@@ -1,5 +1,6 @@
-//! One issuer's request pace: `requestsPerSecond` spaces requests, and a 429's
-//! Retry-After pauses all of them. Shared by every ApiKey using the issuer.
+//! One issuer's request pace, shared by every ApiKey using it: a token bucket of
+//! `requestsPerSecond` with room for `burst` at once, and a 429's Retry-After pausing all
+//! requests.
 
 use std::time::Duration;
 
@@ -7,33 +8,59 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 pub struct Gate {
-    /// The earliest moment the next request may go.
-    next: Mutex<Instant>,
-    interval: Duration,
+    state: Mutex<State>,
+    /// Seconds between tokens (`None`: no limit).
+    every: Option<f64>,
+    burst: f64,
+}
+
+struct State {
+    tokens: f64,
+    updated: Instant,
+    /// No request before this (a 429's Retry-After).
+    paused_until: Instant,
 }
 
 impl Gate {
-    /// `per_second`: `None` for no limit.
-    pub fn new(per_second: Option<u32>) -> Gate {
+    /// `per_second`: `None` for no limit; `burst`: how many may go at once (at least 1).
+    pub fn new(per_second: Option<u32>, burst: Option<u32>) -> Gate {
+        let burst = f64::from(burst.unwrap_or(1).max(1));
+        let now = Instant::now();
         Gate {
-            next: Mutex::new(Instant::now()),
-            interval: per_second
-                .filter(|r| *r > 0)
-                .map_or(Duration::ZERO, |r| Duration::from_secs(1) / r),
+            state: Mutex::new(State {
+                tokens: burst,
+                updated: now,
+                paused_until: now,
+            }),
+            every: per_second.filter(|r| *r > 0).map(|r| 1.0 / f64::from(r)),
+            burst,
         }
     }
 
     /// Waits for the next request slot.
     pub async fn wait(&self) {
-        let mut next = self.next.lock().await;
-        tokio::time::sleep_until(*next).await;
-        *next = Instant::now() + self.interval;
+        let mut s = self.state.lock().await;
+        tokio::time::sleep_until(s.paused_until).await;
+        let Some(every) = self.every else {
+            return;
+        };
+        let now = Instant::now();
+        let refilled = now.duration_since(s.updated).as_secs_f64() / every;
+        s.tokens = (s.tokens + refilled).min(self.burst);
+        s.updated = now;
+        if s.tokens < 1.0 {
+            let wait = Duration::from_secs_f64((1.0 - s.tokens) * every);
+            tokio::time::sleep(wait).await;
+            s.tokens = 1.0;
+            s.updated = Instant::now();
+        }
+        s.tokens -= 1.0;
     }
 
     /// No request goes before `for_` has passed (a 429's Retry-After).
     pub async fn pause(&self, for_: Duration) {
-        let mut next = self.next.lock().await;
-        *next = (*next).max(Instant::now() + for_);
+        let mut s = self.state.lock().await;
+        s.paused_until = s.paused_until.max(Instant::now() + for_);
     }
 }
 
@@ -42,19 +69,33 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn requests_are_spaced_and_a_pause_holds_them_all() {
-        let gate = Gate::new(Some(4));
+    async fn requests_are_spaced_after_a_burst_and_a_pause_holds_them_all() {
+        let gate = Gate::new(Some(4), None);
         let start = Instant::now();
         for _ in 0..5 {
             gate.wait().await;
         }
-        // Four spaced after the first, a quarter second apart.
+        // One at once, then four a quarter second apart.
         assert_eq!(start.elapsed(), Duration::from_secs(1));
         gate.pause(Duration::from_secs(3)).await;
         let paused = Instant::now();
         gate.wait().await;
-        assert_eq!(paused.elapsed(), Duration::from_secs(3));
-        let unlimited = Gate::new(None);
+        assert!(paused.elapsed() >= Duration::from_secs(3));
+
+        let bursty = Gate::new(Some(2), Some(3));
+        let start = Instant::now();
+        for _ in 0..3 {
+            bursty.wait().await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO, "three at once");
+        bursty.wait().await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(500),
+            "then two a second"
+        );
+
+        let unlimited = Gate::new(None, None);
         let start = Instant::now();
         for _ in 0..100 {
             unlimited.wait().await;

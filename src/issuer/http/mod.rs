@@ -88,7 +88,7 @@ impl Client {
                 spec.credentials_secret_ref.name.clone(),
                 spec.credentials_secret_ref.key.clone(),
             ),
-            gate: Gate::new(spec.requests_per_second),
+            gate: Gate::new(spec.requests_per_second, spec.burst),
             ops: operations::resolve(spec.operations.as_ref()).map_err(invalid)?,
         })
     }
