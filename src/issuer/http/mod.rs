@@ -164,7 +164,13 @@ impl Client {
 
 /// The issuer's own error message (`{"error": {"message"}}`), bounded.
 fn said(status: StatusCode, body: &Value) -> String {
-    let message = body["error"]["message"].as_str().unwrap_or("");
+    // Control characters (newlines, escapes) would garble conditions and logs.
+    let message: String = body["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     bounded(&format!("{} {message}", status.as_u16()))
 }
 
@@ -363,5 +369,20 @@ impl Issuer for Http {
             }
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuer_messages_are_bounded_and_sanitised() {
+        let body =
+            json!({"error": {"message": format!("bad\nscope\u{1b}[31m {}", "x".repeat(500))}});
+        let m = said(StatusCode::BAD_REQUEST, &body);
+        assert!(m.starts_with("400 bad scope [31m"), "{m}");
+        assert!(!m.chars().any(char::is_control));
+        assert!(m.chars().count() <= MAX_MESSAGE + 1, "{}", m.len());
     }
 }
