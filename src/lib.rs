@@ -4,6 +4,7 @@
 pub mod api;
 pub mod aws;
 pub mod controller;
+pub mod generations;
 pub mod issuer;
 pub mod reference_issuer;
 #[cfg(feature = "devcluster")]

@@ -3,6 +3,7 @@
 //! `apikey.dev/owner` tag. A revoked key is deactivated at once and deleted after
 //! `deactivateFor`; until then it still counts toward the two, so a rotation waits.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_iam::types::{StatusType, Tag};
@@ -15,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::{Access, Issuer, IssuerError, MintRequest, MintedKey};
 use crate::api::issuer::AwsIamIssuer as Spec;
 use crate::controller::rotation::Usage;
+use crate::generations::PerGeneration;
 
 const OWNER: &str = "apikey.dev/owner";
 /// `apikey.dev/inactive-since/<access key id>`: when a key was deactivated (IAM does not
@@ -28,7 +30,15 @@ pub struct AwsIam {
     deactivate_for: Duration,
 }
 
+/// Kept per issuer generation: credentials resolved once (the default chain asks IMDS or
+/// STS), not at every reconcile.
+pub type Clients = PerGeneration<AwsIam>;
+
 pub async fn open(spec: &Spec, access: &Access<'_>) -> Result<Box<dyn Issuer>, IssuerError> {
+    let clients = &access.clients.aws_iam;
+    if let Some(c) = clients.get(&access.version) {
+        return Ok(Box::new(Shared(c)));
+    }
     let config = crate::aws::sdk_config(crate::aws::Target {
         region: &spec.region,
         endpoint_url: spec.endpoint_url.as_deref(),
@@ -43,12 +53,34 @@ pub async fn open(spec: &Spec, access: &Access<'_>) -> Result<Box<dyn Issuer>, I
         .deactivate_for
         .to_std()
         .map_err(|e| IssuerError::Misconfigured(format!("awsIam.deactivateFor: {e}")))?;
-    Ok(Box::new(AwsIam {
+    let iam = Arc::new(AwsIam {
         iam: aws_sdk_iam::Client::new(&config),
         config,
         template: spec.user_name_template.clone(),
         deactivate_for,
-    }))
+    });
+    Ok(Box::new(Shared(clients.insert(&access.version, iam))))
+}
+
+/// The issuer's kept client, as an `Issuer`.
+struct Shared(Arc<AwsIam>);
+
+impl Issuer for Shared {
+    fn mint<'a>(&'a self, req: &'a MintRequest) -> BoxFuture<'a, Result<MintedKey, IssuerError>> {
+        self.0.mint(req)
+    }
+    fn revoke<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), IssuerError>> {
+        self.0.revoke(id)
+    }
+    fn verify<'a>(&'a self, key: &'a MintedKey) -> BoxFuture<'a, Result<(), IssuerError>> {
+        self.0.verify(key)
+    }
+    fn last_used<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Usage>, IssuerError>> {
+        self.0.last_used(id)
+    }
+    fn check(&self) -> BoxFuture<'_, Result<(), IssuerError>> {
+        self.0.check()
+    }
 }
 
 /// The IAM user of the ApiKey `<namespace>/<name>`: the template filled in, checked

@@ -97,6 +97,7 @@ pub struct Access<'a> {
 #[derive(Default)]
 pub struct Clients {
     http: http::Clients,
+    aws_iam: aws_iam::Clients,
 }
 
 /// The issuer an issuer spec configures (the schema allows exactly one provider): the one

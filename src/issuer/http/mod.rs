@@ -2,8 +2,8 @@
 //! (docs/issuer-api.md). One client per issuer generation is shared by every ApiKey that
 //! uses it, so `requestsPerSecond` and a 429's Retry-After hold for the issuer as a whole.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use crate::generations::PerGeneration;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -28,7 +28,7 @@ const MAX_MESSAGE: usize = 300;
 
 /// Clients by issuer identity (`<uid>@<generation>`).
 #[derive(Default)]
-pub struct Clients(Mutex<HashMap<String, Arc<Client>>>);
+pub struct Clients(PerGeneration<Client>);
 
 pub struct Client {
     http: reqwest::Client,
@@ -44,14 +44,11 @@ pub struct Client {
 pub struct Http(Arc<Client>);
 
 pub async fn open(spec: &Spec, access: &Access<'_>) -> Result<Box<dyn Issuer>, IssuerError> {
-    let mut clients = access.clients.http.0.lock().expect("clients lock");
-    if let Some(c) = clients.get(&access.version) {
-        return Ok(Box::new(Http(c.clone())));
-    }
-    let client = Arc::new(Client::new(spec, access)?);
-    let uid = access.version.split('@').next().unwrap_or_default();
-    clients.retain(|k, _| !k.starts_with(&format!("{uid}@")));
-    clients.insert(access.version.clone(), client.clone());
+    let clients = &access.clients.http.0;
+    let client = match clients.get(&access.version) {
+        Some(c) => c,
+        None => clients.insert(&access.version, Arc::new(Client::new(spec, access)?)),
+    };
     Ok(Box::new(Http(client)))
 }
 

@@ -2,9 +2,9 @@
 //! client whose credentials were refused is dropped, so the next attempt reads the
 //! Secret again.
 
-use std::collections::HashMap;
+use crate::generations::PerGeneration;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use aws_sdk_secretsmanager::Client;
 
@@ -12,7 +12,7 @@ use crate::api::store::AwsSecretsManagerStore;
 use crate::store::{Access, StoreError};
 
 #[derive(Default)]
-pub struct Sessions(Mutex<HashMap<String, Arc<Session>>>);
+pub struct Sessions(PerGeneration<Session>);
 
 pub struct Session {
     pub client: Client,
@@ -32,21 +32,16 @@ impl Sessions {
         store: &AwsSecretsManagerStore,
         access: &Access<'_>,
     ) -> Result<Arc<Session>, StoreError> {
-        if let Some(s) = self.0.lock().expect("sessions lock").get(&access.version)
+        if let Some(s) = self.0.get(&access.version)
             && !s.refused.load(Ordering::Relaxed)
         {
-            return Ok(s.clone());
+            return Ok(s);
         }
         let session = Arc::new(Session {
             client: connect(store, access).await?,
             refused: AtomicBool::new(false),
         });
-        let mut sessions = self.0.lock().expect("sessions lock");
-        // Only the current generation of each store is kept.
-        let uid = access.version.split('@').next().unwrap_or_default();
-        sessions.retain(|k, _| !k.starts_with(&format!("{uid}@")));
-        sessions.insert(access.version.clone(), session.clone());
-        Ok(session)
+        Ok(self.0.insert(&access.version, session))
     }
 }
 

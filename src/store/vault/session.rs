@@ -2,7 +2,7 @@
 //! credentials, a token is renewed (or the login redone) before it expires, and a 403
 //! logs in again once — a token revoked or a secret id rotated heals without a restart.
 
-use std::collections::HashMap;
+use crate::generations::PerGeneration;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,25 +21,15 @@ use crate::store::{Access, StoreError, credential};
 
 /// Sessions by store identity (uid and generation): a changed spec gets a new session.
 #[derive(Default)]
-pub struct Sessions(std::sync::Mutex<HashMap<String, Arc<Session>>>);
+pub struct Sessions(PerGeneration<Session>);
 
 impl Sessions {
     pub fn get(&self, store: &VaultStore, access: &Access<'_>) -> Result<Arc<Session>, StoreError> {
-        let mut sessions = self.0.lock().expect("sessions lock");
-        if let Some(s) = sessions.get(&access.version) {
-            return Ok(s.clone());
+        if let Some(s) = self.0.get(&access.version) {
+            return Ok(s);
         }
-        // Only the current generation of each store is kept.
-        let prefix = access
-            .version
-            .split('@')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        sessions.retain(|k, _| !k.starts_with(&format!("{prefix}@")));
         let session = Arc::new(Session::new(store, access)?);
-        sessions.insert(access.version.clone(), session.clone());
-        Ok(session)
+        Ok(self.0.insert(&access.version, session))
     }
 }
 
