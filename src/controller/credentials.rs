@@ -40,7 +40,9 @@ pub async fn protect(client: &Client, namespace: &str, config: &IssuerConfig) ->
     Ok(())
 }
 
-/// Lifts it: no ApiKey holds keys minted with these credentials any more.
+/// Lifts it: no ApiKey holds keys minted with these credentials any more. (Judged per
+/// issuer: a Secret several issuers share is released when the one being reconciled
+/// holds no keys, even if another still does.)
 pub async fn release(client: &Client, namespace: &str, config: &IssuerConfig) -> Result<(), Error> {
     let Some(name) = secret_of(config) else {
         return Ok(());
