@@ -181,3 +181,109 @@ async fn billing_key(k: &Kubectl) -> String {
         .unwrap();
     String::from_utf8(bytes).unwrap()
 }
+
+/// Every secret the operator handles with an external store and issuer — the keys, the
+/// Vault token, the issuer's admin token — is looked for in its log at trace level
+/// (everything the operator, kube, vaultrs, reqwest and hyper say).
+#[tokio::test]
+async fn no_secret_reaches_a_trace_level_log_with_vault_and_the_http_issuer() {
+    let t = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    t.cluster.write_kubeconfig(&path).unwrap();
+    let k = Kubectl::new(&t.cluster.kubeconfig());
+    let crds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    k.ok(&["apply", "-f", crds.to_str().unwrap()]).await;
+    let bao = OpenBao::start().await;
+    let vault_token = bao
+        .token_for("apikeys", include_str!("../../examples/vault/policy.hcl"))
+        .await;
+    let admin = "admin-token-that-must-not-be-logged";
+    let issuer = apikey_operator::reference_issuer::ReferenceIssuer::new(admin);
+    let addr = issuer.spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let manifest = format!(
+        "apiVersion: v1
+kind: Secret
+metadata: {{name: credentials}}
+stringData: {{vault: {vault_token}, admin: {admin}}}
+---
+apiVersion: apikey.dev/v1alpha1
+kind: KeyStore
+metadata: {{name: vault}}
+spec:
+  vault: {{server: \"{}\", auth: {{token: {{secretRef: {{name: credentials, key: vault}}}}}}}}
+---
+apiVersion: apikey.dev/v1alpha1
+kind: KeyIssuer
+metadata: {{name: widgetjar}}
+spec:
+  http: {{url: \"http://{addr}\", credentialsSecretRef: {{name: credentials, key: admin}}}}
+---
+apiVersion: apikey.dev/v1alpha1
+kind: ApiKey
+metadata: {{name: billing}}
+spec:
+  issuerRef: {{name: widgetjar}}
+  rotation: {{every: 1h}}
+  storeRef: {{name: vault}}
+  secret: {{name: billing-api-key}}
+",
+        bao.addr
+    );
+    let log = dir.path().join("operator.log");
+    let _operator = tokio::process::Command::new(env!("CARGO_BIN_EXE_apikey-operator"))
+        .args(["run", "--kubeconfig"])
+        .arg(&path)
+        .env("RUST_LOG", "trace")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    k.ok(&["apply", "-f", &k.file("billing.yaml", &manifest)])
+        .await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "apikey/billing",
+        "--timeout=20s",
+    ])
+    .await;
+    let mut secrets = vec![
+        vault_token.clone(),
+        admin.to_string(),
+        billing_key(&k).await,
+    ];
+    for n in 2..=3 {
+        k.ok(&[
+            "annotate",
+            "--overwrite",
+            "ak",
+            "billing",
+            &format!("apikey.dev/rotate={n}"),
+            &format!("apikey.dev/revoke-previous={n}"),
+        ])
+        .await;
+        k.ok(&[
+            "wait",
+            &format!("--for=jsonpath={{.status.rotationCount}}={n}"),
+            "apikey/billing",
+            "--timeout=20s",
+        ])
+        .await;
+        secrets.push(billing_key(&k).await);
+    }
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("vaultrs") || logged.contains("rustify"),
+        "the Vault client's own trace is in the log"
+    );
+    for secret in &secrets {
+        assert!(!logged.contains(secret.as_str()), "a secret is in the log");
+    }
+    // Nor in events or status.
+    let described = k.ok(&["describe", "apikey", "billing"]).await;
+    let events = k.ok(&["get", "events", "-o", "yaml"]).await;
+    for secret in &secrets {
+        assert!(!described.contains(secret.as_str()) && !events.contains(secret.as_str()));
+    }
+}
