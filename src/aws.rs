@@ -5,6 +5,7 @@
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_secretsmanager::config::{Credentials, SharedCredentialsProvider};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use secrecy::ExposeSecret;
 
@@ -53,6 +54,22 @@ pub async fn sdk_config(t: Target<'_>) -> Result<SdkConfig, StoreError> {
             .build();
     }
     Ok(config)
+}
+
+/// What AWS answered to a failed call: its error code, if it answered, and a bounded
+/// message (`Code: message`, or the client error and its causes when nothing came back).
+pub fn said<E, R>(e: &SdkError<E, R>) -> (Option<String>, String)
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = e.code().map(String::from);
+    let text = match (&code, e.message()) {
+        (Some(code), Some(m)) => format!("{code}: {m}"),
+        (Some(code), None) => code.clone(),
+        (None, _) => crate::messages::chain(e),
+    };
+    (code, crate::messages::bounded(&text))
 }
 
 pub fn static_credentials(key_id: &str, secret: &str) -> Credentials {

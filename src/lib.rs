@@ -6,6 +6,7 @@ pub mod aws;
 pub mod controller;
 pub mod generations;
 pub mod issuer;
+pub mod messages;
 pub mod reference_issuer;
 #[cfg(feature = "devcluster")]
 pub mod sandbox;

@@ -108,13 +108,8 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let said = match (e.code(), e.message()) {
-        (Some(code), Some(m)) => format!("{code}: {m}"),
-        (Some(code), None) => code.to_string(),
-        _ => crate::store::chain(&e),
-    };
-    let said: String = said.chars().take(300).collect();
-    match e.code() {
+    let (code, said) = crate::aws::said(&e);
+    match code.as_deref() {
         Some("AccessDenied" | "InvalidClientTokenId" | "SignatureDoesNotMatch") => {
             IssuerError::Misconfigured(format!("IAM refused {what}: {said}"))
         }

@@ -230,16 +230,3 @@ pub(crate) async fn credential(
         .map_err(|_| missing(format!("field {key:?} of Secret {name:?} is not UTF-8")))?;
     Ok(SecretString::from(text.trim().to_string()))
 }
-
-/// An error and its sources ("error sending request … : connection refused"): the
-/// outermost message of a client library alone says nothing a user can act on.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}

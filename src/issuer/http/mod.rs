@@ -2,7 +2,9 @@
 //! (docs/issuer-api.md). One client per issuer generation is shared by every ApiKey that
 //! uses it, so `requestsPerSecond` and a 429's Retry-After hold for the issuer as a whole.
 
-use crate::generations::PerGeneration;
+mod gate;
+mod operations;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,19 +14,15 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-mod gate;
-mod operations;
-
 use self::gate::Gate;
 use self::operations::{Ops, text};
 use super::{Access, Issuer, IssuerError, MintRequest, MintedKey};
 use crate::api::apikey::KeyType;
 use crate::api::issuer::{HttpCapabilities, HttpIssuer as Spec};
 use crate::controller::rotation::Usage;
+use crate::generations::PerGeneration;
+use crate::messages::{bounded, chain};
 use crate::store::StoreError;
-
-/// Longest issuer message kept in a condition.
-const MAX_MESSAGE: usize = 300;
 
 /// Clients by issuer identity (`<uid>@<generation>`).
 #[derive(Default)]
@@ -133,9 +131,10 @@ impl Client {
         if let Some(b) = body {
             request = request.json(b);
         }
-        let response = request.send().await.map_err(|e| {
-            IssuerError::Unavailable(bounded(&crate::store::chain(&e.without_url())))
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| IssuerError::Unavailable(bounded(&chain(&e.without_url()))))?;
         let status = response.status();
         if status == StatusCode::TOO_MANY_REQUESTS {
             let wait = response
@@ -161,21 +160,8 @@ impl Client {
 
 /// The issuer's own error message (`{"error": {"message"}}`), bounded.
 fn said(status: StatusCode, body: &Value) -> String {
-    // Control characters (newlines, escapes) would garble conditions and logs.
-    let message: String = body["error"]["message"]
-        .as_str()
-        .unwrap_or("")
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let message = body["error"]["message"].as_str().unwrap_or("");
     bounded(&format!("{} {message}", status.as_u16()))
-}
-
-fn bounded(s: &str) -> String {
-    match s.char_indices().nth(MAX_MESSAGE) {
-        Some((at, _)) => format!("{}…", &s[..at]),
-        None => s.trim().to_string(),
-    }
 }
 
 /// 4xx: the issuer refuses (a change must be made); anything else: try again later.
@@ -380,6 +366,6 @@ mod tests {
         let m = said(StatusCode::BAD_REQUEST, &body);
         assert!(m.starts_with("400 bad scope [31m"), "{m}");
         assert!(!m.chars().any(char::is_control));
-        assert!(m.chars().count() <= MAX_MESSAGE + 1, "{}", m.len());
+        assert!(m.chars().count() <= crate::messages::MAX + 1, "{}", m.len());
     }
 }

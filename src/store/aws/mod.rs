@@ -197,16 +197,8 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let code = e.code().unwrap_or("").to_string();
-    let said: String = match e.message() {
-        Some(m) => format!("{code}: {m}"),
-        None => match &e {
-            SdkError::ServiceError(_) => code.clone(),
-            other => super::chain(other),
-        },
-    };
-    let said: String = said.chars().take(300).collect();
-    match code.as_str() {
+    let (code, said) = crate::aws::said(&e);
+    match code.as_deref().unwrap_or_default() {
         "AccessDeniedException"
         | "UnrecognizedClientException"
         | "InvalidSignatureException"

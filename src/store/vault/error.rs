@@ -2,10 +2,8 @@
 
 use vaultrs::error::ClientError;
 
+use crate::messages::{bounded, chain};
 use crate::store::StoreError;
-
-/// Longest server message kept (a condition message has room for little more).
-const MAX_MESSAGE: usize = 300;
 
 pub fn of_client(e: ClientError) -> StoreError {
     match e {
@@ -19,18 +17,11 @@ pub fn of_client(e: ClientError) -> StoreError {
                 _ => StoreError::Unavailable(format!("Vault answered {code}: {said}")),
             }
         }
-        other => StoreError::Unavailable(bounded(&crate::store::chain(&other))),
+        other => StoreError::Unavailable(bounded(&chain(&other))),
     }
 }
 
 /// KV v2 answers a failed check-and-set with 400 and this text.
 pub fn is_cas_mismatch(errors: &[String]) -> bool {
     errors.iter().any(|e| e.contains("check-and-set"))
-}
-
-fn bounded(s: &str) -> String {
-    match s.char_indices().nth(MAX_MESSAGE) {
-        Some((at, _)) => format!("{}…", &s[..at]),
-        None => s.to_string(),
-    }
 }
