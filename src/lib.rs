@@ -5,6 +5,7 @@ pub mod api;
 pub mod aws;
 pub mod controller;
 pub mod generations;
+pub mod https;
 pub mod issuer;
 pub mod messages;
 pub mod reference_issuer;

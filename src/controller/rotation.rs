@@ -8,6 +8,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::clock::after;
+pub use crate::issuer::Usage;
 
 /// Why a rotation starts (becomes the event reason and `history[].reason`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,15 +50,6 @@ pub struct Previous {
     /// When the issuer last saw it used, where the issuer reports use and the spec asks
     /// for usage-aware revocation (`None` there: never used).
     pub usage: Option<Usage>,
-}
-
-/// What the issuer reports of a key's use.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Usage {
-    pub last_used_at: Option<Timestamp>,
-    /// The shortest `revokeWhenUnusedFor` the issuer's records support (IAM records use
-    /// coarsely).
-    pub min_unused_for: Duration,
 }
 
 /// Usage-aware revocation (`rotation.revokeWhenUnusedFor`, `rotation.maxOverlap`).

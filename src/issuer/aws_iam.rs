@@ -13,9 +13,8 @@ use futures::future::BoxFuture;
 use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Access, Issuer, IssuerError, MintRequest, MintedKey};
+use super::{Access, Issuer, IssuerError, MintRequest, MintedKey, Usage};
 use crate::api::issuer::AwsIamIssuer as Spec;
-use crate::controller::rotation::Usage;
 use crate::generations::PerGeneration;
 
 const OWNER: &str = "apikey.dev/owner";

@@ -37,6 +37,15 @@ pub struct MintRequest {
     pub account: Option<String>,
 }
 
+/// What an issuer reports of a key's use (for usage-aware revocation).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Usage {
+    pub last_used_at: Option<Timestamp>,
+    /// The shortest `revokeWhenUnusedFor` the issuer's records support (IAM records use
+    /// coarsely).
+    pub min_unused_for: std::time::Duration,
+}
+
 pub struct MintedKey {
     pub id: String,
     pub secret: SecretString,
@@ -70,10 +79,7 @@ pub trait Issuer: Send + Sync {
     }
     /// When the issuer last saw key `id` used; `None` when it does not report use (then
     /// usage-aware revocation falls back to the overlap alone).
-    fn last_used<'a>(
-        &'a self,
-        _id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<crate::controller::rotation::Usage>, IssuerError>> {
+    fn last_used<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<Option<Usage>, IssuerError>> {
         async { Ok(None) }.boxed()
     }
     /// Whether the issuer can be reached with its credentials (its Ready condition).

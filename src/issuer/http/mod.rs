@@ -16,10 +16,9 @@ use serde_json::{Value, json};
 
 use self::gate::Gate;
 use self::operations::{Ops, text};
-use super::{Access, Issuer, IssuerError, MintRequest, MintedKey};
+use super::{Access, Issuer, IssuerError, MintRequest, MintedKey, Usage};
 use crate::api::apikey::KeyType;
 use crate::api::issuer::{HttpCapabilities, HttpIssuer as Spec};
-use crate::controller::rotation::Usage;
 use crate::generations::PerGeneration;
 use crate::messages::{bounded, chain};
 use crate::store::StoreError;
@@ -56,24 +55,10 @@ impl Client {
         // reqwest's rustls needs a process-wide crypto provider; ring is the one kube uses.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let timeout = spec.timeout.to_std().map_err(invalid)?;
-        let mut http = reqwest::Client::builder()
-            .timeout(timeout)
-            .tls_backend_rustls();
-        if spec.url.starts_with("http://") {
-            http = http.tls_certs_only(Vec::new());
-        } else if let Some(pem) = &spec.ca_bundle {
-            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-                .map_err(|_| invalid("caBundle is not a PEM certificate bundle".into()))?;
-            http = http.tls_certs_merge(certs);
-        }
-        let url = url::Url::parse(&spec.url)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| invalid(format!("url {:?} is not an http(s) URL", spec.url)))?;
+        let (http, url) = crate::https::client(&spec.url, spec.ca_bundle.as_deref(), timeout)
+            .map_err(|e| invalid(format!("url: {e}")))?;
         Ok(Client {
-            http: http
-                .build()
-                .map_err(|e| invalid(format!("cannot build an HTTP client: {e}")))?,
+            http,
             base: url.as_str().trim_end_matches('/').to_string(),
             capabilities: spec.capabilities.clone(),
             token: tokio::sync::Mutex::new(None),

@@ -248,26 +248,12 @@ impl Session {
 /// A client for `store.server`, trusting `caBundle` when one is given.
 fn client(store: &VaultStore) -> Result<VaultClient, StoreError> {
     let invalid = |what: &str| StoreError::Unavailable(format!("{what} (spec.vault)"));
-    // reqwest's rustls needs a process-wide crypto provider; ring is the one kube uses.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .tls_backend_rustls();
-    if store.server.starts_with("http://") {
-        // No TLS to configure; an empty root set keeps reqwest from loading platform roots.
-        http = http.tls_certs_only(Vec::new());
-    } else if let Some(pem) = &store.ca_bundle {
-        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-            .map_err(|_| invalid("caBundle is not a PEM certificate bundle"))?;
-        http = http.tls_certs_merge(certs);
-    }
-    let http = http
-        .build()
-        .map_err(|e| invalid(&format!("cannot build an HTTP client: {e}")))?;
-    let url = url::Url::parse(&store.server)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or_else(|| invalid(&format!("server {:?} is not an http(s) URL", store.server)))?;
+    let (http, url) = crate::https::client(
+        &store.server,
+        store.ca_bundle.as_deref(),
+        Duration::from_secs(30),
+    )
+    .map_err(|e| invalid(&format!("server: {e}")))?;
     let settings = VaultClientSettingsBuilder::default()
         .address(url.as_str())
         .token("")
