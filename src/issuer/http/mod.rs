@@ -158,6 +158,19 @@ fn failure(status: StatusCode, body: &Value) -> IssuerError {
     }
 }
 
+impl IssuerError {
+    /// The same error with `secret` cut out of its message.
+    fn without(self, secret: &str) -> IssuerError {
+        let cut = |m: String| m.replace(secret, "[redacted]");
+        match self {
+            IssuerError::Rejected(m) => IssuerError::Rejected(cut(m)),
+            IssuerError::Unavailable(m) => IssuerError::Unavailable(cut(m)),
+            IssuerError::Misconfigured(m) => IssuerError::Misconfigured(cut(m)),
+            IssuerError::NotAllowed(m) => IssuerError::NotAllowed(cut(m)),
+        }
+    }
+}
+
 impl Http {
     /// Keys of this ApiKey (by uid) the issuer holds that status does not know and that
     /// are not the one just minted: minted by an attempt whose answer was lost, after the
@@ -290,7 +303,8 @@ impl Issuer for Http {
                     "the new key {} is not accepted by the issuer yet",
                     key.id
                 ))),
-                s => Err(failure(s, &body)),
+                // An answer to a request made with the key may quote it back.
+                s => Err(failure(s, &body).without(key.secret.expose_secret())),
             }
         }
         .boxed()
@@ -352,5 +366,15 @@ mod tests {
         assert!(m.starts_with("400 bad scope [31m"), "{m}");
         assert!(!m.chars().any(char::is_control));
         assert!(m.chars().count() <= crate::messages::MAX + 1, "{}", m.len());
+    }
+
+    #[test]
+    fn a_key_quoted_back_by_the_issuer_is_cut_out() {
+        let body = json!({"error": {"message": "key sk_live_abc is not valid here"}});
+        let e = failure(StatusCode::FORBIDDEN, &body).without("sk_live_abc");
+        assert_eq!(
+            e.to_string(),
+            "the issuer rejected the request: the issuer answered 403 key [redacted] is not valid here"
+        );
     }
 }
