@@ -8,7 +8,11 @@ pub mod generations;
 pub mod https;
 pub mod issuer;
 pub mod messages;
+pub mod pace;
 pub mod reference_issuer;
+pub mod run;
 #[cfg(feature = "devcluster")]
 pub mod sandbox;
 pub mod store;
+pub mod telemetry;
+pub mod writes;

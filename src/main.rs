@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use apikey_operator::telemetry::{LogFormat, init_logging};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -15,14 +16,7 @@ enum Command {
     #[cfg(feature = "devcluster")]
     Dev(apikey_operator::sandbox::DevArgs),
     /// Run the operator against the cluster in the kubeconfig (or in-cluster config).
-    Run {
-        /// Kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
-        #[arg(long)]
-        kubeconfig: Option<PathBuf>,
-        /// At most this many ApiKeys roll out their consumers at the same time.
-        #[arg(long, default_value_t = 5)]
-        max_concurrent_rollouts: usize,
-    },
+    Run(Box<apikey_operator::run::RunArgs>),
     /// Serve the reference issuer: the Issuer API v1 in memory (docs/issuer-api.md).
     ReferenceIssuer {
         /// Port on 127.0.0.1 (0: any free port).
@@ -45,15 +39,13 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour for people at a terminal; plain text for files and log collectors.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    // `run` sets up logging from its flags; the other commands log as text.
+    if !matches!(cli.command, Command::Run(_))
+        && let Err(e) = init_logging(LogFormat::Text, "info")
+    {
+        eprintln!("error: {e}");
+    }
     let result = match cli.command {
         #[cfg(feature = "devcluster")]
         Command::Dev(args) => apikey_operator::sandbox::serve(args).await,
@@ -63,19 +55,7 @@ async fn main() -> std::process::ExitCode {
             admin_token,
             workspaces,
         } => reference_issuer(port, &admin_token, &workspaces).await,
-        Command::Run {
-            kubeconfig,
-            max_concurrent_rollouts,
-        } => {
-            run(
-                kubeconfig,
-                apikey_operator::controller::Settings {
-                    max_concurrent_rollouts,
-                    ..Default::default()
-                },
-            )
-            .await
-        }
+        Command::Run(args) => apikey_operator::run::run(*args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -84,29 +64,6 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-async fn run(
-    kubeconfig: Option<PathBuf>,
-    settings: apikey_operator::controller::Settings,
-) -> Result<(), String> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .map_err(|e| format!("invalid kubeconfig {}: {e}", path.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| format!("no Kubernetes configuration found: {e}"))?,
-    };
-    let client =
-        kube::Client::try_from(config).map_err(|e| format!("cannot build a client: {e}"))?;
-    tracing::info!("apikey-operator running");
-    apikey_operator::controller::run(client, settings).await;
-    Ok(())
 }
 
 async fn reference_issuer(

@@ -5,7 +5,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch};
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -139,7 +139,7 @@ impl Shell<'_> {
         let client = self.ctx.client.clone();
         with_kind!(kind, K => {
             Api::<K>::namespaced(client, &self.ns)
-                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch(name, &crate::writes::patch(), &Patch::Merge(&patch))
                 .await?;
         });
         Ok(())

@@ -9,7 +9,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::Patch;
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Client};
 use serde_json::json;
@@ -85,7 +85,7 @@ impl EventRecorder {
             let api: Api<CoreEvent> = Api::namespaced(self.client.clone(), &namespace);
             let repeat = json!({"count": count + 1, "lastTimestamp": Time(now)});
             match api
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&repeat))
+                .patch(&name, &crate::writes::patch(), &Patch::Merge(&repeat))
                 .await
             {
                 Ok(_) => {
@@ -127,7 +127,7 @@ impl EventRecorder {
             ..Default::default()
         };
         Api::<CoreEvent>::namespaced(self.client.clone(), &namespace)
-            .create(&PostParams::default(), &event)
+            .create(&crate::writes::post(), &event)
             .await?;
         self.remember(key, namespace, name, 1, now).await;
         Ok(())

@@ -2,7 +2,7 @@
 //! (the patches `kube::runtime::finalizer` sends): a concurrent change fails the test
 //! (`Error::Changed`) instead of being overwritten.
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -44,7 +44,7 @@ where
     let patch: json_patch::Patch = serde_json::from_value(ops).expect("static patch");
     api.patch(
         &obj.name_any(),
-        &PatchParams::default(),
+        &crate::writes::patch(),
         &Patch::Json::<()>(patch),
     )
     .await

@@ -7,6 +7,7 @@ mod credentials;
 pub mod error;
 pub mod events;
 mod finalizers;
+mod instrumented;
 mod observe;
 pub mod providers;
 pub mod reconcile;
@@ -20,7 +21,7 @@ mod stores;
 
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
@@ -32,6 +33,8 @@ use kube::{Api, Client, ResourceExt};
 use crate::api::apikey::{ApiKey, ConsumerKind, IssuerKind, StoreKind};
 use crate::api::issuer::{ClusterKeyIssuer, KeyIssuer};
 use crate::api::store::{ClusterKeyStore, KeyStore};
+use crate::telemetry::server::Readiness;
+use crate::telemetry::{Leadership, Metrics};
 use events::EventRecorder;
 use reconcile::{Context, error_policy, reconcile};
 
@@ -40,6 +43,10 @@ use reconcile::{Context, error_policy, reconcile};
 pub struct Settings {
     /// At most this many ApiKeys roll out their consumers at the same time.
     pub max_concurrent_rollouts: usize,
+    /// At most this many ApiKeys reconciled at once, per watched namespace (0: no limit).
+    pub concurrency: u16,
+    /// Which ApiKeys this operator acts on.
+    pub scope: Scope,
     /// What "now" is (tests move it forward).
     pub clock: Arc<clock::Clock>,
     /// The operator's namespace: where a ClusterKeyStore's credentials are read.
@@ -47,47 +54,143 @@ pub struct Settings {
     /// The operator's ServiceAccount, which a ClusterKeyStore's Kubernetes auth presents
     /// unless it names another.
     pub service_account: String,
+    pub metrics: Arc<Metrics>,
+    /// Cleared when this replica loses leadership: no issuer or store call starts after.
+    pub leadership: Arc<Leadership>,
+    /// Set once every ApiKey cache has synced (`/readyz`).
+    pub readiness: Arc<Readiness>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
+        let clock = Arc::<clock::Clock>::default();
         Settings {
             max_concurrent_rollouts: 5,
-            clock: Arc::default(),
+            concurrency: 0,
+            scope: Scope::default(),
+            metrics: Arc::new(Metrics::new(clock.clone())),
+            clock,
             namespace: "apikey-operator".into(),
             service_account: "apikey-operator".into(),
+            leadership: Arc::default(),
+            readiness: Arc::default(),
         }
     }
 }
 
-/// Runs the controller until the process is told to stop.
+/// Which ApiKeys an operator acts on: those in `namespaces` (every namespace when empty)
+/// that match `selector` (every ApiKey when `None`), so installs can shard a cluster.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    pub namespaces: Vec<String>,
+    pub selector: Option<String>,
+}
+
+impl Scope {
+    /// Each watched namespace, or `None` for all of them.
+    pub fn namespaces(&self) -> Vec<Option<&str>> {
+        if self.namespaces.is_empty() {
+            return vec![None];
+        }
+        self.namespaces.iter().map(|ns| Some(ns.as_str())).collect()
+    }
+
+    /// One API per watched namespace, or one over all of them.
+    pub fn apis<K>(&self, client: &Client) -> Vec<Api<K>>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        self.namespaces()
+            .into_iter()
+            .map(|ns| scoped_api(client, ns))
+            .collect()
+    }
+}
+
+/// Runs the controller until its task is dropped.
 pub async fn run(client: Client, settings: Settings) {
+    run_until(client, settings, std::future::pending()).await
+}
+
+/// Runs the controller until `stop` completes (SIGTERM, a lost lease): each ApiKey being
+/// reconciled finishes its step first.
+pub async fn run_until(
+    client: Client,
+    settings: Settings,
+    stop: impl Future<Output = ()> + Send + 'static,
+) {
     let recorder = EventRecorder::new(
         client.clone(),
         "apikey-operator",
         std::env::var("POD_NAME").ok(),
     );
-    let ticks = settings.clock.ticks();
     let ctx = Arc::new(Context::new(client.clone(), recorder, &settings));
-    let apikeys: Api<ApiKey> = Api::all(client.clone());
-    let controller = Controller::new(apikeys, watcher::Config::default());
+    let stop = stop.boxed().shared();
+    let controllers: Vec<_> = settings
+        .scope
+        .namespaces()
+        .into_iter()
+        .map(|ns| controller(ns, &client, &settings, ctx.clone(), stop.clone()))
+        .collect();
+    let caches: Vec<_> = controllers.iter().map(|(c, _)| c.clone()).collect();
+    let readiness = settings.readiness.clone();
+    let synced = async move {
+        for cache in caches {
+            if cache.wait_until_ready().await.is_err() {
+                return;
+            }
+        }
+        readiness.set(true);
+    };
+    let providers = providers::run(ctx.clone(), settings.scope.clone());
+    let controllers = futures::future::join_all(controllers.into_iter().map(|(_, run)| run));
+    // The provider watches never end by themselves: they stop with the controllers.
+    futures::future::select(
+        Box::pin(async move {
+            futures::join!(controllers, synced);
+        }),
+        Box::pin(providers),
+    )
+    .await;
+}
+
+type Stop = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
+
+/// The ApiKey controller over one namespace (or all), with its cache.
+fn controller(
+    namespace: Option<&str>,
+    client: &Client,
+    settings: &Settings,
+    ctx: Arc<Context>,
+    stop: Stop,
+) -> (
+    kube::runtime::reflector::Store<ApiKey>,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let config = match &settings.scope.selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    };
+    let controller = Controller::new(scoped_api::<ApiKey>(client, namespace), config).with_config(
+        kube::runtime::controller::Config::default().concurrency(settings.concurrency),
+    );
     let cache = controller.store();
-    let issuers_and_stores = providers::run(ctx.clone(), cache.clone());
     let issuer_cache = cache.clone();
     let cluster_issuer_cache = cache.clone();
     // Consumers are watched by metadata only; their status is read when reconciling.
     let (deploy_cache, sts_cache, ds_cache) = (cache.clone(), cache.clone(), cache.clone());
     let secret_cache = cache.clone();
     let (store_cache, cluster_store_cache) = (cache.clone(), cache.clone());
+    let ns = namespace;
     // Every Secret by metadata only, uncached (memory does not grow with the cluster's
     // Secrets): ours, and one in the way (SecretConflict) whose deletion must wake the
     // ApiKey at once.
-    let apikeys = controller
-        .watches_stream(metadata_events::<Secret>(&client), move |s| {
+    let run = controller
+        .watches_stream(metadata_events::<Secret>(client, ns), move |s| {
             secret_users(&secret_cache, &s)
         })
         .watches(
-            Api::<KeyIssuer>::all(client.clone()),
+            scoped_api::<KeyIssuer>(client, ns),
             watcher::Config::default(),
             move |issuer| {
                 dependents(
@@ -111,7 +214,7 @@ pub async fn run(client: Client, settings: Settings) {
             },
         )
         .watches(
-            Api::<KeyStore>::all(client.clone()),
+            scoped_api::<KeyStore>(client, ns),
             watcher::Config::default(),
             move |store| {
                 store_users(
@@ -134,29 +237,41 @@ pub async fn run(client: Client, settings: Settings) {
                 )
             },
         )
-        .watches_stream(metadata_events::<Deployment>(&client), move |w| {
+        .watches_stream(metadata_events::<Deployment>(client, ns), move |w| {
             consumers_of(&deploy_cache, ConsumerKind::Deployment, &w)
         })
-        .watches_stream(metadata_events::<StatefulSet>(&client), move |w| {
+        .watches_stream(metadata_events::<StatefulSet>(client, ns), move |w| {
             consumers_of(&sts_cache, ConsumerKind::StatefulSet, &w)
         })
-        .watches_stream(metadata_events::<DaemonSet>(&client), move |w| {
+        .watches_stream(metadata_events::<DaemonSet>(client, ns), move |w| {
             consumers_of(&ds_cache, ConsumerKind::DaemonSet, &w)
         })
-        .reconcile_all_on(ticks)
-        .shutdown_on_signal()
+        .reconcile_all_on(settings.clock.ticks())
+        .graceful_shutdown_on(stop)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "reconcile");
             }
         });
-    futures::join!(apikeys, issuers_and_stores);
+    (cache, run)
+}
+
+/// A namespaced kind's API in `namespace`, or over all namespaces.
+fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 /// Metadata-only changes of one kind of object.
 fn metadata_events<K>(
     client: &Client,
+    namespace: Option<&str>,
 ) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
 where
     K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -167,7 +282,7 @@ where
         + 'static,
 {
     watcher(
-        Api::<PartialObjectMeta<K>>::all(client.clone()),
+        scoped_api::<PartialObjectMeta<K>>(client, namespace),
         watcher::Config::default(),
     )
     .touched_objects()

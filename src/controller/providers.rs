@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -100,44 +99,44 @@ fn holds(ak: &ApiKey, kind: IssuerKind, name: &str, uid: &str, namespace: Option
 
 struct Guard {
     client: Client,
-    apikeys: Store<ApiKey>,
+    /// Where ApiKeys that may hold keys from an issuer live.
+    scope: super::Scope,
     clock: Arc<Clock>,
     ctx: Arc<Context>,
 }
 
-/// Reports whether each issuer and store can be used, and lifts the finalizer of deleting
-/// issuers once no ApiKey (in `apikeys`, the controller's cache) holds a key from them.
-pub async fn run(ctx: Arc<Context>, apikeys: Store<ApiKey>) {
-    if apikeys.wait_until_ready().await.is_err() {
-        return;
-    }
+/// Reports whether each issuer and store in `scope` can be used, and lifts the finalizer
+/// of deleting issuers once no ApiKey holds a key from them.
+pub async fn run(ctx: Arc<Context>, scope: super::Scope) {
     let client = ctx.client.clone();
     let guard = Arc::new(Guard {
         client: client.clone(),
-        apikeys,
+        scope: scope.clone(),
         clock: ctx.clock.clone(),
         ctx,
     });
-    let namespaced = watch(
-        Api::<KeyIssuer>::all(client.clone()),
-        guard.clone(),
-        |i, g| async move {
-            let ns = i.namespace().unwrap_or_default();
-            let api = Api::namespaced(g.client.clone(), &ns);
-            let ready = issuer_readiness(&g, i.as_ref(), &i.spec.config, &ns).await;
-            let recheck = recheck(&ready);
-            report(&g, &api, i.as_ref(), i.status.as_ref(), ready).await?;
-            let released = release(
-                &g,
-                api,
-                i.as_ref(),
-                &i.spec.config,
-                IssuerKind::KeyIssuer,
-                Some(ns),
-            );
-            Ok(released.await?.unwrap_or(recheck))
-        },
-    );
+    let namespaced = scope
+        .apis::<KeyIssuer>(&client)
+        .into_iter()
+        .map(|api| {
+            watch(api, guard.clone(), |i, g| async move {
+                let ns = i.namespace().unwrap_or_default();
+                let api = Api::namespaced(g.client.clone(), &ns);
+                let ready = issuer_readiness(&g, i.as_ref(), &i.spec.config, &ns).await;
+                let recheck = recheck(&ready);
+                report(&g, &api, i.as_ref(), i.status.as_ref(), ready).await?;
+                let released = release(
+                    &g,
+                    api,
+                    i.as_ref(),
+                    &i.spec.config,
+                    IssuerKind::KeyIssuer,
+                    Some(ns),
+                );
+                Ok(released.await?.unwrap_or(recheck))
+            })
+        })
+        .collect::<Vec<_>>();
     let cluster = watch(
         Api::<ClusterKeyIssuer>::all(client.clone()),
         guard.clone(),
@@ -158,17 +157,19 @@ pub async fn run(ctx: Arc<Context>, apikeys: Store<ApiKey>) {
             Ok(released.await?.unwrap_or(recheck))
         },
     );
-    let stores = watch(
-        Api::<KeyStore>::all(client.clone()),
-        guard.clone(),
-        |s, g| async move {
-            let api = Api::namespaced(g.client.clone(), &s.namespace().unwrap_or_default());
-            let ready = store_readiness(&g, s.as_ref(), &s.spec.config, "KeyStore").await;
-            let recheck = recheck(&ready);
-            report(&g, &api, s.as_ref(), s.status.as_ref(), ready).await?;
-            Ok(recheck)
-        },
-    );
+    let stores = scope
+        .apis::<KeyStore>(&client)
+        .into_iter()
+        .map(|api| {
+            watch(api, guard.clone(), |s, g| async move {
+                let api = Api::namespaced(g.client.clone(), &s.namespace().unwrap_or_default());
+                let ready = store_readiness(&g, s.as_ref(), &s.spec.config, "KeyStore").await;
+                let recheck = recheck(&ready);
+                report(&g, &api, s.as_ref(), s.status.as_ref(), ready).await?;
+                Ok(recheck)
+            })
+        })
+        .collect::<Vec<_>>();
     let cluster_stores = watch(
         Api::<ClusterKeyStore>::all(client.clone()),
         guard,
@@ -180,7 +181,12 @@ pub async fn run(ctx: Arc<Context>, apikeys: Store<ApiKey>) {
             Ok(recheck)
         },
     );
-    futures::join!(namespaced, cluster, stores, cluster_stores);
+    futures::join!(
+        futures::future::join_all(namespaced),
+        cluster,
+        futures::future::join_all(stores),
+        cluster_stores
+    );
 }
 
 /// One controller over a provider kind: reconciled on change, and again every `RECHECK`
@@ -308,7 +314,7 @@ where
     }
     api.patch_status(
         &obj.name_any(),
-        &PatchParams::default(),
+        &crate::writes::patch(),
         &Patch::Merge(serde_json::json!({"status": status})),
     )
     .await?;
@@ -340,11 +346,23 @@ where
         issuer.name_any(),
         issuer.meta().uid.clone().unwrap_or_default(),
     );
-    let held = guard
-        .apikeys
-        .state()
-        .iter()
-        .any(|ak| holds(ak, kind, &name, &uid, namespace.as_deref()));
+    // A live list, not a cache: ApiKeys of other shards (other label selectors) hold
+    // keys from the same issuer.
+    let apis = match &namespace {
+        Some(ns) => vec![Api::<ApiKey>::namespaced(guard.client.clone(), ns)],
+        None => guard.scope.apis(&guard.client),
+    };
+    let mut held = false;
+    for api in apis {
+        let apikeys = api.list(&Default::default()).await?;
+        if apikeys
+            .iter()
+            .any(|ak| holds(ak, kind, &name, &uid, namespace.as_deref()))
+        {
+            held = true;
+            break;
+        }
+    }
     if held {
         return Ok(Some(Action::requeue(RECHECK)));
     }

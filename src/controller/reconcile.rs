@@ -11,18 +11,21 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Client, Resource, ResourceExt};
 
-use super::clock::{Clock, after};
+use tracing::Instrument;
+
+use super::clock::{Clock, after, parse_ts};
 use super::error::{Error, backoff};
 use super::events::EventRecorder;
 use super::finalizers;
-use super::rotation::{self, Rollout};
+use super::rotation::{self, Rollout, Step};
 use super::shell::Shell;
 use super::status::report_failure;
 use crate::api::apikey::ApiKey;
+use crate::telemetry::{KeyFacts, Metrics, RotationResult};
 
 pub const FINALIZER: &str = "apikey.dev/cleanup";
 
-pub const MANAGER: &str = "apikey-operator";
+pub use crate::writes::MANAGER;
 
 pub struct Context {
     pub client: Client,
@@ -42,6 +45,8 @@ pub struct Context {
     /// Where ClusterKeyStore credentials live, and the operator's ServiceAccount.
     pub(super) namespace: String,
     pub(super) service_account: String,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) leadership: Arc<crate::telemetry::Leadership>,
 }
 
 impl Context {
@@ -58,6 +63,8 @@ impl Context {
             issuers: Arc::default(),
             namespace: settings.namespace.clone(),
             service_account: settings.service_account.clone(),
+            metrics: settings.metrics.clone(),
+            leadership: settings.leadership.clone(),
         }
     }
 
@@ -115,6 +122,24 @@ pub(super) fn uid(ak: &ApiKey) -> String {
 }
 
 pub async fn reconcile(ak: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Every line logged while reconciling carries which ApiKey, which rotation, what step.
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = %ak.namespace().unwrap_or_default(),
+        apikey = %ak.name_any(),
+        // The rotation in flight, else the one that issued the current key.
+        rotation = ak.status.as_ref().map_or(0, |s| {
+            s.pending_key.as_ref().map_or(s.rotation_count, |p| p.rotation)
+        }),
+        step = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let result = reconcile_traced(ak, ctx.clone()).instrument(span).await;
+    ctx.metrics.reconciled(started.elapsed());
+    result
+}
+
+async fn reconcile_traced(ak: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, Error> {
     if ctx.is_stale(&ak) {
         // Our own last write has not reached the cache yet: wait for it.
         return Ok(Action::requeue(Duration::from_millis(200)));
@@ -149,6 +174,9 @@ pub fn error_policy(ak: Arc<ApiKey>, e: &Error, ctx: Arc<Context>) -> Action {
 
 async fn run(ak: &ApiKey, ctx: &Context) -> Result<Action, Error> {
     let deleting = ak.meta().deletion_timestamp.is_some();
+    let (ns, name) = (ak.namespace().unwrap_or_default(), ak.name_any());
+    ctx.metrics
+        .key(&ns, &name, (!deleting).then(|| key_facts(ak)));
     if !deleting && !ak.finalizers().iter().any(|f| f == FINALIZER) {
         add_finalizer(ak, ctx).await?;
         return Ok(Action::requeue(Duration::ZERO));
@@ -171,7 +199,16 @@ async fn run(ak: &ApiKey, ctx: &Context) -> Result<Action, Error> {
     }
     let step = rotation::decide(&observed);
     shell.queued = rotation::queued(&observed);
-    tracing::debug!(apikey = %ak.name_any(), ?step, "next step");
+    let step_name = format!("{step:?}");
+    let step_name = step_name.split([' ', '{', '(']).next().unwrap_or_default();
+    tracing::Span::current().record("step", step_name);
+    tracing::debug!(?step, "next step");
+    let outcome = match step {
+        Step::Promote => Some(RotationResult::Success),
+        Step::Abandon => Some(RotationResult::Abandoned),
+        _ => None,
+    };
+    let rotating = observed.pending.is_some() || matches!(step, Step::BeginRotation { .. });
     // A spec that cannot be acted on blocks only what depends on it: restoring the Secret
     // and finishing a rollout need nothing but status and the store.
     if let Some(e) = shell.spec_error.take()
@@ -179,7 +216,34 @@ async fn run(ak: &ApiKey, ctx: &Context) -> Result<Action, Error> {
     {
         return Err(e);
     }
-    shell.act(step, &observed).await
+    let acted = shell.act(step, &observed).await;
+    match &acted {
+        Ok(_) => outcome.map(|o| ctx.metrics.rotation(&ns, &name, o)),
+        Err(e) if rotating && !e.is_conflict() => {
+            ctx.metrics.rotation(&ns, &name, RotationResult::Failure);
+            None
+        }
+        Err(_) => None,
+    };
+    acted
+}
+
+/// What the metrics show for `ak`, from its status.
+fn key_facts(ak: &ApiKey) -> KeyFacts {
+    let status = ak.status.as_ref();
+    KeyFacts {
+        issued_at: status
+            .and_then(|s| s.current_key.as_ref())
+            .and_then(|k| parse_ts(&k.issued_at)),
+        next_rotation: status
+            .and_then(|s| s.next_rotation_time.as_deref())
+            .and_then(parse_ts),
+        ready: status.is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        }),
+    }
 }
 
 async fn add_finalizer(ak: &ApiKey, ctx: &Context) -> Result<(), Error> {

@@ -247,7 +247,16 @@ impl<'a> Shell<'a> {
             version: found.version,
             clients: &self.ctx.issuers,
         };
-        Ok(issuer::open(&found.config, &access).await?)
+        let label = match record.kind {
+            IssuerKind::KeyIssuer => format!("KeyIssuer/{}/{}", self.ns, record.name),
+            IssuerKind::ClusterKeyIssuer => format!("ClusterKeyIssuer/{}", record.name),
+        };
+        Ok(super::instrumented::issuer(
+            issuer::open(&found.config, &access).await?,
+            label,
+            &self.ctx.metrics,
+            &self.ctx.leadership,
+        ))
     }
 
     /// The keys status says are issued and distributed: current and, in an overlap,

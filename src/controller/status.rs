@@ -2,7 +2,7 @@
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 
@@ -170,7 +170,7 @@ impl Shell<'_> {
         obj.metadata.resource_version = self.resource_version.clone();
         let api: Api<ApiKey> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         let written = api
-            .replace_status(&self.ak.name_any(), &PostParams::default(), &obj)
+            .replace_status(&self.ak.name_any(), &crate::writes::post(), &obj)
             .await?;
         self.ctx.wrote(&written);
         self.resource_version = written.resource_version();
@@ -276,7 +276,7 @@ pub(super) async fn report_failure(ak: &ApiKey, ctx: &Context, e: &Error) {
         let api: Api<ApiKey> =
             Api::namespaced(ctx.client.clone(), &ak.namespace().unwrap_or_default());
         match api
-            .replace_status(&ak.name_any(), &PostParams::default(), &obj)
+            .replace_status(&ak.name_any(), &crate::writes::post(), &obj)
             .await
         {
             Ok(written) => ctx.wrote(&written),

@@ -8,6 +8,7 @@ use kube::api::Api;
 use kube::{Resource, ResourceExt};
 use secrecy::SecretString;
 
+use super::instrumented;
 use super::reconcile::Context;
 use super::shell::selector_matches;
 use crate::api::apikey::{ApiKey, StoreKind, StoreRecord};
@@ -65,13 +66,14 @@ pub(super) async fn open(
 ) -> Opened {
     let Some(r) = placement else {
         let owner = ak.controller_owner_ref(&()).expect("ApiKeys have uids");
+        let store = Box::new(KubernetesStore::new(
+            ctx.client.clone(),
+            ns,
+            &ak.name_any(),
+            owner,
+        ));
         return Opened {
-            store: Box::new(KubernetesStore::new(
-                ctx.client.clone(),
-                ns,
-                &ak.name_any(),
-                owner,
-            )),
+            store: instrumented::store(store, "kubernetes".into(), &ctx.metrics, &ctx.leadership),
             record: None,
             opened: true,
         };
@@ -134,16 +136,22 @@ pub(super) async fn open(
     }
     .await;
     match opened {
-        Ok(store) => Opened {
-            record: Some(StoreRecord {
-                kind: kind.into(),
-                name: r.name.clone(),
-                location: store.location(),
-                path: r.path.clone(),
-            }),
-            store,
-            opened: true,
-        },
+        Ok(store) => {
+            let label = match r.kind {
+                StoreKind::KeyStore => format!("KeyStore/{ns}/{}", r.name),
+                StoreKind::ClusterKeyStore => format!("ClusterKeyStore/{}", r.name),
+            };
+            Opened {
+                record: Some(StoreRecord {
+                    kind: kind.into(),
+                    name: r.name.clone(),
+                    location: store.location(),
+                    path: r.path.clone(),
+                }),
+                store: instrumented::store(store, label, &ctx.metrics, &ctx.leadership),
+                opened: true,
+            }
+        }
         Err(e) => Opened {
             store: Box::new(Unopened(e)),
             record: None,

@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ObjectMeta, Patch};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
@@ -64,7 +64,7 @@ impl KubernetesStore {
 
     async fn merge(&self, patch: serde_json::Value) -> Result<(), StoreError> {
         self.api
-            .patch(&self.name, &PatchParams::default(), &Patch::Merge(patch))
+            .patch(&self.name, &crate::writes::patch(), &Patch::Merge(patch))
             .await
             .map(|_| ())
             .map_err(unavailable)
@@ -115,7 +115,7 @@ impl KubernetesStore {
             ..Default::default()
         };
         self.api
-            .create(&PostParams::default(), &secret)
+            .create(&crate::writes::post(), &secret)
             .await
             .map(|_| ())
     }

@@ -93,11 +93,14 @@ async fn the_operator_as_its_own_process_fills_the_printer_columns() {
     let crds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
     k.ok(&["apply", "-f", crds.to_str().unwrap()]).await;
     let log = dir.path().join("operator.log");
+    let (metrics, health) = (free_port(), free_port());
     let _operator = tokio::process::Command::new(bin)
-        .args(["run", "--kubeconfig"])
+        .args(["run", "--log-format", "json", "--kubeconfig"])
         .arg(&path)
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+        .args(["--health-addr", &format!("127.0.0.1:{health}")])
         // Everything the operator and its client say, to look for key material in it.
-        .env("RUST_LOG", "debug")
+        .env("APIKEY_OPERATOR_LOG_LEVEL", "debug")
         .stderr(std::fs::File::create(&log).unwrap())
         .kill_on_drop(true)
         .spawn()
@@ -148,18 +151,49 @@ async fn the_operator_as_its_own_process_fills_the_printer_columns() {
         .await;
         keys.push(billing_key(&k).await);
     }
-    // The log tells what was done, one line per step, naming the ApiKey, and never holds
-    // key material, even at debug level.
+    // The log tells what was done, one JSON object per line, each step's line naming the
+    // ApiKey, rotation and step as fields; it never holds key material, even at debug level.
     let logged = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        logged.lines().any(|l| l.contains("INFO")
-            && l.contains("apikey=default/billing")
-            && l.contains("Promote")),
-        "{logged}"
-    );
-    assert!(logged.lines().count() > 50, "a debug log: {logged}");
+    let entries: Vec<serde_json::Value> = logged
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(entries.len() > 50, "a debug log: {logged}");
+    let promoted: Vec<_> = entries
+        .iter()
+        .filter(|l| l["level"] == "INFO" && l["span"]["step"] == "Promote")
+        .collect();
+    assert_eq!(promoted.len(), 3, "{logged}");
+    for (n, line) in promoted.iter().enumerate() {
+        assert_eq!(line["span"]["namespace"], "default");
+        assert_eq!(line["span"]["apikey"], "billing");
+        assert_eq!(line["span"]["rotation"], n as u64 + 1, "{line}");
+    }
     for key in &keys {
         assert!(!logged.contains(key.as_str()), "no key material in the log");
+    }
+
+    // Prometheus sees the rotations, the key's age and readiness; the pod's probes pass.
+    let get = |port: u16, path: &'static str| async move {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        let (http, url) = apikey_operator::https::client(&url, None, PATIENCE).unwrap();
+        let r = http.get(url).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    assert_eq!(get(health, "/healthz").await.0, 200);
+    assert_eq!(get(health, "/readyz").await, (200, "ok".into()));
+    let (status, scraped) = get(metrics, "/metrics").await;
+    assert_eq!(status, 200);
+    for expected in [
+        r#"apikey_rotations_total{namespace="default",name="billing",result="success"} 3"#,
+        r#"apikey_ready{namespace="default",name="billing"} 1"#,
+        r#"apikey_issuer_requests_total{issuer="KeyIssuer/default/generated",code="ok"}"#,
+        r#"apikey_store_requests_total{store="kubernetes",code="ok"}"#,
+        "apikey_operator_leader 1",
+        r#"apikey_key_age_seconds{namespace="default",name="billing"}"#,
+        r#"apikey_next_rotation_timestamp_seconds{namespace="default",name="billing"}"#,
+    ] {
+        assert!(scraped.contains(expected), "{expected} in {scraped}");
     }
     drop(lines);
 }

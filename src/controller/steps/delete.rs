@@ -2,7 +2,7 @@
 //! key the ApiKey holds; a pending key goes under either policy.
 
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use serde_json::json;
@@ -73,7 +73,7 @@ impl Shell<'_> {
                     Err(e) => return Err(e),
                 }
                 self.secrets
-                    .patch(&consumer, &PatchParams::default(), &Patch::Merge(&release))
+                    .patch(&consumer, &crate::writes::patch(), &Patch::Merge(&release))
                     .await?;
             }
             self.store.release().await?;

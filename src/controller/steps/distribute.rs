@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, Patch, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use secrecy::SecretString;
@@ -15,7 +15,6 @@ use super::soon;
 use crate::api::apikey::{DeletionPolicy, KeyStatus, Phase};
 use crate::controller::clock::ts;
 use crate::controller::error::Error;
-use crate::controller::reconcile::MANAGER;
 use crate::controller::secret;
 use crate::controller::shell::Shell;
 use crate::issuer;
@@ -135,7 +134,7 @@ impl Shell<'_> {
         } else {
             let release = json!({"metadata": {"ownerReferences": null}});
             self.secrets
-                .patch(name, &PatchParams::default(), &Patch::Merge(&release))
+                .patch(name, &crate::writes::patch(), &Patch::Merge(&release))
                 .await?;
         }
         Ok(())
@@ -177,11 +176,7 @@ impl Shell<'_> {
         let name = secret::secret_name(self.ak);
         let mut written = self
             .secrets
-            .patch(
-                &name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(body),
-            )
+            .patch(&name, &crate::writes::apply(), &Patch::Apply(body))
             .await?;
         // An apply removes only fields this manager owns: one another writer added (a
         // hand-made `api-key-previous`, say) stays. Remove those at the version just
@@ -196,7 +191,7 @@ impl Shell<'_> {
                 json!({"metadata": {"resourceVersion": written.resource_version()}, "data": data});
             written = self
                 .secrets
-                .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .patch(&name, &crate::writes::patch(), &Patch::Merge(patch))
                 .await?;
         }
         self.secret_version = written.resource_version();

@@ -10,7 +10,6 @@ mod rollout;
 
 use std::time::Duration;
 
-use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use super::error::Error;
@@ -27,8 +26,6 @@ impl Shell<'_> {
         // One line per step that changes something (waiting and idling are not news).
         if !matches!(step, Step::Idle { .. } | Step::WaitForRollout { .. }) {
             tracing::info!(
-                apikey = %format!("{}/{}", self.ns, self.ak.name_any()),
-                rotation = self.status.rotation_count,
                 step = ?step,
                 key = self.status.current_key.as_ref().map(|k| k.id.as_str()).unwrap_or("-"),
                 "step"

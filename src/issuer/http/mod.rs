@@ -2,7 +2,6 @@
 //! (docs/issuer-api.md). One client per issuer generation is shared by every ApiKey that
 //! uses it, so `requestsPerSecond` and a 429's Retry-After hold for the issuer as a whole.
 
-mod gate;
 mod operations;
 
 use std::sync::Arc;
@@ -14,13 +13,13 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use self::gate::Gate;
 use self::operations::{Ops, text};
 use super::{Access, Issuer, IssuerError, MintRequest, MintedKey, Usage};
 use crate::api::apikey::KeyType;
 use crate::api::issuer::{HttpCapabilities, HttpIssuer as Spec};
 use crate::generations::PerGeneration;
 use crate::messages::{bounded, chain};
+use crate::pace::Gate;
 use crate::store::StoreError;
 
 /// Clients by issuer identity (`<uid>@<generation>`).

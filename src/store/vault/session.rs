@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 use vaultrs::api::EndpointMiddleware;
@@ -229,7 +229,7 @@ impl Session {
             ..Default::default()
         };
         let issued = api
-            .create_token_request(name, &PostParams::default(), &request)
+            .create_token_request(name, &crate::writes::post(), &request)
             .await
             .map_err(|e| match e {
                 kube::Error::Api(s) if s.code == 404 => StoreError::Denied(format!(

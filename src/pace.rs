@@ -1,6 +1,6 @@
-//! One issuer's request pace, shared by every ApiKey using it: a token bucket of
-//! `requestsPerSecond` with room for `burst` at once, and a 429's Retry-After pausing all
-//! requests.
+//! A request pace: a token bucket of `per_second` with room for `burst` at once, and a
+//! 429's Retry-After pausing all requests. Each issuer has one, shared by every ApiKey
+//! using it; the Kubernetes client has one (`--kube-qps`, `--kube-burst`).
 
 use std::time::Duration;
 
