@@ -71,6 +71,7 @@ pub struct RequestKey {
 pub struct Hooks {
     faults: Mutex<Vec<Fault>>,
     counts: Mutex<BTreeMap<RequestKey, u64>>,
+    denials: Mutex<Vec<String>>,
     cut: watch::Sender<u64>,
 }
 
@@ -79,6 +80,7 @@ impl Default for Hooks {
         Hooks {
             faults: Mutex::default(),
             counts: Mutex::default(),
+            denials: Mutex::default(),
             cut: watch::channel(0).0,
         }
     }
@@ -129,6 +131,16 @@ impl Hooks {
             .filter(|(k, _)| k.verb == verb && k.resource == resource)
             .map(|(_, n)| n)
             .sum()
+    }
+
+    /// Records a request RBAC refused (its 403 message).
+    pub fn deny(&self, message: String) {
+        self.denials.lock().expect("lock").push(message);
+    }
+
+    /// The 403 messages of every request RBAC refused so far.
+    pub fn denials(&self) -> Vec<String> {
+        self.denials.lock().expect("lock").clone()
     }
 
     pub fn request_counts(&self) -> BTreeMap<RequestKey, u64> {

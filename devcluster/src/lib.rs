@@ -221,6 +221,12 @@ impl DevCluster {
         self.shared.hooks.requests(verb, resource)
     }
 
+    /// The 403 messages of every request RBAC refused so far (with `Config::rbac`): a test
+    /// that runs a controller under its real permissions asserts this stays empty.
+    pub fn denials(&self) -> Vec<String> {
+        self.shared.hooks.denials()
+    }
+
     pub fn request_counts(&self) -> std::collections::BTreeMap<RequestKey, u64> {
         self.shared.hooks.request_counts()
     }

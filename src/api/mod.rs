@@ -49,6 +49,13 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
             *schema = serde_json::from_value(value).expect("a schema stays a schema");
         }
     }
+    for crd in &mut crds {
+        // `helm uninstall` must never take every ApiKey (and so every key) with it.
+        crd.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert("helm.sh/resource-policy".into(), "keep".into());
+    }
     crds
 }
 

@@ -11,15 +11,19 @@ fn repo_path(p: &str) -> std::path::PathBuf {
 
 #[test]
 fn committed_crds_match_the_code() {
-    for crd in api::crds() {
-        let name = crd.metadata.name.clone().unwrap();
-        let path = repo_path(&format!("crds/{name}.yaml"));
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            committed == api::crd_yaml(&crd),
-            "{} is out of date: run `cargo run -- crds --dir crds`",
-            path.display()
-        );
+    for dir in ["crds", "charts/apikey-operator/crds"] {
+        for crd in api::crds() {
+            let name = crd.metadata.name.clone().unwrap();
+            let path = repo_path(&format!("{dir}/{name}.yaml"));
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == api::crd_yaml(&crd),
+                "{} is out of date: run `cargo run -- crds --dir {dir}`",
+                path.display()
+            );
+        }
+        let files = std::fs::read_dir(repo_path(dir)).unwrap().count();
+        assert_eq!(files, api::crds().len(), "{dir} holds only the CRDs");
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod aws;
 mod aws_iam;
+mod chart;
 mod consumers;
 mod correctness;
 mod events;

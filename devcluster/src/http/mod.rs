@@ -159,7 +159,9 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         let allowed = rbac::allowed_by_default(&attrs)
             || rbac::authorize(&shared.api.lock(), &user, &attrs).is_ok();
         if !allowed {
-            let mut e = ApiError::forbidden(attrs.forbidden_message(&user));
+            let message = attrs.forbidden_message(&user);
+            shared.hooks.deny(message.clone());
+            let mut e = ApiError::forbidden(message);
             e.details =
                 Some(json!({"name": attrs.name, "group": attrs.group, "kind": attrs.resource}));
             return e.into_response();
