@@ -199,7 +199,6 @@ where
     Fut: Future<Output = Result<Action, Error>> + Send + 'static,
 {
     Controller::new(api, watcher::Config::default())
-        .shutdown_on_signal()
         .run(reconcile, |_, _, _| Action::requeue(RECHECK), guard)
         .for_each(|_| async {})
 }
