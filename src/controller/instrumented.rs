@@ -52,14 +52,15 @@ struct Counted<T: ?Sized> {
 }
 
 impl Counted<dyn Issuer> {
-    async fn call<T>(
-        &self,
-        f: impl Future<Output = Result<T, IssuerError>>,
+    /// `call` runs only while leading: the request is not even built otherwise.
+    async fn call<'a, T>(
+        &'a self,
+        call: impl FnOnce() -> BoxFuture<'a, Result<T, IssuerError>>,
     ) -> Result<T, IssuerError> {
         if !self.leadership.leading() {
             return Err(IssuerError::Unavailable(DEPOSED.into()));
         }
-        let result = f.await;
+        let result = call().await;
         let code = match &result {
             Ok(_) => "ok",
             Err(IssuerError::Rejected(_)) => "rejected",
@@ -74,35 +75,35 @@ impl Counted<dyn Issuer> {
 
 impl Issuer for Counted<dyn Issuer> {
     fn mint<'a>(&'a self, req: &'a MintRequest) -> BoxFuture<'a, Result<MintedKey, IssuerError>> {
-        self.call(self.inner.mint(req)).boxed()
+        self.call(|| self.inner.mint(req)).boxed()
     }
 
     fn revoke<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), IssuerError>> {
-        self.call(self.inner.revoke(id)).boxed()
+        self.call(|| self.inner.revoke(id)).boxed()
     }
 
     fn verify<'a>(&'a self, key: &'a MintedKey) -> BoxFuture<'a, Result<(), IssuerError>> {
-        self.call(self.inner.verify(key)).boxed()
+        self.call(|| self.inner.verify(key)).boxed()
     }
 
     fn last_used<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Usage>, IssuerError>> {
-        self.call(self.inner.last_used(id)).boxed()
+        self.call(|| self.inner.last_used(id)).boxed()
     }
 
     fn check(&self) -> BoxFuture<'_, Result<(), IssuerError>> {
-        self.call(self.inner.check()).boxed()
+        self.call(|| self.inner.check()).boxed()
     }
 }
 
 impl Counted<dyn KeyStore> {
-    async fn call<T>(
-        &self,
-        f: impl Future<Output = Result<T, StoreError>>,
+    async fn call<'a, T>(
+        &'a self,
+        call: impl FnOnce() -> BoxFuture<'a, Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         if !self.leadership.leading() {
             return Err(StoreError::Unavailable(DEPOSED.into()));
         }
-        let result = f.await;
+        let result = call().await;
         let code = match &result {
             Ok(_) => "ok",
             Err(StoreError::NotFound(_)) => "not_found",
@@ -123,38 +124,91 @@ impl KeyStore for Counted<dyn KeyStore> {
         secret: &'a SecretString,
         slot: Slot,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.call(self.inner.put(id, secret, slot)).boxed()
+        self.call(move || self.inner.put(id, secret, slot)).boxed()
     }
 
     fn promote<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.call(self.inner.promote(id)).boxed()
+        self.call(|| self.inner.promote(id)).boxed()
     }
 
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<SecretString>, StoreError>> {
-        self.call(self.inner.get(id)).boxed()
+        self.call(|| self.inner.get(id)).boxed()
     }
 
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.call(self.inner.delete(id)).boxed()
+        self.call(|| self.inner.delete(id)).boxed()
     }
 
     fn ids(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
-        self.call(self.inner.ids()).boxed()
+        self.call(|| self.inner.ids()).boxed()
     }
 
     fn held(&self) -> BoxFuture<'_, Result<Option<Held>, StoreError>> {
-        self.call(self.inner.held()).boxed()
+        self.call(|| self.inner.held()).boxed()
     }
 
     fn release(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.call(self.inner.release()).boxed()
+        self.call(|| self.inner.release()).boxed()
     }
 
     fn purge(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.call(self.inner.purge()).boxed()
+        self.call(|| self.inner.purge()).boxed()
     }
 
     fn location(&self) -> String {
         self.inner.location()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    /// Counts revocations; mints nothing.
+    struct Revocations(Arc<AtomicU32>);
+
+    impl Issuer for Revocations {
+        fn mint<'a>(&'a self, _: &'a MintRequest) -> BoxFuture<'a, Result<MintedKey, IssuerError>> {
+            async { Err(IssuerError::Rejected("no".into())) }.boxed()
+        }
+
+        fn revoke<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), IssuerError>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            async { Ok(()) }.boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_are_counted_and_a_deposed_leader_makes_none() {
+        let metrics = Arc::new(Metrics::new(Arc::default()));
+        let leadership = Arc::new(Leadership::default());
+        let calls = Arc::new(AtomicU32::new(0));
+        let counted = issuer(
+            Box::new(Revocations(calls.clone())),
+            "KeyIssuer/team/gen".into(),
+            &metrics,
+            &leadership,
+        );
+        counted.revoke("k1").await.unwrap();
+        leadership.set(false);
+        let refused = counted.revoke("k2").await.unwrap_err();
+        assert!(
+            refused.to_string().contains("lost its leader lease"),
+            "{refused}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the issuer saw one call");
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"apikey_issuer_requests_total{issuer="KeyIssuer/team/gen",code="ok"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("unavailable"),
+            "a refused call is not an issuer outage"
+        );
     }
 }
