@@ -6,6 +6,7 @@ mod chart;
 mod consumers;
 mod correctness;
 mod events;
+mod gitops;
 mod ha;
 mod harness;
 mod http_issuer;
