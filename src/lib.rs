@@ -9,6 +9,7 @@ pub mod https;
 pub mod issuer;
 pub mod messages;
 pub mod pace;
+pub mod plugin;
 pub mod reference_issuer;
 pub mod run;
 #[cfg(feature = "devcluster")]

@@ -12,6 +12,7 @@ mod harness;
 mod http_issuer;
 mod issuers;
 mod lifecycle;
+mod plugin;
 mod process;
 mod recovery;
 mod user_surface;
