@@ -40,9 +40,15 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // `run` sets up logging from its flags; the other commands log as text.
+    // `run` sets up logging from its flags; the other commands log as text, the sandbox
+    // only warnings (its own summary says what happens; RUST_LOG shows more).
+    let level = if is_sandbox(&cli.command) {
+        "warn"
+    } else {
+        "info"
+    };
     if !matches!(cli.command, Command::Run(_))
-        && let Err(e) = init_logging(LogFormat::Text, "info")
+        && let Err(e) = init_logging(LogFormat::Text, level)
     {
         eprintln!("error: {e}");
     }
@@ -85,6 +91,15 @@ async fn reference_issuer(
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("reference issuer serving the Issuer API v1 at http://{addr}");
     issuer.serve(listener).await.map_err(|e| e.to_string())
+}
+
+fn is_sandbox(command: &Command) -> bool {
+    #[cfg(feature = "devcluster")]
+    if matches!(command, Command::Dev(_)) {
+        return true;
+    }
+    let _ = command;
+    false
 }
 
 fn crds(dir: Option<PathBuf>) -> Result<(), String> {

@@ -183,6 +183,7 @@ pub enum StoreKind {
 #[serde(rename_all = "camelCase")]
 // One field holding two things would put a key where an id is shown (status, events).
 #[x_kube(validation = Rule::new(DISTINCT_FIELDS).message("secret.currentKeyField, keyIdField, previousKeyField and previousKeyIdField must all differ"))]
+#[x_kube(validation = Rule::new(TEMPLATE_FIELDS).message("secret.template must not name currentKeyField, keyIdField, previousKeyField or previousKeyIdField: those fields hold the keys themselves"))]
 pub struct SecretTemplate {
     /// Default: the ApiKey's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -213,6 +214,13 @@ pub struct SecretTemplate {
     #[schemars(extend("maxProperties" = limits::SECRET_METADATA_ENTRIES, "additionalProperties" = {"type": "string", "maxLength": limits::ANNOTATION_VALUE}))]
     /// Annotations copied onto the Secret (at most 64).
     pub annotations: BTreeMap<String, String>,
+    /// More Secret fields rendered from the key with a template (MiniJinja, a Jinja2
+    /// subset): field name → template, e.g. `.env: "WIDGETJAR_KEY={{ key }}"`. Variables:
+    /// key, keyId, fingerprint, previousKey and previousKeyId (none outside an overlap),
+    /// name, namespace. Filters include tojson and urlencode. At most 16 fields.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = limits::SECRET_TEMPLATES, "additionalProperties" = {"type": "string", "maxLength": limits::SECRET_TEMPLATE}))]
+    pub template: BTreeMap<String, String>,
 }
 
 /// Five cron fields (minute hour day-of-month month day-of-week) of the characters each
@@ -221,6 +229,8 @@ const CRON_PATTERN: &str =
     r"^[0-9*/,-]+ +[0-9*/,-]+ +[0-9*/,?LW-]+ +[0-9A-Za-z*/,-]+ +[0-9A-Za-z*/,?L#-]+$";
 
 const DISTINCT_FIELDS: &str = "self.currentKeyField != self.keyIdField && self.currentKeyField != self.previousKeyField && self.currentKeyField != self.previousKeyIdField && self.keyIdField != self.previousKeyField && self.keyIdField != self.previousKeyIdField && self.previousKeyField != self.previousKeyIdField";
+
+const TEMPLATE_FIELDS: &str = "!has(self.template) || [self.currentKeyField, self.keyIdField, self.previousKeyField, self.previousKeyIdField].all(f, !(f in self.template))";
 
 fn field_current() -> String {
     "api-key".into()
@@ -245,6 +255,7 @@ impl Default for SecretTemplate {
             previous_key_id_field: field_previous_id(),
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
+            template: BTreeMap::new(),
         }
     }
 }

@@ -43,6 +43,9 @@ pub const SHORT: u32 = 64;
 pub const IDENTIFIER: u32 = 256;
 /// Labels or annotations copied onto the consumer Secret.
 pub const SECRET_METADATA_ENTRIES: u32 = 64;
+/// Templated fields in the consumer Secret, and the length of each template.
+pub const SECRET_TEMPLATES: u32 = 16;
+pub const SECRET_TEMPLATE: u32 = 8192;
 /// A label value (Kubernetes allows 63 characters).
 pub const LABEL_VALUE: u32 = 63;
 /// An annotation value copied onto the Secret.

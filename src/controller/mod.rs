@@ -18,6 +18,7 @@ mod shell;
 mod status;
 mod steps;
 mod stores;
+mod templates;
 
 use std::sync::Arc;
 

@@ -228,7 +228,9 @@ impl Shell<'_> {
             issuer: &p.issuer,
             minted_for: &p.minted_for,
         });
-        Ok(Some(secret::render(self.ak, &current, previous.as_ref())))
+        secret::render(self.ak, &current, previous.as_ref())
+            .map(Some)
+            .map_err(Error::InvalidSpec)
     }
 
     pub(super) async fn rollout_state(&self) -> Result<Rollout, Error> {

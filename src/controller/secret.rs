@@ -10,6 +10,7 @@ use kube::{Resource, ResourceExt};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::reconcile::MANAGER;
+use super::templates;
 use serde::{Deserialize, Serialize};
 
 use crate::api::apikey::{ApiKey, IssuerRecord};
@@ -43,7 +44,12 @@ pub fn secret_name(ak: &ApiKey) -> String {
     ak.spec.secret.name.clone().unwrap_or_else(|| ak.name_any())
 }
 
-pub fn render(ak: &ApiKey, current: &Held<'_>, previous: Option<&Held<'_>>) -> Secret {
+/// The Secret as it should be; an error only from `spec.secret.template`.
+pub fn render(
+    ak: &ApiKey,
+    current: &Held<'_>,
+    previous: Option<&Held<'_>>,
+) -> Result<Secret, String> {
     let t = &ak.spec.secret;
     let bytes = |s: &SecretString| ByteString(s.expose_secret().as_bytes().to_vec());
     let mut data = BTreeMap::from([
@@ -59,6 +65,17 @@ pub fn render(ak: &ApiKey, current: &Held<'_>, previous: Option<&Held<'_>>) -> S
             t.previous_key_id_field.clone(),
             ByteString(p.id.as_bytes().to_vec()),
         );
+    }
+    let vars = templates::Vars {
+        key: current.secret,
+        key_id: current.id,
+        fingerprint: current.fingerprint,
+        previous: previous.map(|p| (p.id, p.secret)),
+        name: &ak.name_any(),
+        namespace: &ak.namespace().unwrap_or_default(),
+    };
+    for (field, value) in templates::render(&t.template, &vars)? {
+        data.insert(field, ByteString(value.into_bytes()));
     }
     let mut labels = t.labels.clone();
     labels.insert(NAME_LABEL.into(), ak.name_any());
@@ -79,7 +96,7 @@ pub fn render(ak: &ApiKey, current: &Held<'_>, previous: Option<&Held<'_>>) -> S
         PROVENANCE_ANNOTATION.into(),
         serde_json::to_string(&provenance).expect("provenance serializes"),
     );
-    Secret {
+    Ok(Secret {
         metadata: ObjectMeta {
             name: Some(secret_name(ak)),
             namespace: ak.namespace(),
@@ -94,11 +111,12 @@ pub fn render(ak: &ApiKey, current: &Held<'_>, previous: Option<&Held<'_>>) -> S
         type_: Some("Opaque".into()),
         data: Some(data),
         ..Default::default()
-    }
+    })
 }
 
-/// The label or annotation keys (`section`: `f:labels`, `f:annotations`) the operator's
-/// applies own on a Secret, from its managedFields.
+/// The label, annotation or data keys (`section`: `/f:metadata/f:labels`,
+/// `/f:metadata/f:annotations`, `/f:data`) the operator's applies own on a Secret, from
+/// its managedFields.
 fn applied_keys(actual: &Secret, section: &str) -> Vec<String> {
     actual
         .metadata
@@ -109,7 +127,7 @@ fn applied_keys(actual: &Secret, section: &str) -> Vec<String> {
             m.manager.as_deref() == Some(MANAGER) && m.operation.as_deref() == Some("Apply")
         })
         .filter_map(|m| m.fields_v1.as_ref())
-        .filter_map(|f| f.0.pointer(&format!("/f:metadata/{section}"))?.as_object())
+        .filter_map(|f| f.0.pointer(section)?.as_object())
         .flat_map(|keys| {
             keys.keys()
                 .filter_map(|k| k.strip_prefix("f:"))
@@ -158,17 +176,23 @@ pub fn in_sync(ak: &ApiKey, desired: &Secret, actual: &Secret) -> bool {
         &t.key_id_field,
         &t.previous_key_field,
         &t.previous_key_id_field,
-    ];
+    ]
+    .into_iter()
+    .chain(t.template.keys());
     let dropped = |section: &str, wanted: &Option<BTreeMap<String, String>>| {
         applied_keys(actual, section)
             .iter()
             .any(|k| wanted.as_ref().is_none_or(|w| !w.contains_key(k)))
     };
-    fields.iter().all(|f| want.get(*f) == have.get(*f))
+    let dropped_data = applied_keys(actual, "/f:data")
+        .iter()
+        .any(|k| !want.contains_key(k));
+    fields.into_iter().all(|f| want.get(f) == have.get(f))
         && contains(&desired.metadata.labels, &actual.metadata.labels)
         && contains(&desired.metadata.annotations, &actual.metadata.annotations)
-        && !dropped("f:labels", &desired.metadata.labels)
-        && !dropped("f:annotations", &desired.metadata.annotations)
+        && !dropped("/f:metadata/f:labels", &desired.metadata.labels)
+        && !dropped("/f:metadata/f:annotations", &desired.metadata.annotations)
+        && !dropped_data
 }
 
 /// Keys a Secret offers: the current one and, during an overlap, the previous one, with
@@ -284,7 +308,7 @@ mod tests {
             issuer: &issuer,
             minted_for: "spec-a",
         };
-        let s = render(&ak, &current, Some(&previous));
+        let s = render(&ak, &current, Some(&previous)).unwrap();
         let data = s.data.clone().unwrap();
         assert_eq!(data["api-key"].0, b"key-b");
         assert_eq!(data["api-key-id"].0, b"id-b");
@@ -316,7 +340,7 @@ mod tests {
             in_sync(&ak, &s, &extra),
             "fields others added are not drift"
         );
-        let only_current = render(&ak, &current, None);
+        let only_current = render(&ak, &current, None).unwrap();
         assert!(
             !in_sync(&ak, &only_current, &s),
             "a previous key left behind is drift"

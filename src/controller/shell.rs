@@ -100,6 +100,9 @@ impl<'a> Shell<'a> {
         {
             problems.push(e);
         }
+        if let Err(e) = super::templates::check(&ak.spec.secret.template) {
+            problems.push(e);
+        }
         let spec_error = (!problems.is_empty()).then(|| Error::InvalidSpec(problems.join("; ")));
         let mut scopes = ak.spec.scopes.clone();
         scopes.sort();

@@ -9,7 +9,7 @@ mod tools;
 pub use kubectl::Kubectl;
 pub use moto::{Moto, REGION};
 pub use openbao::OpenBao;
-pub use tools::{free_port, require};
+pub use tools::{free_port, require, venv};
 
 use std::fmt::Debug;
 use std::time::Duration;

@@ -15,5 +15,6 @@ mod lifecycle;
 mod plugin;
 mod process;
 mod recovery;
+mod templates;
 mod user_surface;
 mod vault;

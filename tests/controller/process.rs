@@ -4,30 +4,86 @@ use crate::support::Kubectl;
 use crate::support::*;
 
 #[tokio::test]
-async fn the_dev_sandbox_runs_the_operator_for_the_examples() {
+async fn the_dev_sandbox_runs_the_quickstart_a_rotation_and_the_examples() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dev.kubeconfig");
+    let bao_dir = venv().join("bin");
+    require("bao", &bao_dir.join("bao"));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_apikey-operator"))
-        .args(["dev", "--rollout-seconds", "0.05", "--kubeconfig"])
+        .args([
+            "dev",
+            "--vault",
+            "--rollout-seconds",
+            "0.05",
+            "--kubeconfig",
+        ])
         .arg(&path)
+        .env(
+            "PATH",
+            format!("{}:{}", bao_dir.display(), std::env::var("PATH").unwrap()),
+        )
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines =
-        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
-    let running = async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.starts_with("apikey-operator running") {
-                return;
-            }
-        }
-        panic!("the sandbox exited");
-    };
-    tokio::time::timeout(PATIENCE, running)
-        .await
-        .expect("the sandbox starts");
+    let mut said = Said(tokio::io::AsyncBufReadExt::lines(
+        tokio::io::BufReader::new(child.stdout.take().unwrap()),
+    ));
+    said.line(|l| l.starts_with("OpenBao dev server at http://127.0.0.1:"))
+        .await;
+    said.line(|l| l.starts_with("applied examples/quickstart"))
+        .await;
+    said.line(|l| l.starts_with("apikey-operator running"))
+        .await;
     let k = Kubectl::new(&std::fs::read_to_string(&path).unwrap());
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "clusterkeystore/vault",
+        "--timeout=20s",
+    ])
+    .await;
+
+    // The quickstart key rotates (by request here, not to wait a minute); the summary on
+    // the terminal follows it to the revocation of the old key.
+    said.line(|l| l.ends_with("default/quickstart  rotation 1: Ready"))
+        .await;
+    k.ok(&["annotate", "ak", "quickstart", "apikey.dev/rotate=smoke"])
+        .await;
+    let rotated = said
+        .line(|l| l.contains("default/quickstart  rotated: key gen-"))
+        .await;
+    said.line(|l| l.ends_with("rotation 2: Overlapping")).await;
+    k.ok(&[
+        "annotate",
+        "ak",
+        "quickstart",
+        "apikey.dev/revoke-previous=smoke",
+    ])
+    .await;
+    let revoked = said
+        .line(|l| l.contains("default/quickstart  revoked the previous key"))
+        .await;
+    let old = rotated.split(' ').rev().nth(2).unwrap();
+    assert!(revoked.ends_with(old), "{rotated} / {revoked}");
+    let env = k
+        .ok(&[
+            "get",
+            "secret",
+            "quickstart-api-key",
+            "-o",
+            "jsonpath={.data.\\.env}",
+        ])
+        .await;
+    let env = String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, env.trim()).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        env.starts_with("WIDGETJAR_API_KEY=qs_"),
+        "the templated field: {env}"
+    );
+
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/basic");
     k.ok(&["apply", "-f", examples.to_str().unwrap()]).await;
     k.ok(&[
@@ -68,7 +124,26 @@ async fn the_dev_sandbox_runs_the_operator_for_the_examples() {
     )
     .unwrap();
     assert!(key.starts_with("pk_"), "a publishable WidgetJar key");
-    drop(lines);
+}
+
+/// What a process printed, line by line.
+struct Said(tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>);
+
+impl Said {
+    /// The next line that `matches` (skipping the others); fails after PATIENCE.
+    async fn line(&mut self, matches: impl Fn(&str) -> bool) -> String {
+        let found = async {
+            while let Some(line) = self.0.next_line().await.unwrap() {
+                if matches(&line) {
+                    return line;
+                }
+            }
+            panic!("the process exited");
+        };
+        tokio::time::timeout(PATIENCE, found)
+            .await
+            .expect("the line is printed in time")
+    }
 }
 
 #[tokio::test]
