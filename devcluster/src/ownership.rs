@@ -129,7 +129,25 @@ fn same_at(a: &Value, b: &Value, p: &[Element]) -> bool {
         Some(Element::Key(_) | Element::Value(_)) => {
             fieldset::value_at(a, p).is_some() == fieldset::value_at(b, p).is_some()
         }
-        _ => fieldset::value_at(a, p) == fieldset::value_at(b, p),
+        _ => match (fieldset::value_at(a, p), fieldset::value_at(b, p)) {
+            (Some(x), Some(y)) => equal(x, y),
+            (x, y) => x == y,
+        },
+    }
+}
+
+/// Value equality as structured-merge-diff compares: numbers by value, so `0` and `0.0`
+/// (a YAML float where the live object holds an int) are the same, not a conflict.
+fn equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| equal(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w)))
+        }
+        _ => a == b,
     }
 }
 
@@ -384,5 +402,16 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(conflict[0].manager, "kubectl-edit");
+    }
+
+    #[test]
+    fn numbers_are_equal_by_value_as_structured_merge_diff_compares_them() {
+        assert!(equal(
+            &json!({"minimum": 0, "l": [1, 2]}),
+            &json!({"minimum": 0.0, "l": [1.0, 2]})
+        ));
+        assert!(!equal(&json!({"minimum": 0}), &json!({"minimum": 0.5})));
+        assert!(!equal(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
+        assert!(!equal(&json!([1]), &json!([1, 1])));
     }
 }

@@ -1,5 +1,6 @@
 //! Kubernetes protobuf request bodies, for the kinds kubectl's typed commands write
-//! (`kubectl create secret|configmap|namespace|serviceaccount|token`, `kubectl auth can-i`).
+//! (`kubectl create secret|configmap|namespace|serviceaccount|token`, `kubectl auth can-i`)
+//! and the DeleteOptions client-go sends with a delete (Helm's).
 //! A body is the `k8s\0` magic and a `runtime.Unknown` envelope around the object's
 //! message; each kind is decoded by a table of its field numbers from Kubernetes'
 //! `generated.proto` and turned into the JSON the rest of the server handles.
@@ -151,12 +152,26 @@ const SELF_SUBJECT_ACCESS_REVIEW: &[Field] = &[
     ),
 ];
 
+/// meta/v1 `DeleteOptions` (client-go sends them in protobuf on deletes, e.g. Helm).
+const DELETE_OPTIONS: &[Field] = &[
+    f(1, "gracePeriodSeconds", Kind::Int),
+    f(
+        2,
+        "preconditions",
+        Kind::Msg(&[f(1, "uid", Kind::Str), f(2, "resourceVersion", Kind::Str)]),
+    ),
+    f(3, "orphanDependents", Kind::Bool),
+    f(4, "propagationPolicy", Kind::Str),
+    list(5, "dryRun", Kind::Str),
+];
+
 fn schema(api_version: &str, kind: &str) -> Option<&'static [Field]> {
     Some(match (api_version, kind) {
         ("v1", "Secret") => SECRET,
         ("v1", "ConfigMap") => CONFIG_MAP,
         ("v1", "Namespace") => NAMESPACE,
         ("v1", "ServiceAccount") => SERVICE_ACCOUNT,
+        ("v1" | "meta.k8s.io/v1", "DeleteOptions") => DELETE_OPTIONS,
         ("authentication.k8s.io/v1", "TokenRequest") => TOKEN_REQUEST,
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => SELF_SUBJECT_ACCESS_REVIEW,
         _ => return None,
@@ -377,5 +392,26 @@ mod tests {
         );
         assert_eq!(v["kind"], "Secret");
         assert!(decode(b"not protobuf").is_err());
+    }
+
+    #[test]
+    fn decodes_delete_options() {
+        let mut pre = Vec::new();
+        bytes_field(2, b"42", &mut pre);
+        let mut options = Vec::new();
+        varint(1 << 3, &mut options);
+        varint(0, &mut options);
+        bytes_field(2, &pre, &mut options);
+        bytes_field(4, b"Background", &mut options);
+        let mut type_meta = Vec::new();
+        bytes_field(1, b"v1", &mut type_meta);
+        bytes_field(2, b"DeleteOptions", &mut type_meta);
+        let mut body = MAGIC.to_vec();
+        bytes_field(1, &type_meta, &mut body);
+        bytes_field(2, &options, &mut body);
+        let v = decode(&body).unwrap();
+        assert_eq!(v["gracePeriodSeconds"], 0);
+        assert_eq!(v["preconditions"], json!({"resourceVersion": "42"}));
+        assert_eq!(v["propagationPolicy"], "Background");
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::{apps, coordination, core, events, rbac};
+use k8s_openapi::api::{apps, coordination, core, events, policy, rbac};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -380,6 +380,18 @@ fn builtin_types() -> Vec<ResourceType> {
                 .categories(&["all"])
                 .with_status(Spec)
                 .table(TableKind::DaemonSet),
+        ),
+        builtin::<policy::v1::PodDisruptionBudget>(
+            kind_of(
+                "policy",
+                "v1",
+                "PodDisruptionBudget",
+                "poddisruptionbudgets",
+                true,
+            )
+            .short(&["pdb"])
+            .with_status(Spec)
+            .table(TableKind::CreatedAt),
         ),
         builtin::<coordination::v1::Lease>(
             kind_of("coordination.k8s.io", "v1", "Lease", "leases", true).table(TableKind::Lease),
