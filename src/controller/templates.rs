@@ -84,9 +84,7 @@ pub fn render(
             message
         };
         let template = env.template_from_named_str(field, source).map_err(failed)?;
-        let value = template
-            .render(context.clone())
-            .map_err(failed)?;
+        let value = template.render(context.clone()).map_err(failed)?;
         if value.len() > MAX_RENDERED {
             return Err(format!(
                 "secret.template[{field:?}] renders to more than {} KiB",

@@ -14,6 +14,7 @@ mod issuers;
 mod lifecycle;
 mod plugin;
 mod process;
+mod readme;
 mod recovery;
 mod templates;
 mod user_surface;
