@@ -92,3 +92,28 @@ where
         self.inner.call(request)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_beyond_the_burst_wait_for_the_rate() {
+        let pace = Pace(Arc::new(Gate::new(Some(2), Some(2))));
+        let mut service = pace.layer(tower::service_fn(|n: u32| async move {
+            Ok::<_, std::convert::Infallible>(n)
+        }));
+        let start = Instant::now();
+        for n in 0..6 {
+            let answered = service.ready().await.unwrap().call(n).await.unwrap();
+            assert_eq!(answered, n);
+        }
+        // Two at once, then four at two per second.
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+}

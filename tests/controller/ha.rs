@@ -85,7 +85,7 @@ async fn a_follower_takes_over_from_a_leader_killed_mid_rotation_and_finishes_it
 
     // The other replica leads once the Lease expires, and revokes the old key after the
     // rollout and the overlap: the rotation the dead leader started is finished.
-    let lease = wait(leases, "apikey-operator", |l: Option<&Lease>| {
+    let lease = wait(leases.clone(), "apikey-operator", |l: Option<&Lease>| {
         l.and_then(holder).is_some_and(|h| h != leader)
     })
     .await;
@@ -101,7 +101,25 @@ async fn a_follower_takes_over_from_a_leader_killed_mid_rotation_and_finishes_it
     .await;
     assert_eq!(done.status.as_ref().unwrap().rotation_count, 2);
     assert_ne!(current_id(&done), first_key);
+    // SIGTERM: the leader finishes its steps and releases the Lease at once, so a
+    // successor need not wait for it to expire.
+    let (_, process) = replicas
+        .iter_mut()
+        .find(|(name, _)| *name == follower)
+        .unwrap();
+    let pid = process.id().unwrap().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(term.unwrap().success());
+    let exited = tokio::time::timeout(PATIENCE, process.wait()).await;
+    assert!(exited.expect("it stops").unwrap().success(), "a clean exit");
+    wait(leases, "apikey-operator", |l: Option<&Lease>| {
+        l.is_some_and(|l| holder(l).is_none())
+    })
+    .await;
     let log = std::fs::read_to_string(dir.path().join(format!("{follower}.log"))).unwrap();
+    assert!(log.contains("released the leader lease"), "{log}");
     assert!(log.contains("leading"), "{log}");
     assert!(
         log.contains("RevokePrevious"),

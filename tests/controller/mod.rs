@@ -16,6 +16,7 @@ mod plugin;
 mod process;
 mod readme;
 mod recovery;
+mod scope;
 mod templates;
 mod user_surface;
 mod vault;

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use apikey_operator::api::apikey::ApiKey;
+use apikey_operator::api::apikey::{ApiKey, Phase};
 use kube::ResourceExt;
 use kube::api::Api;
 use serde_json::json;
@@ -68,7 +68,12 @@ async fn kubectl_apikey_shows_rotates_ends_overlaps_and_suspends() {
     )
     .await;
     let apikeys: Api<ApiKey> = t.api("default");
-    let first = wait(apikeys.clone(), "billing", ready).await;
+    // Ready, and its consumer rolled out (the first key's rollout done).
+    let first = wait(apikeys.clone(), "billing", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .is_some_and(|s| s.phase == Some(Phase::Ready))
+    })
+    .await;
     let first_id = current_id(&first);
 
     let (ok, table, _) = run(&["status"]).await;

@@ -386,6 +386,8 @@ spec:
         logged.contains("vaultrs") || logged.contains("rustify"),
         "the Vault client's own trace is in the log"
     );
+    // Text logs written to a file are plain: no colour escapes for a collector to index.
+    assert!(!logged.contains('\u{1b}'), "no ANSI escapes in a log file");
     for secret in &secrets {
         assert!(!logged.contains(secret.as_str()), "a secret is in the log");
     }
