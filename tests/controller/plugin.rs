@@ -70,8 +70,11 @@ async fn kubectl_apikey_shows_rotates_ends_overlaps_and_suspends() {
     let apikeys: Api<ApiKey> = t.api("default");
     // Ready, and its consumer rolled out (the first key's rollout done).
     let first = wait(apikeys.clone(), "billing", |a: Option<&ApiKey>| {
-        a.and_then(|a| a.status.as_ref())
-            .is_some_and(|s| s.phase == Some(Phase::Ready))
+        a.and_then(|a| a.status.as_ref()).is_some_and(|s| {
+            s.phase == Some(Phase::Ready)
+                && !s.consumers.is_empty()
+                && s.consumers.iter().all(|c| c.rolled_out)
+        })
     })
     .await;
     let first_id = current_id(&first);
