@@ -115,17 +115,15 @@ pub fn render(
 }
 
 /// The label, annotation or data keys (`section`: `/f:metadata/f:labels`,
-/// `/f:metadata/f:annotations`, `/f:data`) the operator's applies own on a Secret, from
-/// its managedFields.
-fn applied_keys(actual: &Secret, section: &str) -> Vec<String> {
+/// `/f:metadata/f:annotations`, `/f:data`) the operator owns on a Secret, from its
+/// managedFields: through its applies, or through the create that made the Secret.
+fn owned_keys(actual: &Secret, section: &str) -> Vec<String> {
     actual
         .metadata
         .managed_fields
         .iter()
         .flatten()
-        .filter(|m| {
-            m.manager.as_deref() == Some(MANAGER) && m.operation.as_deref() == Some("Apply")
-        })
+        .filter(|m| m.manager.as_deref() == Some(MANAGER))
         .filter_map(|m| m.fields_v1.as_ref())
         .filter_map(|f| f.0.pointer(section)?.as_object())
         .flat_map(|keys| {
@@ -136,29 +134,74 @@ fn applied_keys(actual: &Secret, section: &str) -> Vec<String> {
         .collect()
 }
 
-/// The operator-managed key fields the Secret holds but must not (a previous key after
-/// its overlap, left because another writer owns the field: an apply cannot remove it).
-pub fn stray_fields(ak: &ApiKey, desired: &Secret, actual: &Secret) -> Vec<String> {
+/// The keys of `section` the Secret holds that the operator manages but no longer wants:
+/// the four key fields (a previous key after its overlap) and anything it owns that the
+/// template dropped.
+fn strays(
+    section: &str,
+    managed: &[&String],
+    want: Option<&BTreeMap<String, impl Sized>>,
+    have: Option<&BTreeMap<String, impl Sized>>,
+    actual: &Secret,
+) -> BTreeMap<String, serde_json::Value> {
+    let owned = owned_keys(actual, section);
+    managed
+        .iter()
+        .map(|k| k.to_string())
+        .chain(owned)
+        .filter(|k| {
+            want.is_none_or(|w| !w.contains_key(k)) && have.is_some_and(|h| h.contains_key(k))
+        })
+        .map(|k| (k, serde_json::Value::Null))
+        .collect()
+}
+
+/// A merge patch removing what the Secret holds of this ApiKey's that `desired` does not
+/// (left because another writer, or the operator's own create, co-owns it, so an apply
+/// cannot remove it); `None` when there is nothing to remove.
+pub fn stray_patch(ak: &ApiKey, desired: &Secret, actual: &Secret) -> Option<serde_json::Value> {
     let t = &ak.spec.secret;
-    let (want, have) = (desired.data.as_ref(), actual.data.as_ref());
-    [
+    let key_fields = [
         &t.current_key_field,
         &t.key_id_field,
         &t.previous_key_field,
         &t.previous_key_id_field,
-    ]
-    .into_iter()
-    .filter(|f| {
-        want.is_none_or(|w| !w.contains_key(*f)) && have.is_some_and(|h| h.contains_key(*f))
-    })
-    .cloned()
-    .collect()
+    ];
+    let (dm, am) = (&desired.metadata, &actual.metadata);
+    let data = strays(
+        "/f:data",
+        &key_fields,
+        desired.data.as_ref(),
+        actual.data.as_ref(),
+        actual,
+    );
+    let labels = strays(
+        "/f:metadata/f:labels",
+        &[],
+        dm.labels.as_ref(),
+        am.labels.as_ref(),
+        actual,
+    );
+    let annotations = strays(
+        "/f:metadata/f:annotations",
+        &[],
+        dm.annotations.as_ref(),
+        am.annotations.as_ref(),
+        actual,
+    );
+    if data.is_empty() && labels.is_empty() && annotations.is_empty() {
+        return None;
+    }
+    Some(serde_json::json!({
+        "metadata": {"resourceVersion": am.resource_version, "labels": labels, "annotations": annotations},
+        "data": data,
+    }))
 }
 
 /// Whether `actual` carries what `desired` says in the fields this ApiKey manages — the
-/// four key fields (the previous ones absent when there is no previous key) and its
-/// labels and annotations, none of which linger once the template drops them. Fields
-/// others added are theirs to keep.
+/// key fields (the previous ones absent when there is no previous key), the templated
+/// fields, and its labels and annotations, none of which linger once the template drops
+/// them. Fields others added are theirs to keep.
 pub fn in_sync(ak: &ApiKey, desired: &Secret, actual: &Secret) -> bool {
     let contains = |want: &Option<BTreeMap<String, String>>,
                     have: &Option<BTreeMap<String, String>>| {
@@ -179,20 +222,10 @@ pub fn in_sync(ak: &ApiKey, desired: &Secret, actual: &Secret) -> bool {
     ]
     .into_iter()
     .chain(t.template.keys());
-    let dropped = |section: &str, wanted: &Option<BTreeMap<String, String>>| {
-        applied_keys(actual, section)
-            .iter()
-            .any(|k| wanted.as_ref().is_none_or(|w| !w.contains_key(k)))
-    };
-    let dropped_data = applied_keys(actual, "/f:data")
-        .iter()
-        .any(|k| !want.contains_key(k));
     fields.into_iter().all(|f| want.get(f) == have.get(f))
         && contains(&desired.metadata.labels, &actual.metadata.labels)
         && contains(&desired.metadata.annotations, &actual.metadata.annotations)
-        && !dropped("/f:metadata/f:labels", &desired.metadata.labels)
-        && !dropped("/f:metadata/f:annotations", &desired.metadata.annotations)
-        && !dropped_data
+        && stray_patch(ak, desired, actual).is_none()
 }
 
 /// Keys a Secret offers: the current one and, during an overlap, the previous one, with

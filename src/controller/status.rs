@@ -240,7 +240,13 @@ pub(super) fn set_condition(
 /// wins; the retry reports).
 pub(super) async fn report_failure(ak: &ApiKey, ctx: &Context, e: &Error) {
     let mut status = ak.status.clone().unwrap_or_default();
-    let distributed = status.current_key.is_some();
+    // A key is distributed once Ready said so: a first key recorded in status whose
+    // Secret write then failed is not.
+    let distributed = status.current_key.is_some()
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
     let message = e.to_string();
     // Rotating says why a rotation does not go on (so it never reads "Issuing" beside a
     // failure); Ready too, when no key was distributed yet. PHASE tells a failure that

@@ -43,7 +43,10 @@ async fn a_deleted_or_edited_secret_is_restored() {
         .delete("drift", &DeleteParams::default())
         .await
         .unwrap();
-    let restored = wait(secrets, "drift", |s: Option<&Secret>| s.is_some()).await;
+    let restored = wait(secrets, "drift", |s: Option<&Secret>| {
+        s.and_then(|s| data(s, "api-key-id")).is_some()
+    })
+    .await;
     assert_eq!(
         data(&restored, "api-key-id").unwrap(),
         id,
@@ -93,6 +96,54 @@ async fn a_secret_replaced_while_being_restored_is_not_taken_over() {
     .await;
     wait(apikeys, "raced", reason_is("Rotating", "SecretConflict")).await;
     let theirs = secrets.get("raced").await.unwrap();
+    assert_eq!(data(&theirs, "api-key").unwrap(), "theirs");
+    assert!(theirs.owner_references().is_empty(), "not taken over");
+}
+
+/// The consumer Secret was absent when the reconcile observed the world; someone else's
+/// Secret takes the name before the operator writes it. The operator creates its Secret
+/// (a create fails on a taken name) rather than applying onto whatever is there.
+#[tokio::test]
+async fn a_secret_created_by_someone_else_before_the_first_write_is_not_taken_over() {
+    use kube_devcluster::Fault;
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    // The Promote step observes that no consumer Secret exists, records the new key in
+    // status (held up here), then writes the Secret: someone else's Secret takes the name
+    // in between.
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    // The status writes before Promote's: BeginRotation's, and Mint's two (the id, then
+    // the key stored).
+    let statuses = 3;
+    op.t.cluster.inject(
+        Fault::on("update", "apikeys")
+            .after(statuses)
+            .delay(std::time::Duration::from_secs(2))
+            .times(1),
+    );
+    create::<ApiKey>(c, apikey("contested", json!({"every": "1h"}), json!({}))).await;
+    tokio::time::timeout(PATIENCE, async {
+        while op.t.cluster.requests("update", "apikeys") <= statuses as u64 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the operator promotes the first key");
+    let held_up = apikeys.get("contested").await.unwrap();
+    assert_eq!(
+        held_up.status.unwrap().phase,
+        Some(Phase::Distributing),
+        "the write held up is Promote's"
+    );
+    create::<Secret>(
+        c,
+        json!({"metadata": {"name": "contested"}, "stringData": {"api-key": "theirs"}}),
+    )
+    .await;
+    wait(apikeys, "contested", reason_is("Ready", "SecretConflict")).await;
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    let theirs = secrets.get("contested").await.unwrap();
     assert_eq!(data(&theirs, "api-key").unwrap(), "theirs");
     assert!(theirs.owner_references().is_empty(), "not taken over");
 }

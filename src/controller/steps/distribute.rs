@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, Preconditions};
 use kube::runtime::controller::Action;
@@ -167,28 +168,22 @@ impl Shell<'_> {
         let Some(desired) = self.desired_secret().await? else {
             return Ok(());
         };
+        let name = secret::secret_name(self.ak);
+        if self.secret_version.is_none() {
+            self.secret_version = Some(self.create_secret(&desired).await?);
+        }
         let mut body = serde_json::to_value(&desired).expect("Secrets serialize");
         body["apiVersion"] = json!("v1");
         body["kind"] = json!("Secret");
-        if let Some(rv) = &self.secret_version {
-            body["metadata"]["resourceVersion"] = json!(rv);
-        }
-        let name = secret::secret_name(self.ak);
+        body["metadata"]["resourceVersion"] = json!(self.secret_version);
         let mut written = self
             .secrets
             .patch(&name, &crate::writes::apply(), &Patch::Apply(body))
             .await?;
-        // An apply removes only fields this manager owns: one another writer added (a
-        // hand-made `api-key-previous`, say) stays. Remove those at the version just
-        // written, so a restore converges instead of repeating.
-        let stray = secret::stray_fields(self.ak, &desired, &written);
-        if !stray.is_empty() {
-            let data: serde_json::Map<String, serde_json::Value> = stray
-                .into_iter()
-                .map(|f| (f, serde_json::Value::Null))
-                .collect();
-            let patch =
-                json!({"metadata": {"resourceVersion": written.resource_version()}, "data": data});
+        // An apply removes only fields no other manager owns: one another writer (or our
+        // own create) co-owns stays. Remove those at the version just written, so a
+        // restore converges instead of repeating.
+        if let Some(patch) = secret::stray_patch(self.ak, &desired, &written) {
             written = self
                 .secrets
                 .patch(&name, &crate::writes::patch(), &Patch::Merge(patch))
@@ -197,6 +192,20 @@ impl Shell<'_> {
         self.secret_version = written.resource_version();
         self.status.secret_name = Some(name);
         Ok(())
+    }
+
+    /// Creates the consumer Secret that was absent when this reconcile looked: a create,
+    /// unlike an apply, fails when someone else's Secret took the name meanwhile (then
+    /// the next look reports SecretConflict). It is created whole, so no reader ever sees
+    /// it without its key; the apply that follows owns every field, and what the create
+    /// still co-owns after the template drops it is removed as a stray.
+    async fn create_secret(&self, desired: &Secret) -> Result<String, Error> {
+        match self.secrets.create(&crate::writes::post(), desired).await {
+            Ok(created) => Ok(created.resource_version().unwrap_or_default()),
+            // Taken meanwhile: look again (it is someone else's, or ours from a retry).
+            Err(kube::Error::Api(e)) if e.code == 409 => Err(Error::Changed),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Removes store entries status no longer references (left by a failure between a
