@@ -8,12 +8,17 @@ pub const MAX: usize = 300;
 /// `s` on one line (control characters would garble conditions and logs), cut at `MAX`
 /// characters.
 pub fn bounded(s: &str) -> String {
+    bounded_to(s, MAX)
+}
+
+/// `s` on one line, cut at `max` characters.
+pub fn bounded_to(s: &str, max: usize) -> String {
     let line: String = s
         .trim()
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    match line.char_indices().nth(MAX) {
+    match line.char_indices().nth(max) {
         Some((at, _)) => format!("{}…", &line[..at]),
         None => line,
     }

@@ -209,6 +209,10 @@ impl Shell<'_> {
     }
 }
 
+/// The longest condition message written (the schema allows 32768; kubectl shows one
+/// line).
+const CONDITION_MESSAGE: usize = 1024;
+
 pub(super) fn set_condition(
     conditions: &mut Vec<Condition>,
     type_: &str,
@@ -229,7 +233,9 @@ pub(super) fn set_condition(
         type_: type_.into(),
         status,
         reason: reason.into(),
-        message: message.into(),
+        // Messages quote what servers answered (a Kubernetes API error, an issuer's
+        // refusal): one line, bounded, whatever they sent.
+        message: crate::messages::bounded_to(message, CONDITION_MESSAGE),
         observed_generation: generation,
         last_transition_time: transition,
     });
@@ -247,7 +253,7 @@ pub(super) async fn report_failure(ak: &ApiKey, ctx: &Context, e: &Error) {
             .conditions
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == "True");
-    let message = e.to_string();
+    let message = crate::messages::bounded_to(&e.to_string(), CONDITION_MESSAGE);
     // Rotating says why a rotation does not go on (so it never reads "Issuing" beside a
     // failure); Ready too, when no key was distributed yet. PHASE tells a failure that
     // waits for a change (Failed) from one being retried (Error).
@@ -303,4 +309,38 @@ pub(super) async fn report_failure(ak: &ApiKey, ctx: &Context, e: &Error) {
         error = %e,
         "reconcile failed"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn condition_messages_are_one_bounded_line() {
+        let mut conditions = vec![];
+        let answer = format!(
+            "admission webhook said:\n{}\r\u{1b}[31mdenied",
+            "x".repeat(5000)
+        );
+        set_condition(
+            &mut conditions,
+            "Ready",
+            false,
+            "KubernetesError",
+            &answer,
+            Some(1),
+            Timestamp::UNIX_EPOCH,
+        );
+        let message = &conditions[0].message;
+        assert!(
+            message.starts_with("admission webhook said: xxx"),
+            "{message}"
+        );
+        assert!(!message.chars().any(char::is_control));
+        assert_eq!(
+            message.chars().count(),
+            CONDITION_MESSAGE + 1,
+            "cut, with an ellipsis"
+        );
+    }
 }
