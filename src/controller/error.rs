@@ -16,6 +16,12 @@ pub enum Error {
         /// Where a namespaced KeyIssuer was looked for.
         namespace: Option<String>,
     },
+    /// The issuer that minted a key was deleted and created again under its name: the new
+    /// one may be another account, so it is never asked to revoke the old one's keys.
+    #[error(
+        "{kind} {name:?} was deleted and created again since the key was minted (it may now be another account or workspace); the key was not revoked there"
+    )]
+    IssuerReplaced { kind: &'static str, name: String },
     #[error("{0}")]
     NotAllowed(String),
     #[error(transparent)]
@@ -66,6 +72,7 @@ impl Error {
         match self {
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::IssuerNotFound { .. } => "IssuerNotFound",
+            Error::IssuerReplaced { .. } => "IssuerReplaced",
             Error::NotAllowed(_) => "NotAllowed",
             Error::Issuer(IssuerError::Rejected(_)) => "IssuerRejected",
             Error::Issuer(IssuerError::Unavailable(_)) => "IssuerUnavailable",

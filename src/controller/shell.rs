@@ -241,6 +241,25 @@ impl<'a> Shell<'a> {
         Ok(record)
     }
 
+    /// The issuer a key was minted by, to revoke it: the very object (by uid), never one
+    /// created since under the same name.
+    pub(super) async fn issuer_that_minted(
+        &self,
+        record: &IssuerRecord,
+    ) -> Result<Box<dyn Issuer>, Error> {
+        let found = self.issuer_config(record.kind, &record.name).await?;
+        if !record.uid.is_empty() && found.uid != record.uid {
+            return Err(Error::IssuerReplaced {
+                kind: match record.kind {
+                    IssuerKind::KeyIssuer => "KeyIssuer",
+                    IssuerKind::ClusterKeyIssuer => "ClusterKeyIssuer",
+                },
+                name: record.name.clone(),
+            });
+        }
+        self.issuer_for(record).await
+    }
+
     /// The issuer a key was minted by (revocation goes where the key came from).
     pub(super) async fn issuer_for(&self, record: &IssuerRecord) -> Result<Box<dyn Issuer>, Error> {
         let found = self.issuer_config(record.kind, &record.name).await?;

@@ -240,3 +240,59 @@ async fn cluster_issuers_serve_only_the_namespaces_they_select() {
     );
     wait(Api::<ApiKey>::namespaced(c.clone(), "team-a"), "k", ready).await;
 }
+
+/// An issuer deleted (its finalizer removed by hand) and created again under the same name
+/// may point at another account: it is never asked to revoke the old one's keys. The key
+/// is reported as not revoked, naming why.
+#[tokio::test]
+async fn a_key_is_never_revoked_at_an_issuer_recreated_under_its_name() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(
+        c,
+        apikey("moved", json!({"every": "2h", "overlap": "1h"}), json!({})),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let first = current_id(&wait(apikeys.clone(), "moved", ready).await);
+    request(&apikeys, "moved", "apikey.dev/rotate", "1").await;
+    wait(apikeys.clone(), "moved", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .is_some_and(|s| s.previous_key.as_ref().is_some_and(|p| p.id == first))
+    })
+    .await;
+    // Replaced: finalizer removed by hand, deleted, created again (a new uid).
+    let issuers: Api<apikey_operator::api::issuer::KeyIssuer> = Api::default_namespaced(c.clone());
+    issuers
+        .patch(
+            "gen",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    issuers
+        .delete("gen", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_deleted(issuers, "gen").await;
+    issuer(c).await;
+
+    request(&apikeys, "moved", "apikey.dev/revoke-previous", "1").await;
+    let done = wait(apikeys, "moved", |a: Option<&ApiKey>| {
+        a.and_then(|a| a.status.as_ref())
+            .is_some_and(|s| s.previous_key.is_none() && !s.history.is_empty())
+    })
+    .await;
+    let gone = &done.status.unwrap().history[0];
+    assert_eq!(gone.id, first);
+    assert_eq!(gone.reason, "NotRevoked", "{gone:?}");
+    assert!(gone.revoked_at.is_none());
+    let events = events(c, "default", "moved").await;
+    let (_, note) = events
+        .iter()
+        .find(|(reason, _)| reason == "KeyNotRevoked")
+        .expect("the user is told");
+    assert!(note.contains("deleted and created again"), "{note}");
+}

@@ -82,7 +82,18 @@ impl Shell<'_> {
             .clone()
             .expect("decide mints only with a pending key");
         // The spec's issuer must still allow the key; the pending key was recorded for it.
-        self.spec_issuer().await?;
+        let allowed = self.spec_issuer().await?;
+        let mut pending = pending;
+        if pending.id.is_none()
+            && (allowed.kind, &allowed.name) == (pending.issuer.kind, &pending.issuer.name)
+            && allowed.uid != pending.issuer.uid
+        {
+            // Recreated before anything was minted: the key comes from the new object,
+            // and its record must say so (revocation checks the uid).
+            pending.issuer.uid = allowed.uid;
+            self.status.pending_key = Some(pending.clone());
+            self.write_status(Phase::Issuing).await?;
+        }
         let issuer = self.issuer_for(&pending.issuer).await?;
         let req = self.mint_request(&pending)?;
         let minted = match issuer.mint(&req).await {
@@ -301,7 +312,7 @@ impl Shell<'_> {
     /// idempotency key (the issuer returns the same key, if it minted one) and revoked.
     pub(super) async fn drop_pending(&mut self, p: &PendingKey) -> Result<(), Error> {
         let found: Result<_, Error> = async {
-            let issuer = self.issuer_for(&p.issuer).await?;
+            let issuer = self.issuer_that_minted(&p.issuer).await?;
             let id = match &p.id {
                 Some(id) => id.clone(),
                 None => issuer.mint(&self.mint_request(p)?).await?.id,
@@ -316,7 +327,11 @@ impl Shell<'_> {
             }
             // Dropping must not wedge on an issuer that is gone or a spec no longer
             // valid: say what may be left at the issuer and go on.
-            Err(e @ (Error::IssuerNotFound { .. } | Error::InvalidSpec(_))) => {
+            Err(
+                e @ (Error::IssuerNotFound { .. }
+                | Error::IssuerReplaced { .. }
+                | Error::InvalidSpec(_)),
+            ) => {
                 let id = p.id.as_deref().unwrap_or("(id not recorded)");
                 self.event(
                     EventType::Warning,

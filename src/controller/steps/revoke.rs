@@ -84,12 +84,16 @@ impl Shell<'_> {
         record: &IssuerRecord,
         id: &str,
     ) -> Result<bool, Error> {
-        match self.issuer_for(record).await {
+        match self.issuer_that_minted(record).await {
             Ok(issuer) => {
                 issuer.revoke(id).await?;
                 Ok(true)
             }
-            Err(e @ (Error::IssuerNotFound { .. } | Error::InvalidSpec(_))) => {
+            Err(
+                e @ (Error::IssuerNotFound { .. }
+                | Error::IssuerReplaced { .. }
+                | Error::InvalidSpec(_)),
+            ) => {
                 tracing::warn!(apikey = %self.ak.name_any(), key = id, error = %e, "key not revoked");
                 self.event(
                     EventType::Warning,
