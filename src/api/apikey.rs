@@ -499,6 +499,11 @@ pub struct PendingKey {
     /// Being abandoned: its key is revoked and never promoted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub abandoning: bool,
+    /// Keys the issuer answered this rotation's request with before the one recorded (an
+    /// issuer that does not honour idempotency keys): revoked before the rotation goes on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = limits::SUPERSEDED_KEYS), inner(length(max = limits::KEY_ID)))]
+    pub superseded: Vec<String>,
 }
 
 /// The spec fields a key is minted with.

@@ -66,6 +66,8 @@ pub const MESSAGE: u32 = 1024;
 pub const MINTED_FOR: u32 = 8192;
 /// Entries kept in `status.history`.
 pub const HISTORY: u32 = 16;
+/// Ids of keys one rotation's request was answered with before the one it keeps.
+pub const SUPERSEDED_KEYS: u32 = 8;
 
 /// A `metav1.LabelSelector` with every part bounded, as Gateway API bounds its selectors.
 pub fn label_selector(generator: &mut SchemaGenerator) -> Schema {

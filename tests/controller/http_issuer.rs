@@ -702,12 +702,21 @@ spec:
     );
 }
 
+/// What the admin-keys API has minted: (id, value, revoked), and how many DELETEs it is
+/// to fail (503) before answering again.
+#[derive(Default)]
+struct AdminKeys {
+    keys: std::sync::Mutex<Vec<(String, String, bool)>>,
+    failing_deletes: std::sync::atomic::AtomicUsize,
+}
+
+type Keys = Arc<AdminKeys>;
+
 /// A key API of another shape (see examples/http-mappings/admin-keys-api.yaml): keys are
 /// `{"id", "value"}`, revoked with a DELETE that answers 200, no idempotency.
-async fn admin_keys_api() -> (String, Arc<std::sync::Mutex<Vec<(String, String, bool)>>>) {
+async fn admin_keys_api() -> (String, Keys) {
     use axum::extract::{Path, State};
     use axum::http::{HeaderMap, StatusCode};
-    type Keys = Arc<std::sync::Mutex<Vec<(String, String, bool)>>>;
     fn admin(h: &HeaderMap) -> bool {
         h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {ADMIN}"))
     }
@@ -722,7 +731,7 @@ async fn admin_keys_api() -> (String, Arc<std::sync::Mutex<Vec<(String, String, 
                 axum::Json(json!({"error": {"message": "bad token"}})),
             );
         }
-        let mut keys = k.lock().unwrap();
+        let mut keys = k.keys.lock().unwrap();
         let (id, value) = (
             format!("key_{}", keys.len()),
             format!(
@@ -744,7 +753,20 @@ async fn admin_keys_api() -> (String, Arc<std::sync::Mutex<Vec<(String, String, 
         h: HeaderMap,
         Path(id): Path<String>,
     ) -> (StatusCode, axum::Json<Value>) {
-        let mut keys = k.lock().unwrap();
+        if k.failing_deletes
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok()
+        {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"error": {"message": "try again"}})),
+            );
+        }
+        let mut keys = k.keys.lock().unwrap();
         match keys
             .iter_mut()
             .find(|(i, _, revoked)| *i == id && !*revoked)
@@ -784,26 +806,7 @@ async fn admin_keys_api() -> (String, Arc<std::sync::Mutex<Vec<(String, String, 
 async fn an_api_of_another_shape_is_used_through_the_example_mapping() {
     let op = operator().await;
     let c = &op.t.client;
-    let k = Kubectl::new(&op.t.cluster.kubeconfig());
-    let (url, keys) = admin_keys_api().await;
-    k.ok(&["create", "namespace", "apikey-operator"]).await;
-    k.ok(&[
-        "create",
-        "secret",
-        "generic",
-        "admin-keys-admin",
-        "-n",
-        "apikey-operator",
-        &format!("--from-literal=token={ADMIN}"),
-    ])
-    .await;
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/http-mappings/admin-keys-api.yaml");
-    let manifest = std::fs::read_to_string(file)
-        .unwrap()
-        .replace("https://api.example-ai.test/v1", &url);
-    k.ok(&["apply", "-f", &k.file("admin-keys.yaml", &manifest)])
-        .await;
+    let (_, keys) = admin_keys_issuer(&op).await;
     let mut ak = apikey(
         "assistant",
         json!({"every": "1h", "overlap": "1s"}),
@@ -829,7 +832,7 @@ async fn an_api_of_another_shape_is_used_through_the_example_mapping() {
                 .is_some_and(|s| s.previous_key.is_none())
     })
     .await;
-    let keys = keys.lock().unwrap().clone();
+    let keys = keys.keys.lock().unwrap().clone();
     assert_eq!(
         keys.iter()
             .map(|(id, _, revoked)| (id.as_str(), *revoked))
@@ -837,6 +840,67 @@ async fn an_api_of_another_shape_is_used_through_the_example_mapping() {
         [("key_0", true), ("key_1", false)],
         "the first key revoked through the mapped DELETE"
     );
+}
+
+/// An issuer that answers a repeated request with a new key (no idempotency) while a
+/// store write and then a revocation fail: every key it minted but the one kept is
+/// revoked, and none is ever left valid and unrecorded.
+#[tokio::test]
+async fn keys_minted_twice_for_one_request_are_revoked_across_failures() {
+    let op = operator().await;
+    let c = &op.t.client;
+    let (_, api) = admin_keys_issuer(&op).await;
+    // The first store write fails, so the rotation asks again (and gets a second key);
+    // the first revocation fails too, so the operator has to come back for it.
+    op.t.cluster.inject(
+        kube_devcluster::Fault::on("create", "secrets")
+            .status(500)
+            .times(1),
+    );
+    api.failing_deletes
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let mut ak = apikey("twice", json!({"every": "1h"}), json!({"scopes": []}));
+    ak["spec"]["issuerRef"] = json!({"kind": "ClusterKeyIssuer", "name": "admin-keys"});
+    create::<ApiKey>(c, ak).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let kept = current_id(&wait(apikeys, "twice", ready).await);
+    let keys = api.keys.lock().unwrap().clone();
+    let valid: Vec<&str> = keys
+        .iter()
+        .filter(|(_, _, revoked)| !revoked)
+        .map(|(id, _, _)| id.as_str())
+        .collect();
+    assert!(keys.len() >= 2, "the issuer minted again: {keys:?}");
+    assert_eq!(
+        valid,
+        [kept.as_str()],
+        "only the key kept is valid: {keys:?}"
+    );
+}
+
+/// The admin-keys API behind the ClusterKeyIssuer `admin-keys` of the example mapping.
+async fn admin_keys_issuer(op: &Operator) -> (String, Keys) {
+    let k = Kubectl::new(&op.t.cluster.kubeconfig());
+    let (url, keys) = admin_keys_api().await;
+    k.ok(&["create", "namespace", "apikey-operator"]).await;
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "admin-keys-admin",
+        "-n",
+        "apikey-operator",
+        &format!("--from-literal=token={ADMIN}"),
+    ])
+    .await;
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/http-mappings/admin-keys-api.yaml");
+    let manifest = std::fs::read_to_string(file)
+        .unwrap()
+        .replace("https://api.example-ai.test/v1", &url);
+    k.ok(&["apply", "-f", &k.file("admin-keys.yaml", &manifest)])
+        .await;
+    (url, keys)
 }
 
 #[tokio::test]

@@ -55,6 +55,7 @@ impl Shell<'_> {
             expires_at: None,
             request: Some(self.mint_parameters()),
             abandoning: false,
+            superseded: vec![],
         });
         self.write_status(Phase::Issuing).await?;
         let (kind, verb) = if trigger == Trigger::Emergency {
@@ -95,6 +96,8 @@ impl Shell<'_> {
             self.write_status(Phase::Issuing).await?;
         }
         let issuer = self.issuer_for(&pending.issuer).await?;
+        // Keys an earlier answer superseded go first: no new request while one may be valid.
+        self.revoke_superseded(issuer.as_ref()).await?;
         let req = self.mint_request(&pending)?;
         let minted = match issuer.mint(&req).await {
             Err(IssuerError::Rejected(why)) if pending.id.is_none() => {
@@ -106,14 +109,20 @@ impl Shell<'_> {
             }
             other => other?,
         };
-        if let Some(recorded) = pending.id.as_ref().filter(|id| **id != minted.id) {
-            // The issuer answered the same idempotency key with another key: the one
-            // recorded (never distributed) must not outlive this rotation.
-            issuer.revoke(recorded).await?;
-            self.store.delete(recorded).await?;
-        }
         let fingerprint = issuer::fingerprint(&minted.secret);
         let p = self.status.pending_key.as_mut().expect("pending");
+        if let Some(recorded) = pending.id.as_ref().filter(|id| **id != minted.id) {
+            // The issuer answered the same idempotency key with another key. The new one
+            // is recorded before the old one (never distributed) is revoked: a crash in
+            // between leaves neither unrecorded.
+            if p.superseded.len() >= crate::api::limits::SUPERSEDED_KEYS as usize {
+                return Err(IssuerError::Rejected(
+                    "the issuer keeps answering a repeated request with new keys".into(),
+                )
+                .into());
+            }
+            p.superseded.push(recorded.clone());
+        }
         p.id = Some(minted.id.clone());
         p.fingerprint = Some(fingerprint.clone());
         p.expires_at = minted.expires_at.map(ts);
@@ -125,6 +134,7 @@ impl Shell<'_> {
         {
             self.write_status(Phase::Storing).await?;
         }
+        self.revoke_superseded(issuer.as_ref()).await?;
         // Checked before it goes anywhere: a key the issuer does not accept yet (issuers
         // are often eventually consistent) waits here, its id already recorded.
         issuer.verify(&minted).await?;
@@ -139,6 +149,26 @@ impl Shell<'_> {
         )
         .await;
         Ok(soon())
+    }
+
+    /// Revokes the keys the pending rotation's request was answered with before the one
+    /// it keeps, and forgets them once revoked.
+    async fn revoke_superseded(&mut self, issuer: &dyn issuer::Issuer) -> Result<(), Error> {
+        let superseded = match &self.status.pending_key {
+            Some(p) if !p.superseded.is_empty() => p.superseded.clone(),
+            _ => return Ok(()),
+        };
+        for id in &superseded {
+            issuer.revoke(id).await?;
+            self.store.delete(id).await?;
+        }
+        self.status
+            .pending_key
+            .as_mut()
+            .expect("pending")
+            .superseded
+            .clear();
+        self.write_status(Phase::Storing).await
     }
 
     /// Step 5: the stored pending key becomes current; the old one previous.
@@ -322,8 +352,10 @@ impl Shell<'_> {
         .await;
         match found {
             Ok((issuer, id)) => {
-                issuer.revoke(&id).await?;
-                self.store.delete(&id).await?;
+                for id in p.superseded.iter().chain([&id]) {
+                    issuer.revoke(id).await?;
+                    self.store.delete(id).await?;
+                }
             }
             // Dropping must not wedge on an issuer that is gone or a spec no longer
             // valid: say what may be left at the issuer and go on.
