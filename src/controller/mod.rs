@@ -172,10 +172,17 @@ fn controller(
         Some(selector) => watcher::Config::default().labels(selector),
         None => watcher::Config::default(),
     };
-    let controller = Controller::new(scoped_api::<ApiKey>(client, namespace), config).with_config(
+    // The cache holds every ApiKey: without their managedFields (nothing reads them), it
+    // holds less.
+    let (cache, writer) = kube::runtime::reflector::store();
+    let apikeys = watcher(scoped_api::<ApiKey>(client, namespace), config)
+        .default_backoff()
+        .modify(|ak| ak.managed_fields_mut().clear())
+        .reflect(writer)
+        .touched_objects();
+    let controller = Controller::for_stream(apikeys, cache.clone()).with_config(
         kube::runtime::controller::Config::default().concurrency(settings.concurrency),
     );
-    let cache = controller.store();
     let issuer_cache = cache.clone();
     let cluster_issuer_cache = cache.clone();
     // Consumers are watched by metadata only; their status is read when reconciling.
