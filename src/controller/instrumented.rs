@@ -51,24 +51,65 @@ struct Counted<T: ?Sized> {
     leadership: Arc<Leadership>,
 }
 
-impl Counted<dyn Issuer> {
+/// What the two kinds of provider error have in common here: a metric label for each
+/// outcome, and the refusal of a deposed leader.
+trait Outcome {
+    fn code(&self) -> &'static str;
+    fn deposed() -> Self;
+    fn record(metrics: &Metrics, label: &str, code: &'static str);
+}
+
+impl Outcome for IssuerError {
+    fn code(&self) -> &'static str {
+        match self {
+            IssuerError::Rejected(_) => "rejected",
+            IssuerError::Unavailable(_) => "unavailable",
+            IssuerError::Misconfigured(_) => "misconfigured",
+            IssuerError::NotAllowed(_) => "not_allowed",
+        }
+    }
+
+    fn deposed() -> Self {
+        IssuerError::Unavailable(DEPOSED.into())
+    }
+
+    fn record(metrics: &Metrics, label: &str, code: &'static str) {
+        metrics.issuer_request(label, code);
+    }
+}
+
+impl Outcome for StoreError {
+    fn code(&self) -> &'static str {
+        match self {
+            StoreError::NotFound(_) => "not_found",
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Denied(_) => "denied",
+            StoreError::Changed(_) => "changed",
+            StoreError::Foreign(_) => "foreign",
+        }
+    }
+
+    fn deposed() -> Self {
+        StoreError::Unavailable(DEPOSED.into())
+    }
+
+    fn record(metrics: &Metrics, label: &str, code: &'static str) {
+        metrics.store_request(label, code);
+    }
+}
+
+impl<P: ?Sized> Counted<P> {
     /// `call` runs only while leading: the request is not even built otherwise.
-    async fn call<'a, T>(
+    async fn call<'a, T, E: Outcome>(
         &'a self,
-        call: impl FnOnce() -> BoxFuture<'a, Result<T, IssuerError>>,
-    ) -> Result<T, IssuerError> {
+        call: impl FnOnce() -> BoxFuture<'a, Result<T, E>>,
+    ) -> Result<T, E> {
         if !self.leadership.leading() {
-            return Err(IssuerError::Unavailable(DEPOSED.into()));
+            return Err(E::deposed());
         }
         let result = call().await;
-        let code = match &result {
-            Ok(_) => "ok",
-            Err(IssuerError::Rejected(_)) => "rejected",
-            Err(IssuerError::Unavailable(_)) => "unavailable",
-            Err(IssuerError::Misconfigured(_)) => "misconfigured",
-            Err(IssuerError::NotAllowed(_)) => "not_allowed",
-        };
-        self.metrics.issuer_request(&self.label, code);
+        let code = result.as_ref().map_or_else(Outcome::code, |_| "ok");
+        E::record(&self.metrics, &self.label, code);
         result
     }
 }
@@ -92,28 +133,6 @@ impl Issuer for Counted<dyn Issuer> {
 
     fn check(&self) -> BoxFuture<'_, Result<(), IssuerError>> {
         self.call(|| self.inner.check()).boxed()
-    }
-}
-
-impl Counted<dyn KeyStore> {
-    async fn call<'a, T>(
-        &'a self,
-        call: impl FnOnce() -> BoxFuture<'a, Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        if !self.leadership.leading() {
-            return Err(StoreError::Unavailable(DEPOSED.into()));
-        }
-        let result = call().await;
-        let code = match &result {
-            Ok(_) => "ok",
-            Err(StoreError::NotFound(_)) => "not_found",
-            Err(StoreError::Unavailable(_)) => "unavailable",
-            Err(StoreError::Denied(_)) => "denied",
-            Err(StoreError::Changed(_)) => "changed",
-            Err(StoreError::Foreign(_)) => "foreign",
-        };
-        self.metrics.store_request(&self.label, code);
-        result
     }
 }
 

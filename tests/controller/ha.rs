@@ -47,23 +47,13 @@ async fn a_follower_takes_over_from_a_leader_killed_mid_rotation_and_finishes_it
     .await;
     let leader = holder(&lease).unwrap();
 
-    issuer(&t.client).await;
-    deployment(&t.client, "app").await;
-    create::<ApiKey>(
+    let first = apikey_with_consumer(
         &t.client,
-        apikey(
-            "billing",
-            json!({"every": "1h", "overlap": "1s"}),
-            json!({"consumers": [{"kind": "Deployment", "name": "app"}]}),
-        ),
+        "billing",
+        json!({"every": "1h", "overlap": "1s"}),
     )
     .await;
     let apikeys: Api<ApiKey> = t.api("default");
-    let first = wait(apikeys.clone(), "billing", |a: Option<&ApiKey>| {
-        a.and_then(|a| a.status.as_ref())
-            .is_some_and(|s| s.phase == Some(Phase::Ready))
-    })
-    .await;
     let first_key = current_id(&first);
 
     // A rotation the leader takes as far as the consumer's rollout, which is held.

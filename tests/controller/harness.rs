@@ -200,6 +200,34 @@ pub async fn deployment(client: &Client, name: &str) {
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
             "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app", "image": "example/app:1"}]}}}})).await;
 }
+/// An issuer `gen`, a Deployment `app`, and ApiKey `name` with `rotation` consuming it,
+/// once its first key is distributed and the Deployment rolled out with it.
+pub async fn apikey_with_consumer(client: &Client, name: &str, rotation: Value) -> ApiKey {
+    issuer(client).await;
+    deployment(client, "app").await;
+    create::<ApiKey>(
+        client,
+        apikey(
+            name,
+            rotation,
+            json!({"consumers": [{"kind": "Deployment", "name": "app"}]}),
+        ),
+    )
+    .await;
+    wait(
+        Api::default_namespaced(client.clone()),
+        name,
+        |a: Option<&ApiKey>| {
+            a.and_then(|a| a.status.as_ref()).is_some_and(|s| {
+                s.phase == Some(Phase::Ready)
+                    && !s.consumers.is_empty()
+                    && s.consumers.iter().all(|c| c.rolled_out)
+            })
+        },
+    )
+    .await
+}
+
 /// The reasons and notes of the events about one object.
 pub async fn events(c: &Client, ns: &str, name: &str) -> Vec<(String, String)> {
     Api::<k8s_openapi::api::events::v1::Event>::namespaced(c.clone(), ns)

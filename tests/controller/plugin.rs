@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use apikey_operator::api::apikey::{ApiKey, Phase};
+use apikey_operator::api::apikey::ApiKey;
 use kube::ResourceExt;
 use kube::api::Api;
 use serde_json::json;
@@ -56,27 +56,13 @@ async fn kubectl_apikey_shows_rotates_ends_overlaps_and_suspends() {
     let kubeconfig = dir.path().join("kubeconfig");
     t.cluster.write_kubeconfig(&kubeconfig).unwrap();
     let run = |args: &'static [&'static str]| kubectl_apikey(&kubeconfig, args, "");
-    issuer(&t.client).await;
-    deployment(&t.client, "app").await;
-    create::<ApiKey>(
+    let first = apikey_with_consumer(
         &t.client,
-        apikey(
-            "billing",
-            json!({"every": "2h", "overlap": "1h"}),
-            json!({"consumers": [{"kind": "Deployment", "name": "app"}]}),
-        ),
+        "billing",
+        json!({"every": "2h", "overlap": "1h"}),
     )
     .await;
     let apikeys: Api<ApiKey> = t.api("default");
-    // Ready, and its consumer rolled out (the first key's rollout done).
-    let first = wait(apikeys.clone(), "billing", |a: Option<&ApiKey>| {
-        a.and_then(|a| a.status.as_ref()).is_some_and(|s| {
-            s.phase == Some(Phase::Ready)
-                && !s.consumers.is_empty()
-                && s.consumers.iter().all(|c| c.rolled_out)
-        })
-    })
-    .await;
     let first_id = current_id(&first);
 
     let (ok, table, _) = run(&["status"]).await;
