@@ -68,17 +68,7 @@ async fn reapplying_from_git_keeps_the_rollout_annotation_and_shows_no_drift() {
             .unwrap_or_default()
     };
     let fingerprint = annotation(&rolled)["apikey.dev/billing"].clone();
-    assert_eq!(
-        fingerprint,
-        rotated
-            .status
-            .as_ref()
-            .unwrap()
-            .current_key
-            .as_ref()
-            .unwrap()
-            .fingerprint
-    );
+    assert_eq!(fingerprint, current_key(&rotated).fingerprint);
     // The annotation is the operator's, under its own name, so appliers leave it alone.
     let managers: Vec<(String, String)> = rolled
         .metadata

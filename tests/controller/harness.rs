@@ -259,13 +259,14 @@ pub async fn wait_event(c: &Client, name: &str, reason: &str) {
         .expect("watch works");
 }
 
-pub fn current_id(ak: &ApiKey) -> String {
+/// The ApiKey's current key, as status shows it (which must be there).
+pub fn current_key(ak: &ApiKey) -> &apikey_operator::api::apikey::KeyStatus {
     ak.status
         .as_ref()
-        .unwrap()
-        .current_key
-        .as_ref()
-        .unwrap()
-        .id
-        .clone()
+        .and_then(|s| s.current_key.as_ref())
+        .expect("a current key")
+}
+
+pub fn current_id(ak: &ApiKey) -> String {
+    current_key(ak).id.clone()
 }

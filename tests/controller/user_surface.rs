@@ -103,16 +103,7 @@ async fn next_follows_the_spec_and_a_queued_rotation_is_shown() {
             .unwrap()
     };
     let first = wait(apikeys.clone(), "shown", ready).await;
-    let issued: jiff::Timestamp = first
-        .status
-        .as_ref()
-        .unwrap()
-        .current_key
-        .as_ref()
-        .unwrap()
-        .issued_at
-        .parse()
-        .unwrap();
+    let issued: jiff::Timestamp = current_key(&first).issued_at.parse().unwrap();
     assert!(next(&first) > issued + jiff::SignedDuration::from_hours(23));
     apikeys
         .patch(

@@ -100,14 +100,7 @@ async fn a_rotation_shows_readers_of_the_latest_version_the_new_key_only_at_prom
         meta["custom_metadata"]["apikey.dev/uid"],
         ak.metadata.uid.clone().unwrap().as_str()
     );
-    let location = &ak
-        .status
-        .as_ref()
-        .unwrap()
-        .current_key
-        .as_ref()
-        .unwrap()
-        .store;
+    let location = &current_key(&ak).store;
     assert_eq!(
         location.as_ref().unwrap().location,
         format!("secret/{path}")
