@@ -4,13 +4,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Args;
 
 use crate::controller::{Scope, Settings};
-use crate::telemetry::server::{self, Readiness};
-use crate::telemetry::{LogFormat, Metrics};
+use crate::telemetry::LogFormat;
+use crate::telemetry::server;
 
 mod client;
 mod leader;
@@ -113,7 +112,7 @@ impl std::str::FromStr for Endpoint {
 pub async fn run(args: RunArgs) -> Result<(), String> {
     crate::telemetry::init_logging(args.log_format, &args.log_level)?;
     let client = client::build(args.kubeconfig.as_deref(), args.kube_qps, args.kube_burst).await?;
-    let mut settings = Settings {
+    let settings = Settings {
         max_concurrent_rollouts: args.max_concurrent_rollouts,
         concurrency: args.concurrency,
         scope: Scope {
@@ -129,9 +128,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
         service_account: args.service_account.clone(),
         ..Settings::default()
     };
-    settings.metrics = Arc::new(Metrics::new(settings.clock.clone()));
-    let readiness = Arc::new(Readiness::default());
-    settings.readiness = readiness.clone();
+    let readiness = settings.readiness.clone();
     if let Endpoint(Some(addr)) = args.health_addr {
         let bound = server::serve(addr, server::health(readiness.clone())).await?;
         tracing::info!(%bound, "serving /healthz and /readyz");
