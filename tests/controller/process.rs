@@ -205,27 +205,7 @@ async fn the_operator_as_its_own_process_fills_the_printer_columns() {
     );
     assert!(wide.contains("KeyDistributed"), "{wide}");
     // Two more rotations: every key the ApiKey ever held is looked for in the log.
-    let mut keys = vec![billing_key(&k).await];
-    for n in 2..=3 {
-        k.ok(&[
-            "annotate",
-            "--overwrite",
-            "ak",
-            "billing",
-            &format!("apikey.dev/rotate={n}"),
-            // The overlap (a day in the example) ends by hand, so the next rotation runs.
-            &format!("apikey.dev/revoke-previous={n}"),
-        ])
-        .await;
-        k.ok(&[
-            "wait",
-            &format!("--for=jsonpath={{.status.rotationCount}}={n}"),
-            "apikey/billing",
-            "--timeout=20s",
-        ])
-        .await;
-        keys.push(billing_key(&k).await);
-    }
+    let keys = billing_keys_over_three_rotations(&k).await;
     // The log tells what was done, one JSON object per line, each step's line naming the
     // ApiKey, rotation and step as fields; it never holds key material, even at debug level.
     let logged = std::fs::read_to_string(&log).unwrap();
@@ -271,6 +251,32 @@ async fn the_operator_as_its_own_process_fills_the_printer_columns() {
         assert!(scraped.contains(expected), "{expected} in {scraped}");
     }
     drop(lines);
+}
+
+/// The example ApiKey's key now, then after each of two more rotations requested with
+/// kubectl (each ending the previous overlap, a day in the example, by hand).
+async fn billing_keys_over_three_rotations(k: &Kubectl) -> Vec<String> {
+    let mut keys = vec![billing_key(k).await];
+    for n in 2..=3 {
+        k.ok(&[
+            "annotate",
+            "--overwrite",
+            "ak",
+            "billing",
+            &format!("apikey.dev/rotate={n}"),
+            &format!("apikey.dev/revoke-previous={n}"),
+        ])
+        .await;
+        k.ok(&[
+            "wait",
+            &format!("--for=jsonpath={{.status.rotationCount}}={n}"),
+            "apikey/billing",
+            "--timeout=20s",
+        ])
+        .await;
+        keys.push(billing_key(k).await);
+    }
+    keys
 }
 
 /// The key the example's consumer Secret holds, read as a user would (kubectl, base64).
@@ -357,30 +363,8 @@ spec:
         "--timeout=20s",
     ])
     .await;
-    let mut secrets = vec![
-        vault_token.clone(),
-        admin.to_string(),
-        billing_key(&k).await,
-    ];
-    for n in 2..=3 {
-        k.ok(&[
-            "annotate",
-            "--overwrite",
-            "ak",
-            "billing",
-            &format!("apikey.dev/rotate={n}"),
-            &format!("apikey.dev/revoke-previous={n}"),
-        ])
-        .await;
-        k.ok(&[
-            "wait",
-            &format!("--for=jsonpath={{.status.rotationCount}}={n}"),
-            "apikey/billing",
-            "--timeout=20s",
-        ])
-        .await;
-        secrets.push(billing_key(&k).await);
-    }
+    let mut secrets = vec![vault_token.clone(), admin.to_string()];
+    secrets.extend(billing_keys_over_three_rotations(&k).await);
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(
         logged.contains("vaultrs") || logged.contains("rustify"),
