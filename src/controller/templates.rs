@@ -46,6 +46,10 @@ pub fn render(
     templates: &BTreeMap<String, String>,
     vars: &Vars<'_>,
 ) -> Result<BTreeMap<String, String>, String> {
+    // Checked on every reconcile: most ApiKeys have no templates, and need no engine.
+    if templates.is_empty() {
+        return Ok(BTreeMap::new());
+    }
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| AutoEscape::None);
