@@ -45,6 +45,20 @@ impl UserInfo {
         }
     }
 
+    /// A request without credentials, as kube-apiserver's `--anonymous-auth` (on by
+    /// default) names it.
+    pub fn anonymous() -> Self {
+        UserInfo {
+            username: "system:anonymous".into(),
+            uid: String::new(),
+            groups: vec!["system:unauthenticated".into()],
+        }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.username == "system:anonymous"
+    }
+
     pub fn is_admin(&self) -> bool {
         self.groups.iter().any(|g| g == "system:masters")
     }

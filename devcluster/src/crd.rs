@@ -9,7 +9,9 @@ use super::apiserver::{State, is_terminating as object_terminating};
 use super::cel::{self, Release};
 use super::errors::FieldError;
 use super::meta;
-use super::resources::{GenerationPolicy, PrinterColumn, ResourceType, StorageKey, View};
+use super::resources::{
+    GenerationPolicy, PrinterColumn, ResourceType, ScalePaths, StorageKey, Subresource, View,
+};
 use super::schema::Schema;
 use super::store::meta_str;
 use super::table::TableKind;
@@ -297,6 +299,18 @@ pub fn served_types(crd: &Value) -> Vec<ResourceType> {
             crd: Some(meta_str(crd, "name").to_string()),
             preferred: v["storage"] == true,
             review: None,
+            read_only: false,
+            subresources: v
+                .pointer("/subresources/scale")
+                .map(|scale| {
+                    let path = |f: &str| scale[f].as_str().map(String::from);
+                    vec![Subresource::Scale(ScalePaths {
+                        spec_replicas: path("specReplicasPath").unwrap_or_default(),
+                        status_replicas: path("statusReplicasPath").unwrap_or_default(),
+                        label_selector: path("labelSelectorPath"),
+                    })]
+                })
+                .unwrap_or_default(),
         })
         .collect()
 }

@@ -148,6 +148,10 @@ impl ApiError {
         .with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
     }
 
+    pub fn too_many_requests(message: impl Into<String>, details: Value) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message).with_details(details)
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
     }
@@ -188,6 +192,14 @@ impl ApiError {
 
     pub fn expired(message: impl Into<String>) -> Self {
         Self::new(StatusCode::GONE, "Expired", message)
+    }
+
+    pub fn service_unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            message,
+        )
     }
 
     pub fn internal(message: impl Into<String>) -> Self {

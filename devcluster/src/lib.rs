@@ -3,6 +3,7 @@
 
 mod apiserver;
 mod auth;
+mod bootstrap;
 mod cel;
 pub mod cli;
 mod controllers;
@@ -33,13 +34,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::task::JoinHandle;
 
 pub use hooks::{Fault, RequestKey};
 pub use workloads::WorkloadKind;
 
-use apiserver::{ApiServer, WriteOptions};
+use apiserver::ApiServer;
 use hooks::Hooks;
 use workloads::Workloads;
 
@@ -89,6 +89,7 @@ pub(crate) struct Shared {
     api: Arc<ApiServer>,
     admin_token: String,
     ca_pem: String,
+    admin_certificate: tls::ClientCertificate,
     hooks: Hooks,
     signer: auth::TokenSigner,
     config: Config,
@@ -119,14 +120,7 @@ impl DevCluster {
             config.history_limit,
             cel::Release::of_minor(config.kubernetes_minor),
         ));
-        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-            let rt = api
-                .resource("", "v1", "namespaces")
-                .expect("namespaces are built in");
-            api.create(&rt, None, obj, &WriteOptions::internal("kube-apiserver"))
-                .map_err(|e| std::io::Error::other(e.message))?;
-        }
+        bootstrap::create(&api, addr).map_err(std::io::Error::other)?;
         let workloads = Arc::new(Workloads::new(config.rollout_delay, config.daemonset_nodes));
         let shared = Arc::new(Shared {
             api: api.clone(),
@@ -135,6 +129,7 @@ impl DevCluster {
                 .clone()
                 .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
             ca_pem: certs.ca_pem,
+            admin_certificate: certs.admin,
             hooks: Hooks::default(),
             signer: auth::TokenSigner::new(),
             config,
@@ -173,7 +168,15 @@ impl DevCluster {
 
     /// A kubeconfig for `kubectl` and `kube::Client` (context `apikey-dev`).
     pub fn kubeconfig(&self) -> String {
-        let user = format!("{{token: {}}}", self.shared.admin_token);
+        let b64 =
+            |pem: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pem);
+        let cert = &self.shared.admin_certificate;
+        let user = format!(
+            "{{token: {}, client-certificate-data: {}, client-key-data: {}}}",
+            self.shared.admin_token,
+            b64(&cert.cert_pem),
+            b64(&cert.key_pem)
+        );
         format!(
             "apiVersion: v1\nkind: Config\ncurrent-context: apikey-dev\nclusters:\n- name: apikey-dev\n  cluster:\n    server: {}\n    certificate-authority-data: {}\ncontexts:\n- name: apikey-dev\n  context:\n    cluster: apikey-dev\n    user: apikey-dev\n    namespace: default\nusers:\n- name: apikey-dev\n  user: {user}\npreferences: {{}}\n",
             self.url(),

@@ -25,18 +25,33 @@ pub enum NameRule {
     Dns1123Subdomain,
     /// RBAC objects: any path segment (`system:controller:foo`).
     PathSegment,
+    /// APIServices: `version.group`, where the core group's is `v1.`.
+    ApiService,
 }
 
 pub fn name_rule(group: &str, kind: &str) -> NameRule {
     match (group, kind) {
         ("", "Namespace") => NameRule::Dns1123Label,
         ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
+        ("apiregistration.k8s.io", "APIService") => NameRule::ApiService,
         _ => NameRule::Dns1123Subdomain,
     }
 }
 
 pub fn validate_name(rule: NameRule, name: &str, field: &str) -> Option<FieldError> {
     let value = Value::String(name.into());
+    if rule == NameRule::ApiService {
+        return match name.split_once('.') {
+            Some((version, "")) => validate_name(NameRule::Dns1123Label, version, field),
+            Some((version, group)) => validate_name(NameRule::Dns1123Label, version, field)
+                .or_else(|| validate_name(NameRule::Dns1123Subdomain, group, field)),
+            None => Some(FieldError::invalid(
+                field,
+                &value,
+                "must be in the form: <version>.<group>",
+            )),
+        };
+    }
     match rule {
         NameRule::Dns1123Label if name.len() > 63 => Some(FieldError::invalid(
             field,

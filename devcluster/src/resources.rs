@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::{apps, coordination, core, events, policy, rbac};
+use k8s_openapi::api::{apps, batch, certificates, coordination, core, events, policy, rbac};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -80,6 +81,105 @@ pub struct ResourceType {
     pub preferred: bool,
     /// Create-only review resources, answered and never stored.
     pub review: Option<Review>,
+    /// Computed by the server (componentstatuses): only `get` and `list`.
+    pub read_only: bool,
+    /// Subresources other than `status`.
+    pub subresources: Vec<Subresource>,
+}
+
+/// A subresource other than `status`, served as kube-apiserver serves it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Subresource {
+    /// `serviceaccounts/token`: a TokenRequest.
+    Token,
+    /// `namespaces/finalize`: only `spec.finalizers` changes.
+    Finalize,
+    /// `…/scale`: an `autoscaling/v1` Scale over the object's replica fields.
+    Scale(ScalePaths),
+    /// `certificatesigningrequests/approval`: only the Approved/Denied conditions change.
+    Approval,
+    /// `pods/ephemeralcontainers`: only `spec.ephemeralContainers` changes.
+    EphemeralContainers,
+    /// `pods/eviction`: an Eviction deletes the pod unless a disruption budget forbids it.
+    Eviction,
+    /// Proxied to the kubelet of the pod's node (`log`, `exec`, `attach`, `portforward`,
+    /// `proxy`); no kubelet runs here.
+    Kubelet(&'static str),
+}
+
+/// Where a scalable object keeps its replica counts (a CRD's `subresources.scale`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScalePaths {
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    pub label_selector: Option<String>,
+}
+
+impl ScalePaths {
+    /// Deployments, StatefulSets and ReplicaSets.
+    fn workload() -> Self {
+        ScalePaths {
+            spec_replicas: ".spec.replicas".into(),
+            status_replicas: ".status.replicas".into(),
+            label_selector: None,
+        }
+    }
+}
+
+/// What discovery says about a subresource.
+pub struct SubresourceInfo {
+    pub name: &'static str,
+    /// group, version, kind of what the subresource takes and returns.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: Option<&'static str>,
+    pub verbs: &'static [&'static str],
+}
+
+impl Subresource {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Subresource::Token => "token",
+            Subresource::Finalize => "finalize",
+            Subresource::Scale(_) => "scale",
+            Subresource::Approval => "approval",
+            Subresource::EphemeralContainers => "ephemeralcontainers",
+            Subresource::Eviction => "eviction",
+            Subresource::Kubelet(name) => name,
+        }
+    }
+
+    /// `None` for the kind: the parent's own kind.
+    pub fn info(&self) -> SubresourceInfo {
+        let (group, version, kind, verbs): (_, _, _, &'static [&'static str]) = match self {
+            Subresource::Token => (
+                "authentication.k8s.io",
+                "v1",
+                Some("TokenRequest"),
+                &["create"],
+            ),
+            Subresource::Finalize => ("", "", None, &["update"]),
+            Subresource::Scale(_) => (
+                "autoscaling",
+                "v1",
+                Some("Scale"),
+                &["get", "patch", "update"],
+            ),
+            Subresource::Approval | Subresource::EphemeralContainers => {
+                ("", "", None, &["get", "patch", "update"])
+            }
+            Subresource::Eviction => ("policy", "v1", Some("Eviction"), &["create"]),
+            Subresource::Kubelet("log") => ("", "v1", Some("Pod"), &["get"]),
+            Subresource::Kubelet(_) => ("", "v1", Some("Pod"), &["create", "get"]),
+        };
+        SubresourceInfo {
+            name: self.name(),
+            group,
+            version,
+            kind,
+            verbs,
+        }
+    }
 }
 
 /// The review resources kube-apiserver computes on create.
@@ -120,6 +220,10 @@ impl ResourceType {
 
     pub fn is_custom(&self) -> bool {
         self.crd.is_some()
+    }
+
+    pub fn subresource(&self, name: &str) -> Option<&Subresource> {
+        self.subresources.iter().find(|s| s.name() == name)
     }
 }
 
@@ -252,6 +356,8 @@ impl Builtin {
             crd: None,
             preferred: true,
             review: None,
+            read_only: false,
+            subresources: Vec::new(),
         }
     }
 }
@@ -265,6 +371,16 @@ fn review(
 ) -> ResourceType {
     let mut t = kind_of(group, "v1", kind, plural, namespaced).into_type(None);
     t.review = Some(r);
+    t
+}
+
+fn read_only(mut t: ResourceType) -> ResourceType {
+    t.read_only = true;
+    t
+}
+
+fn with_subresources(mut t: ResourceType, subresources: Vec<Subresource>) -> ResourceType {
+    t.subresources = subresources;
     t
 }
 
@@ -328,11 +444,14 @@ fn builtin_types() -> Vec<ResourceType> {
     };
     events_v1.view = View::EventsV1;
     vec![
-        builtin::<core::v1::Namespace>(
-            kind_of("", "v1", "Namespace", "namespaces", false)
-                .short(&["ns"])
-                .with_status(None)
-                .table(TableKind::Namespace),
+        with_subresources(
+            builtin::<core::v1::Namespace>(
+                kind_of("", "v1", "Namespace", "namespaces", false)
+                    .short(&["ns"])
+                    .with_status(None)
+                    .table(TableKind::Namespace),
+            ),
+            vec![Subresource::Finalize],
         ),
         builtin::<core::v1::Secret>(
             kind_of("", "v1", "Secret", "secrets", true).table(TableKind::Secret),
@@ -342,10 +461,13 @@ fn builtin_types() -> Vec<ResourceType> {
                 .short(&["cm"])
                 .table(TableKind::ConfigMap),
         ),
-        builtin::<core::v1::ServiceAccount>(
-            kind_of("", "v1", "ServiceAccount", "serviceaccounts", true)
-                .short(&["sa"])
-                .table(TableKind::ServiceAccount),
+        with_subresources(
+            builtin::<core::v1::ServiceAccount>(
+                kind_of("", "v1", "ServiceAccount", "serviceaccounts", true)
+                    .short(&["sa"])
+                    .table(TableKind::ServiceAccount),
+            ),
+            vec![Subresource::Token],
         ),
         builtin::<core::v1::Service>(
             kind_of("", "v1", "Service", "services", true)
@@ -354,25 +476,61 @@ fn builtin_types() -> Vec<ResourceType> {
                 .with_status(None)
                 .table(TableKind::Service),
         ),
+        with_subresources(
+            builtin::<core::v1::Pod>(
+                kind_of("", "v1", "Pod", "pods", true)
+                    .short(&["po"])
+                    .categories(&["all"])
+                    .with_status(None)
+                    .table(TableKind::Pod),
+            ),
+            vec![
+                Subresource::EphemeralContainers,
+                Subresource::Eviction,
+                Subresource::Kubelet("log"),
+                Subresource::Kubelet("exec"),
+                Subresource::Kubelet("attach"),
+                Subresource::Kubelet("portforward"),
+                Subresource::Kubelet("proxy"),
+            ],
+        ),
+        builtin::<core::v1::Node>(
+            kind_of("", "v1", "Node", "nodes", false)
+                .short(&["no"])
+                .with_status(None)
+                .table(TableKind::Node),
+        ),
+        builtin::<core::v1::Endpoints>(
+            kind_of("", "v1", "Endpoints", "endpoints", true).short(&["ep"]),
+        ),
+        read_only(builtin::<core::v1::ComponentStatus>(
+            kind_of("", "v1", "ComponentStatus", "componentstatuses", false).short(&["cs"]),
+        )),
         builtin::<core::v1::Event>(
             kind_of("", "v1", "Event", "events", true)
                 .short(&["ev"])
                 .table(TableKind::Event),
         ),
         events_v1,
-        builtin::<apps::v1::Deployment>(
-            kind_of("apps", "v1", "Deployment", "deployments", true)
-                .short(&["deploy"])
-                .categories(&["all"])
-                .with_status(SpecAndAnnotations)
-                .table(TableKind::Deployment),
+        with_subresources(
+            builtin::<apps::v1::Deployment>(
+                kind_of("apps", "v1", "Deployment", "deployments", true)
+                    .short(&["deploy"])
+                    .categories(&["all"])
+                    .with_status(SpecAndAnnotations)
+                    .table(TableKind::Deployment),
+            ),
+            vec![Subresource::Scale(ScalePaths::workload())],
         ),
-        builtin::<apps::v1::StatefulSet>(
-            kind_of("apps", "v1", "StatefulSet", "statefulsets", true)
-                .short(&["sts"])
-                .categories(&["all"])
-                .with_status(Spec)
-                .table(TableKind::StatefulSet),
+        with_subresources(
+            builtin::<apps::v1::StatefulSet>(
+                kind_of("apps", "v1", "StatefulSet", "statefulsets", true)
+                    .short(&["sts"])
+                    .categories(&["all"])
+                    .with_status(Spec)
+                    .table(TableKind::StatefulSet),
+            ),
+            vec![Subresource::Scale(ScalePaths::workload())],
         ),
         builtin::<apps::v1::DaemonSet>(
             kind_of("apps", "v1", "DaemonSet", "daemonsets", true)
@@ -380,6 +538,52 @@ fn builtin_types() -> Vec<ResourceType> {
                 .categories(&["all"])
                 .with_status(Spec)
                 .table(TableKind::DaemonSet),
+        ),
+        with_subresources(
+            builtin::<apps::v1::ReplicaSet>(
+                kind_of("apps", "v1", "ReplicaSet", "replicasets", true)
+                    .short(&["rs"])
+                    .categories(&["all"])
+                    .with_status(Spec)
+                    .table(TableKind::ReplicaSet),
+            ),
+            vec![Subresource::Scale(ScalePaths::workload())],
+        ),
+        builtin::<batch::v1::Job>(
+            kind_of("batch", "v1", "Job", "jobs", true)
+                .categories(&["all"])
+                .with_status(Spec)
+                .table(TableKind::Job),
+        ),
+        builtin::<batch::v1::CronJob>(
+            kind_of("batch", "v1", "CronJob", "cronjobs", true)
+                .short(&["cj"])
+                .categories(&["all"])
+                .with_status(Spec),
+        ),
+        with_subresources(
+            builtin::<certificates::v1::CertificateSigningRequest>(
+                kind_of(
+                    "certificates.k8s.io",
+                    "v1",
+                    "CertificateSigningRequest",
+                    "certificatesigningrequests",
+                    false,
+                )
+                .short(&["csr"])
+                .with_status(None),
+            ),
+            vec![Subresource::Approval],
+        ),
+        builtin::<APIService>(
+            kind_of(
+                "apiregistration.k8s.io",
+                "v1",
+                "APIService",
+                "apiservices",
+                false,
+            )
+            .with_status(None),
         ),
         builtin::<policy::v1::PodDisruptionBudget>(
             kind_of(

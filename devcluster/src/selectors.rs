@@ -150,6 +150,20 @@ fn field_pointer(rt: &ResourceType, field: &str) -> Option<String> {
         ],
         ("", "Secret") => &["type"],
         ("", "Namespace") => &["status.phase"],
+        ("", "Node") => &["spec.unschedulable"],
+        ("", "Pod") => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        ("batch", "Job") => &["status.successful"],
+        ("apps", "ReplicaSet") => &["status.replicas"],
+        ("certificates.k8s.io", "CertificateSigningRequest") => &["spec.signerName"],
         _ => &[],
     };
     if !allowed.contains(&field) {
@@ -187,8 +201,18 @@ impl FieldSelector {
 
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(ptr, equal, value)| {
-            let actual = obj.pointer(ptr).and_then(Value::as_str).unwrap_or("");
-            (actual == value) == *equal
+            // Selectable fields are strings; booleans and numbers are formatted, and an
+            // unset boolean is false (as Go's zero value).
+            let actual = match obj.pointer(ptr) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Bool(b)) => b.to_string(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ if ptr.ends_with("/unschedulable") || ptr.ends_with("/hostNetwork") => {
+                    "false".into()
+                }
+                _ => String::new(),
+            };
+            (actual == *value) == *equal
         })
     }
 }

@@ -6,6 +6,8 @@
 mod admission;
 mod delete;
 mod list;
+mod services;
+mod subresource;
 mod write;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,6 +25,8 @@ use super::store::Store;
 use admission::*;
 pub use delete::*;
 pub use list::*;
+pub use services::KUBERNETES_SERVICE_IP;
+pub use subresource::*;
 
 pub struct State {
     pub store: Store,
@@ -123,13 +127,30 @@ pub struct Written {
 pub fn present(rt: &ResourceType, stored: &Value) -> Value {
     match rt.view {
         View::EventsV1 => events::core_to_v1(stored),
-        View::Identity => {
+        View::Identity if rt.is_custom() => {
             let mut v = stored.clone();
             v["apiVersion"] = json!(rt.api_version());
             v["kind"] = json!(rt.kind);
             v
         }
+        View::Identity => wire_order(rt, stored),
     }
+}
+
+/// A built-in object as kube-apiserver writes it: `kind` and `apiVersion` first (Go's
+/// TypeMeta), then the rest in field order. Clients see this order in decode errors.
+fn wire_order(rt: &ResourceType, stored: &Value) -> Value {
+    let mut out = Map::new();
+    out.insert("kind".into(), json!(rt.kind));
+    out.insert("apiVersion".into(), json!(rt.api_version()));
+    if let Some(fields) = stored.as_object() {
+        for (k, v) in fields {
+            if k != "kind" && k != "apiVersion" {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Value::Object(out)
 }
 
 fn to_storage(rt: &ResourceType, obj: Value) -> Value {
@@ -158,6 +179,22 @@ impl ApiServer {
     pub fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock is a bug in the dev cluster; keep serving anyway.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The served resource of a kind (bootstrap objects name kinds, not resources).
+    pub fn resource_of_kind(
+        &self,
+        group: &str,
+        version: &str,
+        kind: &str,
+    ) -> Option<Arc<ResourceType>> {
+        self.lock()
+            .registry
+            .all()
+            .find(|t| {
+                t.group == group && t.version == version && t.kind == kind && t.review.is_none()
+            })
+            .cloned()
     }
 
     pub fn resource(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {

@@ -139,6 +139,9 @@ impl ApiServer {
         let mut warnings = Self::admit_content(rt, &mut obj, None, opts)?;
         prepare_for_create(rt, &mut obj);
         let mut errors = Self::validate_metadata(rt, &obj);
+        if services::is_service(rt) {
+            errors.extend(services::prepare_create(st, &mut obj));
+        }
         errors.extend(crd::validate_definition(rt, &obj, st.release));
         errors.extend(validate_data(rt, &obj));
         if rt.view == View::EventsV1 {
@@ -318,6 +321,9 @@ impl ApiServer {
         }
         let mut warnings = Self::admit_content(rt, &mut obj, Some(old), opts)?;
         let mut errors = Self::validate_metadata(rt, &obj);
+        if services::is_service(rt) {
+            errors.extend(services::prepare_update(old, &mut obj));
+        }
         if is_terminating(old) {
             let before = finalizers(old);
             if finalizers(&obj).iter().any(|f| !before.contains(f)) {

@@ -5,6 +5,7 @@
 mod identity;
 mod resources;
 mod routes;
+mod subresources;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -144,9 +145,10 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         route,
         Some(Route::Health | Route::OpenIdConfiguration | Route::Jwks)
     );
-    let user = match authenticate(&shared, &parts.headers) {
+    let tls = parts.extensions.get::<Arc<axum_server::tls::TlsInfo>>();
+    let user = match authenticate(&shared, &parts.headers, tls.map(Arc::as_ref)) {
         Ok(user) => user,
-        Err(_) if public => UserInfo::admin(),
+        Err(_) if public => UserInfo::anonymous(),
         Err(e) => return e.into_response(),
     };
     let Some(route) = route else {
@@ -154,9 +156,16 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     };
     let (verb, resource) = verb_of(&parts.method, &route, &q);
     shared.hooks.count(verb, &resource, &ua);
-    if shared.config.rbac && !user.is_admin() {
+    // Anonymous requests get only what RBAC grants `system:unauthenticated` (health and
+    // version, by the bootstrap policy), even when RBAC is not enforced for others.
+    let authorize = if user.is_anonymous() {
+        !public
+    } else {
+        shared.config.rbac && !user.is_admin()
+    };
+    if authorize {
         let attrs = attributes(verb, &route, parts.uri.path());
-        let allowed = rbac::allowed_by_default(&attrs)
+        let allowed = (!user.is_anonymous() && rbac::allowed_by_default(&attrs))
             || rbac::authorize(&shared.api.lock(), &user, &attrs).is_ok();
         if !allowed {
             let message = attrs.forbidden_message(&user);
@@ -208,6 +217,12 @@ struct RequestContext<'a> {
 }
 
 impl RequestContext<'_> {
+    /// The aggregated discovery version the client accepts and the release serves.
+    fn aggregated_discovery(&self) -> Option<&'static str> {
+        let accept = self.headers.get(header::ACCEPT)?.to_str().ok()?;
+        discovery::aggregated::negotiate(accept, self.shared.config.kubernetes_minor)
+    }
+
     async fn dispatch(&self, route: Route) -> ApiResult<Response> {
         let api = &self.shared.api;
         let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
@@ -217,6 +232,17 @@ impl RequestContext<'_> {
             ),
             Route::Health => Ok((StatusCode::OK, "ok").into_response()),
             Route::Version => ok(discovery::version(self.shared.config.kubernetes_minor)),
+            Route::CoreVersions | Route::Groups if self.aggregated_discovery().is_some() => {
+                let version = self.aggregated_discovery().unwrap_or_default();
+                let core = matches!(route, Route::CoreVersions);
+                let doc = discovery::aggregated::document(&api.lock().registry, core, version);
+                let mut r = json_response(StatusCode::OK, &doc);
+                if let Ok(ct) = HeaderValue::from_str(&discovery::aggregated::content_type(version))
+                {
+                    r.headers_mut().insert(header::CONTENT_TYPE, ct);
+                }
+                Ok(r)
+            }
             Route::CoreVersions => ok(discovery::api_versions(&self.shared.addr.to_string())),
             Route::Groups => ok(discovery::group_list(&api.lock().registry)),
             Route::Group(g) => discovery::group(&api.lock().registry, &g)

@@ -38,6 +38,9 @@ impl RequestContext<'_> {
         {
             return Err(ApiError::path_not_found());
         }
+        if rt.read_only && self.method != Method::GET {
+            return Err(ApiError::method_not_allowed());
+        }
         if let Some(review) = rt.review {
             if self.method != Method::POST || r.name.is_some() {
                 return Err(ApiError::method_not_allowed());
@@ -47,24 +50,12 @@ impl RequestContext<'_> {
         let status = match r.subresource.as_deref() {
             None => false,
             Some("status") if rt.status_subresource => true,
-            Some("token")
-                if rt.group.is_empty()
-                    && rt.plural == "serviceaccounts"
-                    && self.method == Method::POST =>
-            {
-                return self.token_request(
-                    ns.unwrap_or_default(),
-                    r.name.as_deref().unwrap_or_default(),
-                );
+            Some(sub) => {
+                let (Some(sub), Some(name)) = (rt.subresource(sub), r.name.as_deref()) else {
+                    return Err(ApiError::path_not_found());
+                };
+                return self.subresource(&rt, ns, name, sub, negotiated);
             }
-            Some("finalize")
-                if rt.group.is_empty()
-                    && rt.plural == "namespaces"
-                    && self.method == Method::PUT =>
-            {
-                return self.finalize_namespace(&rt, r.name.as_deref().unwrap_or_default());
-            }
-            Some(_) => return Err(ApiError::path_not_found()),
         };
         let watching = r.legacy_watch || self.query.flag("watch");
         let method = self.method.clone();

@@ -2,6 +2,7 @@
 //! kube-runtime and kubectl. One test binary (fast to link): a module per capability.
 
 mod auth;
+mod bootstrap;
 mod cel_cost;
 mod controller;
 mod crd;

@@ -1,6 +1,8 @@
 //! `meta.k8s.io/v1` Table rendering for `kubectl get`: the columns kubectl users know for
 //! built-in kinds, and `additionalPrinterColumns` (JSONPath) for custom resources.
 
+mod pods;
+
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -23,6 +25,10 @@ pub enum TableKind {
     DaemonSet,
     Lease,
     Binding,
+    Pod,
+    Node,
+    ReplicaSet,
+    Job,
     /// A custom resource with printer columns from its CRD.
     Custom,
 }
@@ -137,6 +143,35 @@ fn columns(kind: TableKind) -> Vec<Column> {
         ],
         Lease => vec![NAME, col("Holder", "string"), AGE],
         Binding => vec![NAME, col("Role", "string"), AGE],
+        Pod => vec![
+            NAME,
+            col("Ready", "string"),
+            col("Status", "string"),
+            col("Restarts", "string"),
+            AGE,
+            wide("IP", "string"),
+            wide("Node", "string"),
+        ],
+        Node => vec![
+            NAME,
+            col("Status", "string"),
+            col("Roles", "string"),
+            AGE,
+            col("Version", "string"),
+        ],
+        ReplicaSet => vec![
+            NAME,
+            col("Desired", "integer"),
+            col("Current", "integer"),
+            col("Ready", "integer"),
+            AGE,
+        ],
+        Job => vec![
+            NAME,
+            col("Status", "string"),
+            col("Completions", "string"),
+            AGE,
+        ],
     }
 }
 
@@ -419,6 +454,20 @@ fn cells(kind: TableKind, o: &Value, now: Timestamp) -> Vec<Value> {
             ),
             age,
         ],
+        Pod => pods::pod_cells(o, name, age),
+        Node => pods::node_cells(o, name, age),
+        ReplicaSet => vec![
+            name,
+            json!(
+                o.pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1)
+            ),
+            json!(int_at(o, "/status/replicas")),
+            json!(int_at(o, "/status/readyReplicas")),
+            age,
+        ],
+        Job => pods::job_cells(o, name, age),
         Lease => vec![
             name,
             or_none(str_at(o, "/spec/holderIdentity").map(String::from)),

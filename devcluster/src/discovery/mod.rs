@@ -1,12 +1,14 @@
 //! Discovery documents (`/api`, `/apis`, `/apis/{group}/{version}`), `/version`, and the
 //! OpenAPI documents kubectl reads before `apply` and `edit`.
 
+pub mod aggregated;
+
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use serde_json::{Map, Value, json};
 
-use super::resources::{Registry, ResourceType};
+use super::resources::{Registry, ResourceType, SubresourceInfo};
 
 const VERBS: &[&str] = &[
     "create",
@@ -18,6 +20,31 @@ const VERBS: &[&str] = &[
     "update",
     "watch",
 ];
+
+/// The verbs a resource supports, as discovery lists them.
+pub fn verbs(t: &ResourceType) -> &'static [&'static str] {
+    if t.review.is_some() {
+        &["create"]
+    } else if t.read_only {
+        &["get", "list"]
+    } else {
+        VERBS
+    }
+}
+
+/// Every subresource of `t`, `status` first.
+pub fn subresources(t: &ResourceType) -> impl Iterator<Item = SubresourceInfo> + '_ {
+    let status = t.status_subresource.then_some(SubresourceInfo {
+        name: "status",
+        group: "",
+        version: "",
+        kind: None,
+        verbs: &["get", "patch", "update"],
+    });
+    status
+        .into_iter()
+        .chain(t.subresources.iter().map(|s| s.info()))
+}
 
 pub fn version(minor: u32) -> Value {
     json!({
@@ -91,7 +118,7 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
             "singularName": t.singular,
             "namespaced": t.namespaced,
             "kind": t.kind,
-            "verbs": if t.review.is_some() { &["create"][..] } else { VERBS },
+            "verbs": verbs(t),
         });
         if !t.short_names.is_empty() {
             r["shortNames"] = json!(t.short_names);
@@ -100,20 +127,14 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
             r["categories"] = json!(t.categories);
         }
         resources.push(r);
-        if t.status_subresource {
-            resources.push(
-                json!({"name": format!("{}/status", t.plural), "singularName": "",
-                "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"]}),
-            );
-        }
-        if t.group.is_empty() && t.plural == "serviceaccounts" {
-            resources.push(json!({"name": "serviceaccounts/token", "singularName": "",
-                "namespaced": true, "group": "authentication.k8s.io", "version": "v1",
-                "kind": "TokenRequest", "verbs": ["create"]}));
-        }
-        if t.group.is_empty() && t.plural == "namespaces" {
-            resources.push(json!({"name": "namespaces/finalize", "singularName": "",
-                "namespaced": false, "kind": "Namespace", "verbs": ["update"]}));
+        for sub in subresources(t) {
+            let mut r = json!({"name": format!("{}/{}", t.plural, sub.name), "singularName": "",
+                "namespaced": t.namespaced, "kind": sub.kind.unwrap_or(&t.kind), "verbs": sub.verbs});
+            if !sub.group.is_empty() || !sub.version.is_empty() {
+                r["group"] = json!(sub.group);
+                r["version"] = json!(sub.version);
+            }
+            resources.push(r);
         }
     }
     let gv = if group.is_empty() {
