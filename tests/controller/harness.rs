@@ -61,7 +61,14 @@ pub async fn operator_on_test_clock() -> (
 }
 
 pub async fn operator_with(settings: apikey_operator::controller::Settings) -> Operator {
-    let t = cluster().await;
+    operator_on(cluster().await, settings).await
+}
+
+/// An operator on a dev cluster the test configured.
+pub async fn operator_on(
+    t: TestCluster,
+    settings: apikey_operator::controller::Settings,
+) -> Operator {
     let crds: Api<CustomResourceDefinition> = Api::all(t.client.clone());
     for crd in api::crds() {
         let name = crd.metadata.name.clone().unwrap();

@@ -1,9 +1,8 @@
 //! The `http` issuer against the reference issuer: keys minted and revoked where they
-//! came from, a consumer that keeps calling the protected API through rotations, and the
-//! issuer's refusals and rate limits as users see them.
+//! came from, and the issuer's refusals and rate limits as users see them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use apikey_operator::api::apikey::ApiKey;
@@ -20,13 +19,13 @@ use crate::support::*;
 const ADMIN: &str = "admin-token-for-tests";
 
 /// A plain HTTP client for the test's own calls (reqwest here needs a crypto provider).
-fn http_client() -> reqwest::Client {
+pub(super) fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
 
 /// A reference issuer on a free port, and a KeyIssuer `widgetjar` that uses it.
-async fn widgetjar(c: &Client) -> (ReferenceIssuer, String) {
+pub(super) async fn widgetjar(c: &Client) -> (ReferenceIssuer, String) {
     let issuer = ReferenceIssuer::new(ADMIN);
     let addr = issuer
         .clone()
@@ -50,74 +49,19 @@ async fn widgetjar(c: &Client) -> (ReferenceIssuer, String) {
     (issuer, url)
 }
 
-fn widget_key(name: &str, rotation: Value) -> Value {
+pub(super) fn widget_key(name: &str, rotation: Value) -> Value {
     let mut ak = apikey(name, rotation, json!({"deletionPolicy": "Revoke"}));
     ak["spec"]["issuerRef"]["name"] = "widgetjar".into();
     ak
 }
 
-/// A pod using the key: reads it from the Secret every `reload` (as a mounted Secret is
-/// refreshed), and calls the protected API with it all the time, counting refusals.
-struct Consumer {
-    calls: Arc<AtomicUsize>,
-    refused: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Consumer {
-    fn start(c: &Client, secret: &str, url: &str, reload: Duration) -> Consumer {
-        let calls: Arc<AtomicUsize> = Arc::default();
-        let refused: Arc<AtomicUsize> = Arc::default();
-        let stop: Arc<AtomicBool> = Arc::default();
-        let secrets: Api<Secret> = Api::default_namespaced(c.clone());
-        let (secret, whoami) = (secret.to_string(), format!("{url}/whoami"));
-        let (n, r, s) = (Arc::clone(&calls), Arc::clone(&refused), Arc::clone(&stop));
-        let task = tokio::spawn(async move {
-            let http = http_client();
-            let mut key = String::new();
-            let mut loaded = tokio::time::Instant::now() - reload;
-            while !s.load(Ordering::Relaxed) {
-                if loaded.elapsed() >= reload {
-                    let current = secrets.get(&secret).await.unwrap();
-                    key = data(&current, "api-key").unwrap();
-                    loaded = tokio::time::Instant::now();
-                }
-                let status = http
-                    .get(&whoami)
-                    .bearer_auth(&key)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status();
-                n.fetch_add(1, Ordering::Relaxed);
-                if status == reqwest::StatusCode::UNAUTHORIZED {
-                    r.fetch_add(1, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        });
-        Consumer {
-            calls,
-            refused,
-            stop,
-            task,
-        }
-    }
-
-    /// Stops it and returns (calls, refused).
-    async fn finish(self) -> (usize, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap();
-        (
-            self.calls.load(Ordering::Relaxed),
-            self.refused.load(Ordering::Relaxed),
-        )
-    }
-}
-
 /// Rotates `name` `times` times, each until the old key is revoked at the issuer.
-async fn rotate(apikeys: &Api<ApiKey>, issuer: &ReferenceIssuer, name: &str, times: usize) {
+pub(super) async fn rotate(
+    apikeys: &Api<ApiKey>,
+    issuer: &ReferenceIssuer,
+    name: &str,
+    times: usize,
+) {
     for n in 0..times {
         let before = current_id(&apikeys.get(name).await.unwrap());
         request(apikeys, name, "apikey.dev/rotate", &format!("{n}")).await;
@@ -133,43 +77,6 @@ async fn rotate(apikeys: &Api<ApiKey>, issuer: &ReferenceIssuer, name: &str, tim
             "the old key is revoked at the issuer"
         );
     }
-}
-
-#[tokio::test]
-async fn consumers_never_see_a_refused_key_when_the_overlap_covers_their_reload_delay() {
-    let op = operator().await;
-    let c = &op.t.client;
-    let (issuer, url) = widgetjar(c).await;
-    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
-    let reload = Duration::from_millis(600);
-
-    // Overlap longer than the reload delay: not one call refused through five rotations.
-    create::<ApiKey>(
-        c,
-        widget_key("covered", json!({"every": "1h", "overlap": "2s"})),
-    )
-    .await;
-    wait(apikeys.clone(), "covered", ready).await;
-    let consumer = Consumer::start(c, "covered", &url, reload);
-    rotate(&apikeys, &issuer, "covered", 5).await;
-    let (calls, refused) = consumer.finish().await;
-    assert!(calls > 100, "the consumer kept calling ({calls})");
-    assert_eq!(refused, 0, "{refused} of {calls} calls refused");
-
-    // No overlap: the old key is revoked while the consumer still holds it.
-    create::<ApiKey>(
-        c,
-        widget_key("uncovered", json!({"every": "1h", "overlap": "0s"})),
-    )
-    .await;
-    wait(apikeys.clone(), "uncovered", ready).await;
-    let consumer = Consumer::start(c, "uncovered", &url, reload);
-    rotate(&apikeys, &issuer, "uncovered", 5).await;
-    let (calls, refused) = consumer.finish().await;
-    assert!(
-        refused > 0,
-        "without overlap the consumer must see refusals ({calls} calls)"
-    );
 }
 
 #[tokio::test]

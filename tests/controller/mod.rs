@@ -20,3 +20,4 @@ mod scope;
 mod templates;
 mod user_surface;
 mod vault;
+mod zero_downtime;
