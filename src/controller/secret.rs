@@ -23,6 +23,25 @@ pub const FINGERPRINT_ANNOTATION: &str = "apikey.dev/fingerprint";
 /// where they came from and rotates if its spec differs.
 pub const PROVENANCE_ANNOTATION: &str = "apikey.dev/provenance";
 
+/// Set when an ApiKey releases its Secret (deletion with `Retain`, or a renamed Secret):
+/// `namespace/name` of that ApiKey. Only a Secret carrying it is adopted by a successor
+/// of that name — a Secret that merely has the name label (copied from an example,
+/// mirrored by another tool) is someone else's.
+pub const RELEASED_ANNOTATION: &str = "apikey.dev/released-by";
+
+/// The patch that releases a Secret: no owner (it outlives the ApiKey), and the mark
+/// that lets a successor of the same name adopt it.
+pub fn release_patch(ak: &ApiKey) -> serde_json::Value {
+    serde_json::json!({"metadata": {
+        "ownerReferences": null,
+        "annotations": {RELEASED_ANNOTATION: released_by(ak)},
+    }})
+}
+
+fn released_by(ak: &ApiKey) -> String {
+    format!("{}/{}", ak.namespace().unwrap_or_default(), ak.name_any())
+}
+
 /// One key as the Secret carries it.
 pub struct Held<'a> {
     pub id: &'a str,
@@ -284,7 +303,7 @@ pub fn held_keys(ak: &ApiKey, s: &Secret) -> Option<Found> {
 }
 
 /// Who may write this Secret: a Secret of ours, or one a deleted ApiKey of the same name
-/// left behind (its owner is gone), which a re-created ApiKey adopts.
+/// released (or is being deleted with), which a re-created ApiKey adopts.
 pub fn may_manage(ak: &ApiKey, actual: &Secret) -> bool {
     let ours = ak.uid();
     let owners = actual.owner_references();
@@ -295,8 +314,9 @@ pub fn may_manage(ak: &ApiKey, actual: &Secret) -> bool {
     let owned_by_other_apikey = owners
         .iter()
         .any(|o| o.kind == "ApiKey" && o.api_version.starts_with("apikey.dev/"));
+    let released_to_us = actual.annotations().get(RELEASED_ANNOTATION) == Some(&released_by(ak));
     labelled
-        && (owners.is_empty()
+        && (owners.is_empty() && released_to_us
             || owned_by_other_apikey && owners.iter().all(|o| o.name == ak.name_any()))
 }
 
@@ -409,6 +429,22 @@ mod tests {
         left_behind.metadata.labels = Some(BTreeMap::from([(
             NAME_LABEL.to_string(),
             "billing".to_string(),
+        )]));
+        assert!(
+            !may_manage(&ak, &left_behind),
+            "a Secret that only has the label is not adopted"
+        );
+        left_behind.metadata.annotations = Some(BTreeMap::from([(
+            RELEASED_ANNOTATION.to_string(),
+            "elsewhere/billing".to_string(),
+        )]));
+        assert!(
+            !may_manage(&ak, &left_behind),
+            "one another namespace's ApiKey released is not adopted (a mirrored copy)"
+        );
+        left_behind.metadata.annotations = Some(BTreeMap::from([(
+            RELEASED_ANNOTATION.to_string(),
+            "default/billing".to_string(),
         )]));
         assert!(
             may_manage(&ak, &left_behind),

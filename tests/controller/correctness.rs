@@ -44,6 +44,57 @@ async fn a_revoked_key_is_never_adopted_by_a_successor() {
     );
 }
 
+/// A Secret that only carries the name label (copied from an example, mirrored by
+/// another tool) is someone else's: never adopted, never overwritten, its "key" never
+/// revoked. A Secret an ApiKey of that name released still is adopted.
+#[tokio::test]
+async fn a_labelled_secret_no_apikey_released_is_never_adopted() {
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    let forged = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "labels": {"apikey.dev/name": name}},
+            "stringData": {"api-key": "someone-elses-key", "api-key-id": "someone-elses-id"}})
+    };
+    create::<Secret>(c, forged("copied")).await;
+    create::<ApiKey>(c, apikey("copied", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    wait(
+        apikeys.clone(),
+        "copied",
+        reason_is("Ready", "SecretConflict"),
+    )
+    .await;
+    let secret = Api::<Secret>::default_namespaced(c.clone())
+        .get("copied")
+        .await
+        .unwrap();
+    assert_eq!(
+        data(&secret, "api-key").as_deref(),
+        Some("someone-elses-key")
+    );
+
+    // Released by its predecessor (Retain): adopted, with its key.
+    let retain = || {
+        apikey(
+            "kept",
+            json!({"every": "1h"}),
+            json!({"deletionPolicy": "Retain"}),
+        )
+    };
+    create::<ApiKey>(c, retain()).await;
+    let first = current_id(&wait(apikeys.clone(), "kept", ready).await);
+    apikeys
+        .delete("kept", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_deleted(apikeys.clone(), "kept").await;
+    create::<ApiKey>(c, retain()).await;
+    let adopted = current_id(&wait(apikeys, "kept", ready).await);
+    assert_eq!(adopted, first, "the released key is adopted");
+}
+
 /// Item 1: deleting a namespace deletes its KeyIssuer first; the ApiKey's Revoke
 /// finalizer must not wait for it forever (the namespace would never go away).
 #[tokio::test]

@@ -5,7 +5,6 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use serde_json::json;
 
 use crate::api::apikey::{ApiKey, DeletionPolicy, IssuerRecord};
 use crate::controller::error::Error;
@@ -60,7 +59,7 @@ impl Shell<'_> {
         } else {
             // Retain: the Secrets outlive the ApiKey (their keys stay valid) — but only the
             // ones it manages are released; a foreign Secret of that name is left alone.
-            let release = json!({"metadata": {"ownerReferences": null}});
+            let release = secret::release_patch(self.ak);
             let consumer = secret::secret_name(self.ak);
             if let Some(s) = self.secrets.get_opt(&consumer).await?
                 && secret::may_manage(self.ak, &s)

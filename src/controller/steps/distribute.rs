@@ -133,7 +133,7 @@ impl Shell<'_> {
             };
             self.secrets.delete(name, &exactly_that).await?;
         } else {
-            let release = json!({"metadata": {"ownerReferences": null}});
+            let release = secret::release_patch(self.ak);
             self.secrets
                 .patch(name, &crate::writes::patch(), &Patch::Merge(&release))
                 .await?;
