@@ -93,6 +93,11 @@ async fn a_labelled_secret_no_apikey_released_is_never_adopted() {
     create::<ApiKey>(c, retain()).await;
     let adopted = current_id(&wait(apikeys, "kept", ready).await);
     assert_eq!(adopted, first, "the released key is adopted");
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    wait(secrets, "kept", |s: Option<&Secret>| {
+        s.is_some_and(|s| !s.annotations().contains_key("apikey.dev/released-by"))
+    })
+    .await;
 }
 
 /// Item 1: deleting a namespace deletes its KeyIssuer first; the ApiKey's Revoke
