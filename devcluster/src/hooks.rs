@@ -73,6 +73,8 @@ pub struct Hooks {
     counts: Mutex<BTreeMap<RequestKey, u64>>,
     denials: Mutex<Vec<String>>,
     cut: watch::Sender<u64>,
+    /// How many injected faults have been applied so far.
+    fired: watch::Sender<u64>,
 }
 
 impl Default for Hooks {
@@ -82,6 +84,7 @@ impl Default for Hooks {
             counts: Mutex::default(),
             denials: Mutex::default(),
             cut: watch::channel(0).0,
+            fired: watch::channel(0).0,
         }
     }
 }
@@ -110,7 +113,13 @@ impl Hooks {
                 faults.remove(i);
             }
         }
+        self.fired.send_modify(|n| *n += 1);
         Some(fault)
+    }
+
+    /// Counts the faults applied so far; a test waits on it to act right after one.
+    pub fn faults_fired(&self) -> watch::Receiver<u64> {
+        self.fired.subscribe()
     }
 
     pub fn count(&self, verb: &str, resource: &str, user_agent: &str) {

@@ -209,6 +209,12 @@ impl DevCluster {
         self.shared.hooks.clear_faults();
     }
 
+    /// How many injected faults have been applied: `wait_for` on it to act the moment one
+    /// fires (e.g. delete an object while its controller's write has just failed).
+    pub fn faults_fired(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.hooks.faults_fired()
+    }
+
     /// Ends every open watch stream; clients reconnect from their last resourceVersion.
     pub fn cut_watches(&self) {
         self.shared.hooks.cut_watches();

@@ -5,6 +5,7 @@ mod aws_iam;
 mod chart;
 mod consumers;
 mod correctness;
+mod deletion;
 mod events;
 mod gitops;
 mod ha;

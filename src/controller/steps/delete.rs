@@ -7,6 +7,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use crate::api::apikey::{ApiKey, DeletionPolicy, IssuerRecord};
+use crate::controller::clock::parse_ts;
 use crate::controller::error::Error;
 use crate::controller::finalizers;
 use crate::controller::reconcile::FINALIZER;
@@ -65,6 +66,7 @@ impl Shell<'_> {
                 && secret::may_manage(self.ak, &s)
             {
                 self.secret_version = s.resource_version();
+                self.revoke_previous_if_due().await?;
                 // Bring it up to date first: a key status names but the Secret lacks (a
                 // distribute cut short) would otherwise be left valid and unreferenced.
                 match self.apply_secret().await {
@@ -80,5 +82,39 @@ impl Shell<'_> {
         let api: Api<ApiKey> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         finalizers::remove(&api, self.ak, FINALIZER).await?;
         Ok(Action::await_change())
+    }
+}
+
+impl Shell<'_> {
+    /// A previous key whose overlap is over (or that an emergency replaced) was due to be
+    /// revoked — perhaps already was, by a step whose status write never landed. Finish
+    /// that before a Retain release, so the released Secret offers only keys that stay
+    /// valid.
+    async fn revoke_previous_if_due(&mut self) -> Result<(), Error> {
+        let Some(prev) = self.status.previous_key.clone() else {
+            return Ok(());
+        };
+        let overlap_over = prev
+            .revoke_after
+            .as_deref()
+            .and_then(parse_ts)
+            .is_some_and(|t| t <= self.now());
+        if !(prev.emergency || overlap_over) {
+            return Ok(());
+        }
+        if self.revoke_at_issuer(&prev.issuer, &prev.id).await? {
+            self.event(
+                EventType::Normal,
+                "Revoked",
+                format!(
+                    "revoked previous key {} (its overlap was over; the Secret is released with the current key only)",
+                    prev.id
+                ),
+            )
+            .await;
+        }
+        self.status.previous_key = None;
+        self.store.delete(&prev.id).await?;
+        Ok(())
     }
 }
