@@ -115,4 +115,31 @@ mod tests {
             assert_eq!(re.is_match(s), parse(s).is_ok(), "{s}");
         }
     }
+
+    proptest::proptest! {
+        /// The controller never accepts a duration the CRD's pattern refuses (the schema
+        /// is the first line; the parser must not be more lenient than it).
+        #[test]
+        fn the_parser_is_never_more_lenient_than_the_pattern(s in "[0-9.a-zµ]{0,12}") {
+            let re = regex::Regex::new(GO_DURATION_PATTERN).unwrap();
+            if parse(&s).is_ok() {
+                proptest::prop_assert!(re.is_match(&s), "{s:?} parsed but the schema refuses it");
+            }
+        }
+
+        /// Whole hours, minutes and seconds add up exactly.
+        #[test]
+        fn units_add_up(h in 0u64..100_000, m in 0u64..1_000, sec in 0u64..1_000) {
+            let d = parse(&format!("{h}h{m}m{sec}s")).unwrap();
+            proptest::prop_assert_eq!(d.as_secs(), h * 3600 + m * 60 + sec);
+        }
+
+        /// Whatever fits the schema's length parses or says why, without panicking.
+        #[test]
+        fn anything_the_schema_admits_is_answered(s in "([0-9]{1,20}(\\.[0-9]{1,5})?(ns|us|µs|ms|s|m|h)){1,3}") {
+            if let Err(e) = parse(&s) {
+                proptest::prop_assert!(e.contains("is not a Go duration"), "{e}");
+            }
+        }
+    }
 }

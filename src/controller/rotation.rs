@@ -379,4 +379,6 @@ pub fn jitter(uid: &str, every: Duration) -> Duration {
 }
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;

@@ -205,4 +205,25 @@ mod tests {
             Some(Duration::from_secs(86_400))
         );
     }
+
+    proptest::proptest! {
+        /// Any five fields of the characters the CRD pattern lets through either give a
+        /// cadence whose next rotation is later than the last, or an explanation.
+        #[test]
+        fn cron_fields_give_a_later_time_or_a_reason(
+            fields in proptest::collection::vec("[0-9*/,-]{1,6}", 5),
+            seconds in 0i64..2_000_000_000,
+        ) {
+            let schedule = fields.join(" ");
+            match Cadence::from_spec(&rotation(None, Some(&schedule), None)) {
+                Ok(c) => {
+                    let issued = Timestamp::from_second(seconds).unwrap();
+                    if let Some(next) = c.next_after(issued, "uid") {
+                        proptest::prop_assert!(next > issued, "{schedule}: {next} after {issued}");
+                    }
+                }
+                Err(e) => proptest::prop_assert!(e.starts_with("rotation.schedule"), "{e}"),
+            }
+        }
+    }
 }

@@ -199,4 +199,19 @@ mod tests {
         )]));
         assert!(e.unwrap_err().contains("more than 64 KiB"));
     }
+
+    proptest::proptest! {
+        /// A template is user input: whatever it says, rendering ends (fuel), stays within
+        /// its size, and an error never quotes the key.
+        #[test]
+        fn any_template_renders_bounded_or_fails_without_the_key(
+            text in "(\\{\\{ ?(key|keyId|name|nope|key ~ key|range\\(9\\)) ?\\}\\}|\\{% ?(for i in range\\(99\\)|endfor|if key|endif) ?%\\}|[a-z=\\n{}%]){0,40}",
+        ) {
+            let key = SecretString::from("sk_live_SECRETVALUE");
+            match render(&templates(&[("f", &text)]), &vars(&key, None)) {
+                Ok(out) => proptest::prop_assert!(out["f"].len() <= MAX_RENDERED),
+                Err(e) => proptest::prop_assert!(!e.contains("SECRETVALUE"), "{e}"),
+            }
+        }
+    }
 }

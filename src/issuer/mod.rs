@@ -52,6 +52,42 @@ pub struct MintedKey {
     pub expires_at: Option<Timestamp>,
 }
 
+/// The longest key the operator distributes: real API keys are tens of bytes; anything
+/// near a Secret's 1 MiB is an issuer answering something else.
+pub const MAX_KEY_BYTES: usize = 4096;
+
+impl MintedKey {
+    /// Whether the key can be recorded and distributed — its id goes into status and
+    /// events, the key into Secrets and templates — and, if not, why (never quoting it).
+    pub fn usable(&self) -> Result<(), String> {
+        let id_max = crate::api::limits::KEY_ID as usize;
+        let key = self.secret.expose_secret();
+        if self.id.is_empty() {
+            Err("its id is empty".into())
+        } else if self.id.len() > id_max {
+            Err(format!(
+                "its id is {} bytes long (at most {id_max})",
+                self.id.len()
+            ))
+        } else if !self.id.chars().all(|c| c.is_ascii_graphic()) {
+            Err("its id has characters other than printable ASCII".into())
+        } else if key.is_empty() {
+            Err("the key is empty".into())
+        } else if key.len() > MAX_KEY_BYTES {
+            Err(format!(
+                "the key is {} bytes long (at most {MAX_KEY_BYTES})",
+                key.len()
+            ))
+        } else if key.chars().any(char::is_control) {
+            Err("the key has control characters (a newline breaks the files it goes into)".into())
+        } else if key == self.id {
+            Err("the key is its own id (an id is shown everywhere, a key nowhere)".into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IssuerError {
     /// The issuer refused the request (bad scopes, quota, …): retrying will not help.
@@ -146,5 +182,49 @@ mod tests {
         assert!(fp.starts_with("sha256:") && fp.len() == 19, "{fp}");
         assert_eq!(fp, fingerprint(&SecretString::from("sk_live_abc")));
         assert_ne!(fp, fingerprint(&SecretString::from("sk_live_abd")));
+    }
+
+    fn minted(id: &str, key: &str) -> MintedKey {
+        MintedKey {
+            id: id.into(),
+            secret: SecretString::from(key.to_string()),
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn unusable_answers_are_explained_without_the_key() {
+        let long_id = "k".repeat(300);
+        let cases = [
+            ("", "sk_1", "id is empty"),
+            (long_id.as_str(), "sk_1", "300 bytes long"),
+            ("key 1", "sk_1", "printable ASCII"),
+            ("key_1", "", "key is empty"),
+            ("key_1", "sk_1\nEVIL=1", "control characters"),
+            ("sk_1", "sk_1", "its own id"),
+        ];
+        for (id, key, why) in cases {
+            let err = minted(id, key).usable().unwrap_err();
+            assert!(err.contains(why), "{id:?}: {err}");
+            assert!(key.is_empty() || !err.contains(key), "{err}");
+        }
+        assert!(
+            minted("key_1", &"x".repeat(MAX_KEY_BYTES + 1))
+                .usable()
+                .is_err()
+        );
+        assert!(minted("key_1", "sk_live_abc").usable().is_ok());
+    }
+
+    proptest::proptest! {
+        /// Whatever an issuer answers, a usable key fits status and never breaks a file.
+        #[test]
+        fn a_usable_key_fits_everywhere_it_goes(id in "\\PC{0,300}", key in "\\PC{0,64}") {
+            if minted(&id, &key).usable().is_ok() {
+                proptest::prop_assert!(!id.is_empty() && id.len() <= crate::api::limits::KEY_ID as usize);
+                proptest::prop_assert!(id.chars().all(|c| c.is_ascii_graphic()));
+                proptest::prop_assert!(!key.is_empty() && !key.chars().any(char::is_control));
+            }
+        }
     }
 }

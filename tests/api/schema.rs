@@ -310,6 +310,25 @@ async fn bad_apikeys_are_rejected_with_clear_messages() {
             json!({"rotation": {"every": "1h"}}),
             "spec.issuerRef: Required value",
         ),
+        (
+            json!({"issuerRef": issuer, "rotation": {"every": "1h"},
+                "storeRef": {"name": "vault", "path": "team/../../sys/mounts"}}),
+            "storeRef.path must be relative segments",
+        ),
+        (
+            json!({"issuerRef": issuer, "rotation": {"every": "1h"},
+                "storeRef": {"name": "vault", "path": "/etc/passwd"}}),
+            "storeRef.path must be relative segments",
+        ),
+        (
+            json!({"issuerRef": issuer, "rotation": {"every": "1h"},
+                "scopes": (0..33).map(|i| format!("widgets:{i}")).collect::<Vec<_>>()}),
+            "spec.scopes: Too many: 33: must have at most 32 items",
+        ),
+        (
+            json!({"issuerRef": issuer, "rotation": {"every": "1h"}, "scopes": ["w".repeat(129)]}),
+            "spec.scopes[0]: Too long: may not be more than 128",
+        ),
     ];
     for (spec, want) in cases {
         let status = rejection(&t, apikey("bad", spec.clone())).await;

@@ -2,6 +2,7 @@
 
 mod aws;
 mod aws_iam;
+mod bad_input;
 mod chart;
 mod consumers;
 mod correctness;

@@ -109,6 +109,21 @@ impl Shell<'_> {
             }
             other => other?,
         };
+        if let Err(why) = minted.usable() {
+            // It cannot be recorded or distributed, and must not stay valid unrecorded:
+            // revoked now, and the attempt counts as refused (a new idempotency key next).
+            if !minted.id.is_empty() {
+                issuer.revoke(&minted.id).await?;
+            }
+            if pending.id.is_none() {
+                self.status.pending_key.as_mut().expect("pending").attempt += 1;
+                self.write_status(Phase::Issuing).await?;
+            }
+            return Err(IssuerError::Rejected(format!(
+                "the issuer answered a key that cannot be used ({why}); it was revoked"
+            ))
+            .into());
+        }
         let fingerprint = issuer::fingerprint(&minted.secret);
         let p = self.status.pending_key.as_mut().expect("pending");
         if let Some(recorded) = pending.id.as_ref().filter(|id| **id != minted.id) {
