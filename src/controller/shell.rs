@@ -28,6 +28,9 @@ pub(super) struct Shell<'a> {
     pub(super) ctx: &'a Context,
     pub(super) ns: String,
     pub(super) status: ApiKeyStatus,
+    /// Status as the API server has it (read, then as written): a write that would
+    /// change nothing is not sent.
+    pub(super) status_on_server: ApiKeyStatus,
     pub(super) store: Box<dyn KeyStore>,
     /// What status records of a key in `store` (`None` for the built-in store).
     pub(super) store_record: Option<StoreRecord>,
@@ -129,6 +132,7 @@ impl<'a> Shell<'a> {
             secrets: Api::namespaced(ctx.client.clone(), &ns),
             ns,
             status: ak.status.clone().unwrap_or_default(),
+            status_on_server: ak.status.clone().unwrap_or_default(),
             cadence,
             overlap,
             key_spec,

@@ -164,6 +164,9 @@ impl Shell<'_> {
     /// Replaces status with `self.status`, guarded by the resourceVersion this reconcile
     /// last saw (a concurrent write makes it a 409 and the reconcile starts over).
     pub(super) async fn put_status(&mut self) -> Result<(), Error> {
+        if self.status == self.status_on_server {
+            return Ok(());
+        }
         let mut obj = self.ak.clone();
         obj.status = Some(self.status.clone());
         obj.metadata.managed_fields = None;
@@ -174,6 +177,7 @@ impl Shell<'_> {
             .await?;
         self.ctx.wrote(&written);
         self.resource_version = written.resource_version();
+        self.status_on_server = self.status.clone();
         Ok(())
     }
 
