@@ -316,8 +316,28 @@ pub fn may_manage(ak: &ApiKey, actual: &Secret) -> bool {
         .any(|o| o.kind == "ApiKey" && o.api_version.starts_with("apikey.dev/"));
     let released_to_us = actual.annotations().get(RELEASED_ANNOTATION) == Some(&released_by(ak));
     labelled
-        && (owners.is_empty() && released_to_us
+        && (owners.is_empty() && (released_to_us || holds_our_key(ak, actual))
             || owned_by_other_apikey && owners.iter().all(|o| o.name == ak.name_any()))
+}
+
+/// Whether the Secret holds a key this ApiKey's status names, by the fingerprint of the
+/// material: only our own Secret can (say, one the garbage collector orphaned while an
+/// `orphan` deletion of this ApiKey runs its finalizer).
+fn holds_our_key(ak: &ApiKey, s: &Secret) -> bool {
+    let Some(status) = ak.status.as_ref() else {
+        return false;
+    };
+    let ours: Vec<&str> = [status.current_key.as_ref(), status.previous_key.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|k| k.fingerprint.as_str())
+        .collect();
+    let t = &ak.spec.secret;
+    [&t.current_key_field, &t.previous_key_field]
+        .into_iter()
+        .filter_map(|f| s.data.as_ref()?.get(f))
+        .map(|b| SecretString::from(String::from_utf8_lossy(&b.0).into_owned()))
+        .any(|material| ours.contains(&crate::issuer::fingerprint(&material).as_str()))
 }
 
 #[cfg(test)]

@@ -306,7 +306,8 @@ async fn a_left_behind_secret_whose_id_is_a_key_is_not_adopted() {
     issuer(c).await;
     create::<Secret>(
         c,
-        json!({"metadata": {"name": "leaky", "labels": {"apikey.dev/name": "leaky"}},
+        json!({"metadata": {"name": "leaky", "labels": {"apikey.dev/name": "leaky"},
+                "annotations": {"apikey.dev/released-by": "default/leaky"}},
             "stringData": {"api-key": "sk_live_material", "api-key-id": "sk_live_material"}}),
     )
     .await;
