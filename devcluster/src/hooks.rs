@@ -152,6 +152,34 @@ impl Hooks {
         self.denials.lock().expect("lock").clone()
     }
 
+    /// `/metrics`: kube-apiserver's `apiserver_request_total`, by verb (as kube-apiserver
+    /// names them: POST, PUT, PATCH, …) and resource.
+    pub fn metrics_text(&self) -> String {
+        let mut totals: BTreeMap<(&'static str, String), u64> = BTreeMap::new();
+        for (k, n) in self.counts.lock().expect("lock").iter() {
+            let verb = match k.verb.as_str() {
+                "create" => "POST",
+                "update" => "PUT",
+                "patch" => "PATCH",
+                "delete" | "deletecollection" => "DELETE",
+                "list" => "LIST",
+                "watch" => "WATCH",
+                "get" => "GET",
+                _ => "OTHER",
+            };
+            *totals.entry((verb, k.resource.clone())).or_default() += n;
+        }
+        let mut out = String::from(
+            "# HELP apiserver_request_total Counter of apiserver requests broken out for each verb and resource.\n# TYPE apiserver_request_total counter\n",
+        );
+        for ((verb, resource), n) in totals {
+            out.push_str(&format!(
+                "apiserver_request_total{{resource=\"{resource}\",verb=\"{verb}\"}} {n}\n"
+            ));
+        }
+        out
+    }
+
     pub fn request_counts(&self) -> BTreeMap<RequestKey, u64> {
         self.counts.lock().expect("lock").clone()
     }

@@ -231,6 +231,12 @@ impl RequestContext<'_> {
                 json!({"paths": ["/api", "/api/v1", "/apis", "/openapi/v2", "/openapi/v3", "/version", "/healthz"]}),
             ),
             Route::Health => Ok((StatusCode::OK, "ok").into_response()),
+            Route::Metrics => Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                self.shared.hooks.metrics_text(),
+            )
+                .into_response()),
             Route::Version => ok(discovery::version(self.shared.config.kubernetes_minor)),
             Route::CoreVersions | Route::Groups if self.aggregated_discovery().is_some() => {
                 let version = self.aggregated_discovery().unwrap_or_default();

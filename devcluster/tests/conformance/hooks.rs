@@ -79,4 +79,17 @@ async fn requests_are_counted_by_verb_resource_and_user_agent() {
         .map(|(k, n)| (k.user_agent.as_str(), *n))
         .collect();
     assert_eq!(agent_gets, [("devcluster/test", 1), ("unknown", 2)]);
+    // The same counts as a separate process reads them: kube-apiserver's metric.
+    let metrics = t
+        .client
+        .request_text(http::Request::get("/metrics").body(vec![]).unwrap())
+        .await
+        .unwrap();
+    for line in [
+        r#"apiserver_request_total{resource="secrets",verb="POST"} 1"#,
+        r#"apiserver_request_total{resource="secrets",verb="GET"} 3"#,
+        r#"apiserver_request_total{resource="secrets",verb="LIST"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
 }
