@@ -14,6 +14,7 @@ pub mod reconcile;
 pub mod rotation;
 pub mod schedule;
 pub mod secret;
+mod secret_index;
 mod shell;
 mod status;
 mod steps;
@@ -22,7 +23,7 @@ mod templates;
 
 use std::sync::Arc;
 
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
@@ -175,10 +176,13 @@ fn controller(
     // The cache holds every ApiKey: without their managedFields (nothing reads them), it
     // holds less.
     let (cache, writer) = kube::runtime::reflector::store();
+    let secret_index = secret_index::SecretIndex::default();
+    let index_writer = secret_index.clone();
     let apikeys = watcher(scoped_api::<ApiKey>(client, namespace), config)
         .default_backoff()
         .modify(|ak| ak.managed_fields_mut().clear())
         .reflect(writer)
+        .inspect_ok(move |event| index_writer.apply(event))
         .touched_objects();
     let controller = Controller::for_stream(apikeys, cache.clone()).with_config(
         kube::runtime::controller::Config::default().concurrency(settings.concurrency),
@@ -187,7 +191,6 @@ fn controller(
     let cluster_issuer_cache = cache.clone();
     // Consumers are watched by metadata only; their status is read when reconciling.
     let (deploy_cache, sts_cache, ds_cache) = (cache.clone(), cache.clone(), cache.clone());
-    let secret_cache = cache.clone();
     let (store_cache, cluster_store_cache) = (cache.clone(), cache.clone());
     let ns = namespace;
     // Every Secret by metadata only, uncached (memory does not grow with the cluster's
@@ -195,7 +198,7 @@ fn controller(
     // ApiKey at once.
     let run = controller
         .watches_stream(metadata_events::<Secret>(client, ns), move |s| {
-            secret_users(&secret_cache, &s)
+            secret_index.users(s.namespace(), &s.name_any())
         })
         .watches(
             scoped_api::<KeyIssuer>(client, ns),
@@ -294,24 +297,6 @@ where
         watcher::Config::default(),
     )
     .touched_objects()
-}
-
-/// The ApiKeys whose consumer Secret or store state Secret has this name.
-fn secret_users(
-    cache: &kube::runtime::reflector::Store<ApiKey>,
-    s: &PartialObjectMeta<Secret>,
-) -> Vec<ObjectRef<ApiKey>> {
-    let name = s.name_any();
-    cache
-        .state()
-        .iter()
-        .filter(|ak| ak.namespace() == s.namespace())
-        .filter(|ak| {
-            secret::secret_name(ak) == name
-                || name == crate::store::kubernetes::state_secret_name(&ak.name_any())
-        })
-        .map(|ak| ObjectRef::from_obj(ak.as_ref()))
-        .collect()
 }
 
 /// The ApiKeys whose consumers include this workload.
