@@ -71,6 +71,16 @@ impl TestCluster {
         Client::try_from(config).unwrap()
     }
 
+    /// A client without credentials (no token, no client certificate): `system:anonymous`.
+    pub async fn anonymous_client(&self) -> Client {
+        self.client_with(|c| {
+            c.auth_info.token = None;
+            c.auth_info.client_certificate_data = None;
+            c.auth_info.client_key_data = None;
+        })
+        .await
+    }
+
     pub fn api<K>(&self, ns: &str) -> Api<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,

@@ -180,7 +180,7 @@ pub fn scale_of(obj: &Value, paths: &ScalePaths) -> Value {
     let at = |p: &str| obj.pointer(&Part::from_json_path(p).0).cloned();
     let selector = match &paths.label_selector {
         Some(p) => at(p).unwrap_or(json!("")),
-        None => json!(selector_string(obj.pointer("/spec/selector"))),
+        None => json!(crate::table::match_labels(obj)),
     };
     json!({
         "kind": "Scale",
@@ -195,20 +195,6 @@ pub fn scale_of(obj: &Value, paths: &ScalePaths) -> Value {
         "spec": {"replicas": at(&paths.spec_replicas).unwrap_or(json!(0))},
         "status": {"replicas": at(&paths.status_replicas).unwrap_or(json!(0)), "selector": selector},
     })
-}
-
-/// A workload's label selector in the string form Scale carries.
-fn selector_string(selector: Option<&Value>) -> String {
-    selector
-        .and_then(|s| s.get("matchLabels"))
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default()
 }
 
 /// The object a Scale asks for: its `spec.replicas` at the object's replica path.

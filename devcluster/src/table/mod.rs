@@ -269,7 +269,8 @@ fn containers(o: &Value, field: &str) -> String {
         .unwrap_or_default()
 }
 
-fn match_labels(o: &Value) -> String {
+/// A workload's `spec.selector.matchLabels` as `k=v,…` (also Scale's selector).
+pub(crate) fn match_labels(o: &Value) -> String {
     o.pointer("/spec/selector/matchLabels")
         .and_then(Value::as_object)
         .map(|m| {

@@ -87,13 +87,7 @@ async fn services_get_a_cluster_ip_for_life() {
 #[tokio::test]
 async fn requests_without_credentials_are_system_anonymous() {
     let t = cluster().await;
-    let anonymous = t
-        .client_with(|c| {
-            c.auth_info.token = None;
-            c.auth_info.client_certificate_data = None;
-            c.auth_info.client_key_data = None;
-        })
-        .await;
+    let anonymous = t.anonymous_client().await;
     let status = api_error(
         Api::<ConfigMap>::default_namespaced(anonymous.clone())
             .list(&Default::default())

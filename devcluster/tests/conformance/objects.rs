@@ -566,13 +566,7 @@ async fn bearer_token_is_required_when_configured() {
         .await
         .expect("the kubeconfig carries the token");
     // Without a credential the request is system:anonymous's (see bootstrap.rs).
-    let anonymous = t
-        .client_with(|c| {
-            c.auth_info.token = None;
-            c.auth_info.client_certificate_data = None;
-            c.auth_info.client_key_data = None;
-        })
-        .await;
+    let anonymous = t.anonymous_client().await;
     let status = api_error(
         Api::<ConfigMap>::default_namespaced(anonymous)
             .list(&Default::default())
