@@ -7,6 +7,7 @@ mod credentials;
 pub mod error;
 pub mod events;
 mod finalizers;
+mod index;
 mod instrumented;
 mod observe;
 pub mod providers;
@@ -14,7 +15,6 @@ pub mod reconcile;
 pub mod rotation;
 pub mod schedule;
 pub mod secret;
-mod secret_index;
 mod shell;
 mod status;
 mod steps;
@@ -176,13 +176,17 @@ fn controller(
     // The cache holds every ApiKey: without their managedFields (nothing reads them), it
     // holds less.
     let (cache, writer) = kube::runtime::reflector::store();
-    let secret_index = secret_index::SecretIndex::default();
-    let index_writer = secret_index.clone();
+    let secret_index = index::Index::new(index::secret_names);
+    let consumer_index = index::Index::new(index::consumer_names);
+    let index_writers = (secret_index.clone(), consumer_index.clone());
     let apikeys = watcher(scoped_api::<ApiKey>(client, namespace), config)
         .default_backoff()
         .modify(|ak| ak.managed_fields_mut().clear())
         .reflect(writer)
-        .inspect_ok(move |event| index_writer.apply(event))
+        .inspect_ok(move |event| {
+            index_writers.0.apply(event);
+            index_writers.1.apply(event);
+        })
         .touched_objects();
     let controller = Controller::for_stream(apikeys, cache.clone()).with_config(
         kube::runtime::controller::Config::default().concurrency(settings.concurrency),
@@ -190,7 +194,11 @@ fn controller(
     let issuer_cache = cache.clone();
     let cluster_issuer_cache = cache.clone();
     // Consumers are watched by metadata only; their status is read when reconciling.
-    let (deploy_cache, sts_cache, ds_cache) = (cache.clone(), cache.clone(), cache.clone());
+    let (deploy, sts, ds) = (
+        (cache.clone(), consumer_index.clone()),
+        (cache.clone(), consumer_index.clone()),
+        (cache.clone(), consumer_index),
+    );
     let (store_cache, cluster_store_cache) = (cache.clone(), cache.clone());
     let ns = namespace;
     // Every Secret by metadata only, uncached (memory does not grow with the cluster's
@@ -249,13 +257,13 @@ fn controller(
             },
         )
         .watches_stream(metadata_events::<Deployment>(client, ns), move |w| {
-            consumers_of(&deploy_cache, ConsumerKind::Deployment, &w)
+            consumers_of(&deploy.0, &deploy.1, ConsumerKind::Deployment, &w)
         })
         .watches_stream(metadata_events::<StatefulSet>(client, ns), move |w| {
-            consumers_of(&sts_cache, ConsumerKind::StatefulSet, &w)
+            consumers_of(&sts.0, &sts.1, ConsumerKind::StatefulSet, &w)
         })
         .watches_stream(metadata_events::<DaemonSet>(client, ns), move |w| {
-            consumers_of(&ds_cache, ConsumerKind::DaemonSet, &w)
+            consumers_of(&ds.0, &ds.1, ConsumerKind::DaemonSet, &w)
         })
         .reconcile_all_on(settings.clock.ticks())
         .graceful_shutdown_on(stop)
@@ -299,31 +307,33 @@ where
     .touched_objects()
 }
 
-/// The ApiKeys whose consumers include this workload.
+/// The ApiKeys whose consumers include this workload: by name from the index, and the
+/// few that choose consumers by selector, checked against its labels.
 fn consumers_of<K>(
     cache: &kube::runtime::reflector::Store<ApiKey>,
+    index: &index::Index,
     kind: ConsumerKind,
     w: &PartialObjectMeta<K>,
 ) -> Vec<ObjectRef<ApiKey>>
 where
     K: kube::Resource,
 {
-    cache
-        .state()
-        .iter()
-        .filter(|ak| ak.namespace() == w.namespace())
-        .filter(|ak| {
+    let mut refs = index.users(w.namespace(), &index::consumer(kind, &w.name_any()));
+    for r in index.users(w.namespace(), index::BY_SELECTOR) {
+        let selected = cache.get(&r).is_some_and(|ak| {
             ak.spec.consumers.iter().any(|c| {
                 c.kind == kind
-                    && match (&c.name, &c.selector) {
-                        (Some(n), _) => *n == w.name_any(),
-                        (None, Some(sel)) => shell::selector_matches(sel, w.labels()),
-                        (None, None) => false,
-                    }
+                    && c.name.is_none()
+                    && c.selector
+                        .as_ref()
+                        .is_some_and(|sel| shell::selector_matches(sel, w.labels()))
             })
-        })
-        .map(|ak| ObjectRef::from_obj(ak.as_ref()))
-        .collect()
+        });
+        if selected && !refs.contains(&r) {
+            refs.push(r);
+        }
+    }
+    refs
 }
 
 /// The ApiKeys that use an issuer (they reconcile when it appears or changes).

@@ -1,7 +1,8 @@
-//! Which ApiKeys a Secret belongs to, by name, kept as the ApiKeys stream by: a Secret
-//! event then finds its ApiKeys in constant time. Scanning the cache per event instead
-//! costs O(ApiKeys) each, and every key's Secrets change several times while it
-//! converges — quadratic: at 10,000 ApiKeys it was most of the operator's CPU.
+//! Which ApiKeys an object names — a Secret (consumer or state), a consumer workload —
+//! kept as the ApiKeys stream by: an event of that object then finds its ApiKeys in
+//! constant time. Scanning the cache per event instead costs O(ApiKeys) each, and every
+//! key's Secrets and consumers change several times while it converges — quadratic: at
+//! 10,000 ApiKeys it was most of the operator's CPU.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -11,46 +12,78 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Event;
 
 use super::secret;
-use crate::api::apikey::ApiKey;
+use crate::api::apikey::{ApiKey, ConsumerKind};
 use crate::store::kubernetes::state_secret_name;
+
+/// The names an ApiKey is found by.
+pub type KeysOf = fn(&ApiKey) -> Vec<String>;
+
+/// Its consumer Secret and its store state Secret.
+pub fn secret_names(ak: &ApiKey) -> Vec<String> {
+    vec![secret::secret_name(ak), state_secret_name(&ak.name_any())]
+}
+
+/// `Kind/name` of each consumer named, and [`BY_SELECTOR`] if any is chosen by selector.
+pub fn consumer_names(ak: &ApiKey) -> Vec<String> {
+    let mut names: Vec<String> = ak
+        .spec
+        .consumers
+        .iter()
+        .map(|c| match &c.name {
+            Some(name) => consumer(c.kind, name),
+            None => BY_SELECTOR.to_string(),
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The key of a named consumer.
+pub fn consumer(kind: ConsumerKind, name: &str) -> String {
+    format!("{kind:?}/{name}")
+}
+
+/// Where ApiKeys with selector consumers are found (a selector is checked per event).
+pub const BY_SELECTOR: &str = "*selector*";
 
 /// (namespace, name) of an object.
 type Key = (Option<String>, String);
 
 #[derive(Default)]
 struct Names {
-    /// Secret → the ApiKeys that name it (a Secret can be named by two: one in the way).
-    apikeys_by_secret: HashMap<Key, BTreeSet<String>>,
-    /// ApiKey → the Secrets it names, to forget them when it changes or goes.
-    secrets_by_apikey: HashMap<Key, Vec<String>>,
+    /// Key → the ApiKeys found by it (a Secret can be named by two: one in the way).
+    apikeys_by_key: HashMap<Key, BTreeSet<String>>,
+    /// ApiKey → its keys, to forget them when it changes or goes.
+    keys_by_apikey: HashMap<Key, Vec<String>>,
 }
 
 impl Names {
-    fn insert(&mut self, ak: &ApiKey) {
+    fn insert(&mut self, ak: &ApiKey, keys_of: KeysOf) {
         self.remove(ak);
         let (ns, name) = (ak.namespace(), ak.name_any());
-        let secrets = vec![secret::secret_name(ak), state_secret_name(&name)];
+        let secrets = keys_of(ak);
         for s in &secrets {
-            self.apikeys_by_secret
+            self.apikeys_by_key
                 .entry((ns.clone(), s.clone()))
                 .or_default()
                 .insert(name.clone());
         }
-        self.secrets_by_apikey.insert((ns, name), secrets);
+        self.keys_by_apikey.insert((ns, name), secrets);
     }
 
     fn remove(&mut self, ak: &ApiKey) {
         let (ns, name) = (ak.namespace(), ak.name_any());
         for s in self
-            .secrets_by_apikey
+            .keys_by_apikey
             .remove(&(ns.clone(), name.clone()))
             .unwrap_or_default()
         {
             let key = (ns.clone(), s);
-            if let Some(names) = self.apikeys_by_secret.get_mut(&key) {
+            if let Some(names) = self.apikeys_by_key.get_mut(&key) {
                 names.remove(&name);
                 if names.is_empty() {
-                    self.apikeys_by_secret.remove(&key);
+                    self.apikeys_by_key.remove(&key);
                 }
             }
         }
@@ -64,24 +97,34 @@ struct State {
     relisting: Option<Names>,
 }
 
-/// The index, shared between the ApiKey stream (which updates it) and the Secret watch
-/// (which reads it).
-#[derive(Clone, Default)]
-pub struct SecretIndex(Arc<Mutex<State>>);
+/// The index, shared between the ApiKey stream (which updates it) and a watch of the
+/// objects it names (which reads it).
+#[derive(Clone)]
+pub struct Index {
+    state: Arc<Mutex<State>>,
+    keys_of: KeysOf,
+}
 
-impl SecretIndex {
+impl Index {
+    pub fn new(keys_of: KeysOf) -> Self {
+        Index {
+            state: Arc::default(),
+            keys_of,
+        }
+    }
+
     /// Follows one event of the ApiKey watch.
     pub fn apply(&self, event: &Event<ApiKey>) {
-        let mut state = self.0.lock().expect("lock");
+        let mut state = self.state.lock().expect("lock");
         match event {
-            Event::Apply(ak) => state.live.insert(ak),
+            Event::Apply(ak) => state.live.insert(ak, self.keys_of),
             Event::Delete(ak) => state.live.remove(ak),
             Event::Init => state.relisting = Some(Names::default()),
             Event::InitApply(ak) => {
                 state
                     .relisting
                     .get_or_insert_with(Names::default)
-                    .insert(ak);
+                    .insert(ak, self.keys_of);
             }
             Event::InitDone => {
                 if let Some(fresh) = state.relisting.take() {
@@ -91,13 +134,13 @@ impl SecretIndex {
         }
     }
 
-    /// The ApiKeys whose consumer Secret or store state Secret has this name.
-    pub fn users(&self, namespace: Option<String>, secret: &str) -> Vec<ObjectRef<ApiKey>> {
-        let state = self.0.lock().expect("lock");
+    /// The ApiKeys in `namespace` found by `key`.
+    pub fn users(&self, namespace: Option<String>, key: &str) -> Vec<ObjectRef<ApiKey>> {
+        let state = self.state.lock().expect("lock");
         let names = state
             .live
-            .apikeys_by_secret
-            .get(&(namespace.clone(), secret.to_string()));
+            .apikeys_by_key
+            .get(&(namespace.clone(), key.to_string()));
         names
             .into_iter()
             .flatten()
@@ -126,7 +169,7 @@ mod tests {
         ak
     }
 
-    fn users(index: &SecretIndex, secret: &str) -> Vec<String> {
+    fn users(index: &Index, secret: &str) -> Vec<String> {
         index
             .users(Some("shop".into()), secret)
             .into_iter()
@@ -136,7 +179,7 @@ mod tests {
 
     #[test]
     fn follows_renames_deletions_and_relists() {
-        let index = SecretIndex::default();
+        let index = Index::new(secret_names);
         index.apply(&Event::Apply(apikey("billing", None)));
         index.apply(&Event::Apply(apikey("other", Some("billing"))));
         assert_eq!(users(&index, "billing"), ["billing", "other"]);
@@ -159,5 +202,22 @@ mod tests {
         assert!(users(&index, "renamed").is_empty());
         assert_eq!(users(&index, "fresh"), ["fresh"]);
         assert!(index.users(Some("elsewhere".into()), "fresh").is_empty());
+    }
+
+    #[test]
+    fn consumers_are_found_by_kind_and_name_or_by_selector() {
+        let mut ak = apikey("billing", None);
+        ak.spec.consumers = serde_json::from_value(serde_json::json!([
+            {"kind": "Deployment", "name": "web"},
+            {"kind": "StatefulSet", "selector": {"matchLabels": {"app": "db"}}}]))
+        .unwrap();
+        let index = Index::new(consumer_names);
+        index.apply(&Event::Apply(ak));
+        assert_eq!(
+            users(&index, &consumer(ConsumerKind::Deployment, "web")),
+            ["billing"]
+        );
+        assert!(users(&index, &consumer(ConsumerKind::StatefulSet, "web")).is_empty());
+        assert_eq!(users(&index, BY_SELECTOR), ["billing"]);
     }
 }
