@@ -143,36 +143,7 @@ fn selects(pdb: &Value, pod: &Value) -> bool {
     let Some(selector) = pdb.pointer("/spec/selector") else {
         return false;
     };
-    let mut requirements: Vec<String> = selector
-        .get("matchLabels")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-        .collect();
-    for e in selector
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let key = e["key"].as_str().unwrap_or_default();
-        let values: Vec<&str> = e["values"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        requirements.push(match e["operator"].as_str().unwrap_or_default() {
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" => key.to_string(),
-            _ => format!("!{key}"),
-        });
-    }
-    LabelSelector::parse(&requirements.join(","))
-        .map(|s| s.matches(pod))
-        .unwrap_or(false)
+    LabelSelector::from_object(selector).matches(pod)
 }
 
 /// The `autoscaling/v1` Scale of a scalable object.
