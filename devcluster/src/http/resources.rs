@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 
 use crate::apiserver::{DeleteOptions, Deleted, Filter, ListOptions};
 use crate::errors::{ApiError, ApiResult};
-use crate::patch::PatchType;
 use crate::resources::ResourceType;
 use crate::table::{self, IncludeObject};
 use crate::watch::{self, Format, WatchRequest};
@@ -85,13 +84,7 @@ impl RequestContext<'_> {
                 Ok(self.written(StatusCode::OK, &rt, w.object, &w.warnings, negotiated))
             }
             (Method::PATCH, Some(name)) => {
-                let ct = self
-                    .headers
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                let pt = PatchType::from_content_type(ct)
-                    .ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+                let pt = self.patch_type()?;
                 let w = api.patch(
                     &rt,
                     ns,

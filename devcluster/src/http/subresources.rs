@@ -35,7 +35,11 @@ impl RequestContext<'_> {
                     let scale = if self.method == Method::PUT {
                         self.body_json()?
                     } else {
-                        patch::apply_patch(self.patch_type()?, &scale_of(old, paths), &self.body)?
+                        patch::apply_patch(
+                            self.subresource_patch_type()?,
+                            &scale_of(old, paths),
+                            &self.body,
+                        )?
                     };
                     scaled(old, &scale, paths)
                 };
@@ -58,7 +62,7 @@ impl RequestContext<'_> {
                     if self.method == Method::PUT {
                         self.body_json()
                     } else {
-                        patch::apply_patch(self.patch_type()?, old, &self.body)
+                        patch::apply_patch(self.subresource_patch_type()?, old, &self.body)
                     }
                 };
                 let w = api.write_part(rt, ns, name, &part, &self.write_options()?, requested)?;
@@ -92,15 +96,24 @@ impl RequestContext<'_> {
         }
     }
 
-    pub(super) fn patch_type(&self) -> ApiResult<PatchType> {
-        let ct = self
-            .headers
+    fn content_type(&self) -> &str {
+        self.headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        match PatchType::from_content_type(ct) {
-            Some(PatchType::Apply) | None => Err(ApiError::unsupported_media_type(ct)),
-            Some(pt) => Ok(pt),
+            .unwrap_or("")
+    }
+
+    /// The PATCH body's type, from its Content-Type (415 for one not served).
+    pub(super) fn patch_type(&self) -> ApiResult<PatchType> {
+        let ct = self.content_type();
+        PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))
+    }
+
+    /// A subresource's PATCH: any type but server-side apply.
+    fn subresource_patch_type(&self) -> ApiResult<PatchType> {
+        match self.patch_type()? {
+            PatchType::Apply => Err(ApiError::unsupported_media_type(self.content_type())),
+            pt => Ok(pt),
         }
     }
 }
