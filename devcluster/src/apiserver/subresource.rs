@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::errors::{ApiError, ApiResult};
+use crate::errors::{ApiError, ApiResult, FieldError};
 use crate::resources::{ResourceType, ScalePaths, StorageKey};
 use crate::selectors::LabelSelector;
 use crate::store::meta_str;
@@ -81,6 +81,7 @@ impl ApiServer {
         }
         let mut new = old.clone();
         set_at(&mut new, &part.0, requested.pointer(&part.0).cloned());
+        check_part(rt, part, &old, &new)?;
         self.write_update(
             &mut st,
             rt,
@@ -138,6 +139,61 @@ impl ApiServer {
     }
 }
 
+/// What kube-apiserver checks of a write through `approval` or `ephemeralcontainers`,
+/// beyond the object's own validation: Approved and Denied are True and exclusive;
+/// ephemeral containers already there are never removed or changed.
+pub fn check_part(rt: &ResourceType, part: &Part, old: &Value, new: &Value) -> ApiResult<()> {
+    let name = meta_str(old, "name");
+    let mut errors = Vec::new();
+    if part.0 == "/status/conditions" {
+        let conditions = new.pointer(&part.0).and_then(Value::as_array);
+        let mut decided = Vec::new();
+        for (i, c) in conditions.into_iter().flatten().enumerate() {
+            let type_ = c["type"].as_str().unwrap_or_default();
+            if matches!(type_, "Approved" | "Denied") {
+                decided.push(type_);
+                if c["status"] != "True" {
+                    errors.push(FieldError {
+                        reason: "FieldValueNotSupported",
+                        field: format!("status.conditions[{i}].status"),
+                        detail: format!(
+                            "Unsupported value: {}: supported values: \"True\"",
+                            c["status"]
+                        ),
+                    });
+                }
+            }
+        }
+        if decided.contains(&"Approved") && decided.contains(&"Denied") {
+            errors.push(FieldError::invalid(
+                "status.conditions",
+                &json!("Approved"),
+                "Approved and Denied conditions are mutually exclusive",
+            ));
+        }
+    } else if part.0 == "/spec/ephemeralContainers" {
+        let containers = |o: &Value| o.pointer(&part.0).and_then(Value::as_array).cloned();
+        let now = containers(new).unwrap_or_default();
+        for before in containers(old).unwrap_or_default() {
+            let same_name = now.iter().find(|c| c["name"] == before["name"]);
+            if same_name != Some(&before) {
+                errors.push(FieldError::forbidden(
+                    "spec.ephemeralContainers",
+                    format!(
+                        "existing ephemeral containers {} may not be changed",
+                        before["name"]
+                    ),
+                ));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(&rt.qualified_kind(), name, &errors))
+    }
+}
+
 /// Whether a PodDisruptionBudget's selector selects `pod` (an empty selector selects all).
 fn selects(pdb: &Value, pod: &Value) -> bool {
     let Some(selector) = pdb.pointer("/spec/selector") else {
@@ -178,7 +234,7 @@ pub fn scaled(obj: &Value, scale: &Value, paths: &ScalePaths) -> ApiResult<Value
             ApiError::invalid(
                 "Scale.autoscaling",
                 meta_str(obj, "name"),
-                &[crate::errors::FieldError::invalid(
+                &[FieldError::invalid(
                     "spec.replicas",
                     scale.pointer("/spec/replicas").unwrap_or(&Value::Null),
                     "must be greater than or equal to 0",
@@ -210,6 +266,51 @@ mod tests {
         assert_eq!(v, json!({"spec": {"a": {}}}));
         set_at(&mut v, "/status/x", None);
         assert_eq!(v, json!({"spec": {"a": {}}}));
+    }
+
+    fn pod_type() -> ResourceType {
+        crate::resources::Registry::with_builtins()
+            .get("", "v1", "pods")
+            .unwrap()
+            .as_ref()
+            .clone()
+    }
+
+    #[test]
+    fn decisions_are_true_and_exclusive_and_debug_containers_stay() {
+        let rt = pod_type();
+        let approval = Part::at("/status/conditions");
+        let old = json!({"metadata": {"name": "csr"}});
+        let with = |c: Value| json!({"metadata": {"name": "csr"}, "status": {"conditions": c}});
+        let approved = with(json!([{"type": "Approved", "status": "True"}]));
+        assert!(check_part(&rt, &approval, &old, &approved).is_ok());
+        let not_true = with(json!([{"type": "Approved", "status": "False"}]));
+        let e = check_part(&rt, &approval, &old, &not_true).unwrap_err();
+        assert!(
+            e.message.contains("supported values: \"True\""),
+            "{}",
+            e.message
+        );
+        let both = with(
+            json!([{"type": "Approved", "status": "True"}, {"type": "Denied", "status": "True"}]),
+        );
+        let e = check_part(&rt, &approval, &old, &both).unwrap_err();
+        assert!(e.message.contains("mutually exclusive"), "{}", e.message);
+
+        let debug = Part::at("/spec/ephemeralContainers");
+        let pod =
+            |cs: Value| json!({"metadata": {"name": "p"}, "spec": {"ephemeralContainers": cs}});
+        let one = pod(json!([{"name": "d1", "image": "busybox"}]));
+        let two = pod(json!([{"name": "d1", "image": "busybox"}, {"name": "d2", "image": "x"}]));
+        assert!(check_part(&rt, &debug, &one, &two).is_ok());
+        let changed = pod(json!([{"name": "d1", "image": "other"}]));
+        let e = check_part(&rt, &debug, &one, &changed).unwrap_err();
+        assert!(
+            e.message.contains("\"d1\" may not be changed"),
+            "{}",
+            e.message
+        );
+        assert!(check_part(&rt, &debug, &two, &one).is_err(), "removed");
     }
 
     #[test]
