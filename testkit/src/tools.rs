@@ -3,8 +3,18 @@
 
 use std::path::{Path, PathBuf};
 
+/// The workspace's `.tools/venv`, found from the package under test at run time: a path
+/// fixed at build time would point into another checkout whose build this shared
+/// `CARGO_TARGET_DIR` reused.
 pub fn venv() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.tools/venv"))
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    package
+        .ancestors()
+        .map(|dir| dir.join(".tools/venv"))
+        .find(|venv| venv.exists())
+        .unwrap_or_else(|| package.join("../.tools/venv"))
 }
 
 pub fn require(what: &str, bin: &Path) {
