@@ -15,13 +15,8 @@ use crate::support::*;
 
 /// A KeyStore `aws` on `moto`, with static credentials from a Secret and a role assumed
 /// on top of them.
-async fn aws_store(c: &Client, moto: &Moto, extra: Value) {
-    create::<Secret>(
-        c,
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws-creds"},
-            "stringData": {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret"}}),
-    )
-    .await;
+pub(super) async fn aws_store(c: &Client, moto: &Moto, extra: Value) {
+    aws_credentials(c).await;
     let mut spec = json!({"region": REGION, "endpointUrl": moto.endpoint,
         "credentialsSecretRef": {"name": "aws-creds"},
         "roleArn": "arn:aws:iam::123456789012:role/apikeys",
@@ -35,6 +30,21 @@ async fn aws_store(c: &Client, moto: &Moto, extra: Value) {
             "spec": {"awsSecretsManager": spec}}),
     )
     .await;
+}
+
+/// The Secret `aws-creds` moto accepts, unless there is one already (a store and an
+/// issuer may share it).
+pub(super) async fn aws_credentials(c: &Client) {
+    let creds = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws-creds"},
+        "stringData": {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret"}});
+    let created = Api::<Secret>::default_namespaced(c.clone())
+        .create(&Default::default(), &serde_json::from_value(creds).unwrap())
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("creating aws-creds: {e}"),
+    }
 }
 
 fn stored(name: &str, extra: Value) -> Value {

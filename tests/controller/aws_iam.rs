@@ -12,13 +12,8 @@ use serde_json::{Value, json};
 use super::harness::*;
 use crate::support::*;
 
-async fn iam_issuer(c: &Client, moto: &Moto) {
-    create::<Secret>(
-        c,
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws-creds"},
-            "stringData": {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret"}}),
-    )
-    .await;
+pub(super) async fn iam_issuer(c: &Client, moto: &Moto) {
+    super::aws::aws_credentials(c).await;
     create::<KeyIssuer>(
         c,
         json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "KeyIssuer", "metadata": {"name": "iam"},

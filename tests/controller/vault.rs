@@ -18,7 +18,7 @@ use crate::support::*;
 pub const POLICY: &str = include_str!("../../examples/vault/policy.hcl");
 
 /// A KeyStore `vault` in `default` that logs in with a token limited to `POLICY`.
-async fn token_store(c: &Client, bao: &OpenBao) {
+pub(super) async fn token_store(c: &Client, bao: &OpenBao) {
     let token = bao.token_for("apikeys", POLICY).await;
     create::<Secret>(
         c,

@@ -1,6 +1,8 @@
-//! The protocol's invariants (DESIGN.md), checked after a scenario: the key the consumer
-//! Secret offers is never one already revoked, the store holds no orphans, rotation
-//! numbers never go back, and no key material leaks into status or events.
+//! The protocol's invariants (DESIGN.md) that only a watch can see, checked after a
+//! scenario: the key the consumer Secret offers is never one already revoked, rotation
+//! numbers never go back, and no key material leaks into status or events. What the
+//! issuer and the store hold at the end is the fault matrix's to check
+//! (`controller::matrix`), each through its own view.
 
 use std::collections::BTreeSet;
 
@@ -85,40 +87,12 @@ impl Recorder {
                 );
             }
         }
-        // 2. No orphans: the store holds exactly the keys status references.
-        let held: BTreeSet<String> = [status.current_key.as_ref(), status.previous_key.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(|k| k.id.clone())
-            .chain(status.pending_key.as_ref().and_then(|p| p.id.clone()))
-            .collect();
-        let state = Api::<Secret>::default_namespaced(client.clone())
-            .get(&format!("{apikey}-apikey-state"))
-            .await
-            .unwrap();
-        let stored: BTreeSet<String> = state
-            .data
-            .unwrap_or_default()
-            .keys()
-            .map(|k| {
-                let hex = k.trim_start_matches("k-");
-                let bytes: Vec<u8> = (0..hex.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                    .collect();
-                String::from_utf8(bytes).unwrap()
-            })
-            .collect();
-        assert_eq!(
-            stored, held,
-            "the store holds exactly the keys status references"
-        );
-        // 3. rotationCount never goes back.
+        // 2. rotationCount never goes back.
         assert!(
             counts.windows(2).all(|w| w[0] <= w[1]),
             "rotationCount went back: {counts:?}"
         );
-        // 4. No key material in status or events.
+        // 3. No key material in status or events.
         let materials: BTreeSet<String> = secrets
             .iter()
             .flat_map(|(_, _, values)| values.iter().filter(|v| v.len() > 20).cloned())

@@ -353,6 +353,21 @@ impl Shell<'_> {
         Ok(Action::requeue(Duration::ZERO))
     }
 
+    /// A crash between the store's promotion and status's leaves the pending key current
+    /// in the store: the key status calls current goes back to that slot before the
+    /// pending one is removed, so readers of the store never lose the key pods use.
+    async fn restore_current_in_store(&self) -> Result<(), Error> {
+        let Some(current) = &self.status.current_key else {
+            return Ok(());
+        };
+        if let Some(material) = self.store.get(&current.id).await? {
+            self.store
+                .put(&current.id, &material, Slot::Current)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Revokes a pending key; one whose id was never recorded is minted again with its
     /// idempotency key (the issuer returns the same key, if it minted one) and revoked.
     pub(super) async fn drop_pending(&mut self, p: &PendingKey) -> Result<(), Error> {
@@ -367,6 +382,7 @@ impl Shell<'_> {
         .await;
         match found {
             Ok((issuer, id)) => {
+                self.restore_current_in_store().await?;
                 for id in p.superseded.iter().chain([&id]) {
                     issuer.revoke(id).await?;
                     self.store.delete(id).await?;

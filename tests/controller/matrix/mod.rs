@@ -1,0 +1,262 @@
+//! The fault matrix (docs/reliability.md): an ApiKey's life (created, Ready, one requested
+//! rotation, its previous key revoked) with a fault at every step, for each store ×
+//! issuer, and one checker for every cell. Each run fails the n-th ApiKey status write:
+//! the step before it has acted (minted, stored, written the Secret, rolled out, revoked)
+//! and status does not know. At that moment the operator crashes and restarts, or the
+//! ApiKey is deleted. Runs go on, n = 0, 1, …, until the scenario outruns the fault.
+//!
+//! The test names are the matrix: `matrix::<fault>::<store>_store_<issuer>_issuer`.
+
+mod backends;
+
+use std::collections::BTreeSet;
+
+use apikey_operator::api::apikey::{ApiKey, Phase};
+use apikey_operator::issuer::fingerprint;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams};
+use secrecy::SecretString;
+
+use self::backends::{Backends, IssuerKind, Run, StoreKind, Stored};
+use super::harness::*;
+use crate::support::invariants::Recorder;
+use crate::support::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// The operator process dies and a new one starts.
+    Crash,
+    /// The ApiKey is deleted, with this `deletionPolicy`.
+    Delete(&'static str),
+}
+
+/// Runs the cell at every step; returns how many steps the scenario has (all covered).
+async fn at_every_step(store: StoreKind, issuer: IssuerKind, fault: Fault) -> usize {
+    let backends = Backends::start(store, issuer).await;
+    let policy = match fault {
+        Fault::Crash => "Revoke",
+        Fault::Delete(policy) => policy,
+    };
+    for n in 0.. {
+        let name = format!("k{n}");
+        let mut op = operator().await;
+        let c = op.t.client.clone();
+        let run = backends.install(&c).await;
+        deployment(&c, "app").await;
+        let mut fired = op.t.cluster.faults_fired();
+        op.t.cluster.inject(
+            kube_devcluster::Fault::on("update", "apikeys")
+                .after(n)
+                .times(1)
+                .status(500),
+        );
+        let recorder = Recorder::start(&c, &name, &name);
+        let scenario = scenario(&run, &name, policy);
+        tokio::pin!(scenario);
+        let outran = tokio::select! {
+            _ = &mut scenario => true,
+            _ = fired.wait_for(|f| *f >= 1) => false,
+        };
+        if outran && *fired.borrow() == 0 {
+            eprintln!(
+                "matrix {fault:?} × {store:?} store × {issuer:?} issuer: {n} steps, invariants held at each"
+            );
+            return n;
+        }
+        match fault {
+            Fault::Crash => {
+                if !outran {
+                    op.stop().await;
+                    op.start();
+                    scenario.await;
+                }
+                converged(&run, &name, n).await;
+                recorder.check(&c, &name).await;
+            }
+            Fault::Delete(_) => {
+                let apikeys = run.apikeys();
+                apikeys
+                    .delete(&name, &DeleteParams::default())
+                    .await
+                    .unwrap();
+                wait_deleted(apikeys, &name).await;
+                deleted(&run, &name, policy, n).await;
+            }
+        }
+    }
+    unreachable!("the loop returns once the scenario outruns the fault")
+}
+
+/// Created, Ready, rotated on request, and the rotation over (its previous key revoked).
+async fn scenario(run: &Run<'_>, name: &str, policy: &str) {
+    let apikeys = run.apikeys();
+    apikeys
+        .create(
+            &Default::default(),
+            &serde_json::from_value(run.apikey(name, policy)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let first = current_id(&wait(apikeys.clone(), name, ready).await);
+    request(&apikeys, name, "apikey.dev/rotate", "now").await;
+    wait(apikeys, name, |a: Option<&ApiKey>| {
+        a.is_some_and(|a| {
+            current_id(a) != first
+                && a.status.as_ref().is_some_and(|s| {
+                    s.previous_key.is_none()
+                        && s.pending_key.is_none()
+                        && s.phase == Some(Phase::Ready)
+                })
+        })
+    })
+    .await;
+}
+
+/// After a crash: status, Secret, store and issuer hold the one current key, and nothing
+/// else is valid or stored.
+async fn converged(run: &Run<'_>, name: &str, step: usize) {
+    let ak = run.apikeys().get(name).await.unwrap();
+    let current = current_key(&ak).clone();
+    let secret = Api::<Secret>::default_namespaced(run.client())
+        .get(name)
+        .await
+        .unwrap();
+    let offered = Run::offered(&secret);
+    let material = offered
+        .get(&current.id)
+        .unwrap_or_else(|| panic!("step {step}: the Secret offers the current key"));
+    assert_eq!(
+        offered.len(),
+        1,
+        "step {step}: the Secret offers one key once the rotation is over"
+    );
+    assert_eq!(
+        fingerprint(&SecretString::from(material.clone())),
+        current.fingerprint,
+        "step {step}: the Secret's material is the key status records"
+    );
+    let held = run
+        .held_in_store(name)
+        .await
+        .unwrap_or_else(|| panic!("step {step}: the store entry exists"));
+    agree(&held, &secret, step);
+    if let Some(valid) = run.valid_at_issuer(name).await {
+        assert_eq!(
+            valid,
+            BTreeSet::from([current.id.clone()]),
+            "step {step}: the issuer accepts exactly that key (none orphaned, none lost)"
+        );
+    }
+    assert!(
+        run.accepts(&current.id, material).await,
+        "step {step}: the Secret's key works at the issuer"
+    );
+}
+
+/// After a deletion: under `Revoke` nothing is left valid or stored; under `Retain` the
+/// released Secret's keys are exactly the valid ones, and the store holds exactly those.
+async fn deleted(run: &Run<'_>, name: &str, policy: &str, step: usize) {
+    let secrets = Api::<Secret>::default_namespaced(run.client());
+    if policy == "Revoke" {
+        if let Some(valid) = run.valid_at_issuer(name).await {
+            assert!(valid.is_empty(), "step {step}: keys left valid: {valid:?}");
+        }
+        wait_deleted(secrets.clone(), name).await;
+        if run.store() == StoreKind::Kubernetes {
+            // The state Secret goes with its owner, through the garbage collector.
+            wait_deleted(secrets, &format!("{name}-apikey-state")).await;
+        }
+        assert_eq!(
+            run.held_in_store(name).await,
+            None,
+            "step {step}: the store entry is gone"
+        );
+        return;
+    }
+    let released = secrets.get_opt(name).await.unwrap();
+    let offered = released.as_ref().map(Run::offered).unwrap_or_default();
+    if let Some(s) = &released {
+        assert!(s.owner_references().is_empty(), "step {step}: released");
+    }
+    if let Some(valid) = run.valid_at_issuer(name).await {
+        let ids: BTreeSet<String> = offered.keys().cloned().collect();
+        assert_eq!(valid, ids, "step {step}: the valid keys are the Secret's");
+    }
+    let held = run.held_in_store(name).await;
+    match (&released, held) {
+        (Some(secret), Some(held)) => agree(&held, secret, step),
+        (None, held) => assert!(
+            held.is_none_or(|h| h.keys.is_empty()),
+            "step {step}: no Secret, and no key kept in the store"
+        ),
+        (Some(_), None) => panic!("step {step}: the store entry is kept"),
+    }
+    for (id, material) in &offered {
+        assert!(
+            run.accepts(id, material).await,
+            "step {step}: the Secret's key {id} works"
+        );
+    }
+}
+
+/// The store holds exactly the keys the Secret offers, in the slots the Secret shows them.
+fn agree(held: &Stored, secret: &Secret, step: usize) {
+    assert_eq!(
+        held.keys,
+        Run::offered(secret),
+        "step {step}: the store holds exactly the Secret's keys"
+    );
+    if let Some(slots) = &held.slots {
+        let shown = (
+            data(secret, "api-key-id"),
+            data(secret, "api-key-id-previous"),
+        );
+        assert_eq!(
+            slots, &shown,
+            "step {step}: the store's current and previous are the Secret's"
+        );
+    }
+}
+
+/// One test per cell and fault: the names read as the matrix.
+macro_rules! matrix {
+    ($fault:ident: $($test:ident => $store:ident, $issuer:ident, $how:expr;)*) => {
+        mod $fault {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let steps = at_every_step(StoreKind::$store, IssuerKind::$issuer, $how).await;
+                    assert!(steps >= 8, "a key's life has several steps; covered {steps}");
+                }
+            )*
+        }
+    };
+}
+
+matrix! { crash:
+    kubernetes_store_generate_issuer => Kubernetes, Generate, Fault::Crash;
+    kubernetes_store_http_issuer => Kubernetes, Http, Fault::Crash;
+    kubernetes_store_aws_iam_issuer => Kubernetes, AwsIam, Fault::Crash;
+    vault_store_generate_issuer => Vault, Generate, Fault::Crash;
+    vault_store_http_issuer => Vault, Http, Fault::Crash;
+    vault_store_aws_iam_issuer => Vault, AwsIam, Fault::Crash;
+    aws_store_generate_issuer => Aws, Generate, Fault::Crash;
+    aws_store_http_issuer => Aws, Http, Fault::Crash;
+    aws_store_aws_iam_issuer => Aws, AwsIam, Fault::Crash;
+}
+
+matrix! { delete_with_revoke:
+    kubernetes_store_http_issuer => Kubernetes, Http, Fault::Delete("Revoke");
+    kubernetes_store_aws_iam_issuer => Kubernetes, AwsIam, Fault::Delete("Revoke");
+    vault_store_http_issuer => Vault, Http, Fault::Delete("Revoke");
+    aws_store_http_issuer => Aws, Http, Fault::Delete("Revoke");
+}
+
+matrix! { delete_with_retain:
+    kubernetes_store_http_issuer => Kubernetes, Http, Fault::Delete("Retain");
+    kubernetes_store_aws_iam_issuer => Kubernetes, AwsIam, Fault::Delete("Retain");
+    vault_store_http_issuer => Vault, Http, Fault::Delete("Retain");
+    aws_store_http_issuer => Aws, Http, Fault::Delete("Retain");
+}
