@@ -138,12 +138,13 @@ async fn staging_labels_follow_the_rotation_as_native_rotation_uses_them() {
         data(&in_secret, "api-key").as_deref()
     );
 
-    // Held after the store write of the next key (its status write is delayed): readers
-    // of AWSCURRENT still get the old key, the new one is AWSPENDING. Moto has no watch,
-    // so the test looks until it sees the label, within the hold.
+    // Held after the store write of the next key (its Minted event, the rotation's second,
+    // is delayed): readers of AWSCURRENT still get the old key, the new one is
+    // AWSPENDING. Moto has no watch, so the test looks until it sees the label, within
+    // the hold.
     let hold = std::time::Duration::from_secs(5);
     op.t.cluster
-        .inject(Fault::on("update", "apikeys").after(2).delay(hold).times(1));
+        .inject(Fault::on("create", "events").after(1).delay(hold).times(1));
     op.t.cluster
         .hold_rollout(WorkloadKind::Deployment, "default", "app");
     request(&apikeys, "widgets", "apikey.dev/rotate", "1").await;

@@ -170,7 +170,11 @@ impl Shell<'_> {
         };
         let name = secret::secret_name(self.ak);
         if self.secret_version.is_none() {
+            // Created whole: an apply on top would change nothing. Later applies take over
+            // the fields they set, and what the create alone still owns is a stray.
             self.secret_version = Some(self.create_secret(&desired).await?);
+            self.status.secret_name = Some(name);
+            return Ok(());
         }
         let mut body = serde_json::to_value(&desired).expect("Secrets serialize");
         body["apiVersion"] = json!("v1");
@@ -197,8 +201,7 @@ impl Shell<'_> {
     /// Creates the consumer Secret that was absent when this reconcile looked: a create,
     /// unlike an apply, fails when someone else's Secret took the name meanwhile (then
     /// the next look reports SecretConflict). It is created whole, so no reader ever sees
-    /// it without its key; the apply that follows owns every field, and what the create
-    /// still co-owns after the template drops it is removed as a stray.
+    /// it without its key.
     async fn create_secret(&self, desired: &Secret) -> Result<String, Error> {
         match self.secrets.create(&crate::writes::post(), desired).await {
             Ok(created) => Ok(created.resource_version().unwrap_or_default()),

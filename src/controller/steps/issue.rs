@@ -156,14 +156,15 @@ impl Shell<'_> {
         self.store
             .put(&minted.id, &minted.secret, Slot::Pending)
             .await?;
-        self.write_status(Phase::Distributing).await?;
         self.event(
             EventType::Normal,
             "Minted",
             format!("minted key {} ({fingerprint})", minted.id),
         )
         .await;
-        Ok(soon())
+        // No status write: that the key is stored is read from the store itself
+        // (observe), and the promotion that comes next records it.
+        Ok(Action::requeue(Duration::ZERO))
     }
 
     /// Revokes the keys the pending rotation's request was answered with before the one
