@@ -28,6 +28,10 @@ enum Command {
         /// Another workspace, as NAME=ADMIN_TOKEN (repeatable); each sees only its keys.
         #[arg(long = "workspace", value_name = "NAME=ADMIN_TOKEN")]
         workspaces: Vec<String>,
+        /// Limit the key API to this many requests per second (429 with Retry-After
+        /// over it), as a SaaS issuer does; `/whoami` is not limited.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        requests_per_second: Option<u32>,
     },
     /// Print the CRDs of the apikey.dev API as YAML (or write one file per CRD).
     Crds {
@@ -60,7 +64,8 @@ async fn main() -> std::process::ExitCode {
             port,
             admin_token,
             workspaces,
-        } => reference_issuer(port, &admin_token, &workspaces).await,
+            requests_per_second,
+        } => reference_issuer(port, &admin_token, &workspaces, requests_per_second).await,
         Command::Run(args) => apikey_operator::run::run(*args).await,
     };
     match result {
@@ -76,8 +81,12 @@ async fn reference_issuer(
     port: u16,
     admin_token: &str,
     workspaces: &[String],
+    requests_per_second: Option<u32>,
 ) -> Result<(), String> {
     let mut issuer = apikey_operator::reference_issuer::ReferenceIssuer::new(admin_token);
+    if let Some(limit) = requests_per_second {
+        issuer = issuer.with_requests_per_second(limit);
+    }
     for w in workspaces {
         let (name, token) = w
             .split_once('=')

@@ -41,20 +41,34 @@ impl Gate {
     pub async fn wait(&self) {
         let mut s = self.state.lock().await;
         tokio::time::sleep_until(s.paused_until).await;
+        if let Err(wait) = self.take(&mut s) {
+            tokio::time::sleep(wait).await;
+            // The slot that came free is this request's.
+            s.tokens = 0.0;
+            s.updated = Instant::now();
+        }
+    }
+
+    /// Takes a slot if one is free now, or says how long until one is: for a server that
+    /// refuses a request over its limit instead of holding it.
+    pub async fn try_take(&self) -> Result<(), Duration> {
+        let mut s = self.state.lock().await;
+        self.take(&mut s)
+    }
+
+    fn take(&self, s: &mut State) -> Result<(), Duration> {
         let Some(every) = self.every else {
-            return;
+            return Ok(());
         };
         let now = Instant::now();
         let refilled = now.duration_since(s.updated).as_secs_f64() / every;
         s.tokens = (s.tokens + refilled).min(self.burst);
         s.updated = now;
         if s.tokens < 1.0 {
-            let wait = Duration::from_secs_f64((1.0 - s.tokens) * every);
-            tokio::time::sleep(wait).await;
-            s.tokens = 1.0;
-            s.updated = Instant::now();
+            return Err(Duration::from_secs_f64((1.0 - s.tokens) * every));
         }
         s.tokens -= 1.0;
+        Ok(())
     }
 
     /// No request goes before `for_` has passed (a 429's Retry-After).
@@ -94,6 +108,16 @@ mod tests {
             Duration::from_millis(500),
             "then two a second"
         );
+
+        let refusing = Gate::new(Some(2), None);
+        assert_eq!(refusing.try_take().await, Ok(()));
+        assert_eq!(
+            refusing.try_take().await,
+            Err(Duration::from_millis(500)),
+            "the next slot is half a second away"
+        );
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!(refusing.try_take().await, Ok(()));
 
         let unlimited = Gate::new(None, None);
         let start = Instant::now();

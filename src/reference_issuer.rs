@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::issuer::generate::random_base62;
+use crate::pace::Gate;
 
 #[derive(Clone, Debug)]
 pub struct Key {
@@ -50,6 +51,8 @@ struct Keys {
     faults: Vec<(StatusCode, Option<u64>)>,
     /// Every Idempotency-Key a creation presented, answered or not.
     presented: Vec<String>,
+    /// Requests refused for the rate limit.
+    rate_limited: u64,
     /// Whether idempotency records are dropped (as an issuer that keeps them for a short
     /// time does), for tests.
     forgetful: bool,
@@ -62,6 +65,8 @@ pub struct ReferenceIssuer {
     /// (workspace, admin token).
     workspaces: Arc<Vec<(String, String)>>,
     rng: Arc<SystemRandom>,
+    /// The key API's rate limit (`None`: unlimited): requests over it get a 429.
+    limit: Option<Arc<Gate>>,
 }
 
 impl ReferenceIssuer {
@@ -70,7 +75,15 @@ impl ReferenceIssuer {
             keys: Arc::default(),
             workspaces: Arc::new(vec![("default".into(), admin_token.into())]),
             rng: Arc::new(SystemRandom::new()),
+            limit: None,
         }
+    }
+
+    /// Limits the key API (not `/whoami`, which services call) to `per_second` requests,
+    /// as a SaaS issuer does: a request over it gets 429 with `Retry-After`.
+    pub fn with_requests_per_second(mut self, per_second: u32) -> Self {
+        self.limit = Some(Arc::new(Gate::new(Some(per_second), Some(per_second))));
+        self
     }
 
     /// Adds a workspace with its own admin token.
@@ -84,6 +97,10 @@ impl ReferenceIssuer {
         let app = axum::Router::new()
             .route("/keys", post(create).get(list))
             .route("/keys/{id}", get(read).delete(revoke))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                rate_limited,
+            ))
             .route("/whoami", get(whoami))
             .with_state(self);
         axum::serve(listener, app).await
@@ -112,6 +129,11 @@ impl ReferenceIssuer {
     /// another key, as after an issuer's retention of them ran out.
     pub fn forget_idempotency(&self) {
         self.keys.lock().expect("keys lock").forgetful = true;
+    }
+
+    /// How many key API requests the rate limit refused.
+    pub fn rate_limited(&self) -> u64 {
+        self.keys.lock().expect("keys lock").rate_limited
     }
 
     /// The Idempotency-Keys creations presented, in order.
@@ -156,6 +178,28 @@ impl ReferenceIssuer {
         }
         Some(response)
     }
+}
+
+/// Refuses a key API request over the rate limit with 429 and when to come back (whole
+/// seconds, as `Retry-After` counts them).
+async fn rate_limited(
+    State(s): State<ReferenceIssuer>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(limit) = &s.limit
+        && let Err(wait) = limit.try_take().await
+    {
+        s.keys.lock().expect("keys lock").rate_limited += 1;
+        let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            seconds.to_string().parse().expect("digits"),
+        );
+        return response;
+    }
+    next.run(request).await
 }
 
 /// Compares digests, so the time taken says nothing about how much of a secret matched.

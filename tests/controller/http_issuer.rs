@@ -132,6 +132,62 @@ async fn keys_are_minted_verified_and_revoked_at_the_issuer() {
 }
 
 #[tokio::test]
+async fn requests_per_second_keeps_every_apikey_under_the_issuers_rate_limit() {
+    let op = operator().await;
+    let c = &op.t.client;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    widgetjar(c).await;
+    // Two issuers limited to 4 requests a second; the operator is told of one limit.
+    let mut limited = Vec::new();
+    for (name, paced) in [("paced", true), ("unpaced", false)] {
+        let issuer = ReferenceIssuer::new(ADMIN).with_requests_per_second(4);
+        let addr = issuer
+            .clone()
+            .spawn("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let mut http = json!({"url": format!("http://{addr}"),
+            "credentialsSecretRef": {"name": "widgetjar-admin", "key": "token"}});
+        if paced {
+            http["requestsPerSecond"] = json!(4);
+        }
+        create::<KeyIssuer>(
+            c,
+            json!({"apiVersion": "apikey.dev/v1alpha1", "kind": "KeyIssuer", "metadata": {"name": name},
+                "spec": {"http": http, "allowedScopes": ["widgets:*"]}}),
+        )
+        .await;
+        for n in 0..4 {
+            let mut ak = widget_key(&format!("{name}-{n}"), json!({"every": "1h"}));
+            ak["spec"]["issuerRef"]["name"] = name.into();
+            create::<ApiKey>(c, ak).await;
+        }
+        limited.push((name, issuer));
+    }
+    for (name, issuer) in &limited {
+        for n in 0..4 {
+            wait(apikeys.clone(), &format!("{name}-{n}"), ready).await;
+        }
+        assert_eq!(
+            issuer.valid_keys().len(),
+            4,
+            "{name}: every key minted once"
+        );
+    }
+    let refused = |name: &str| {
+        limited
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap()
+            .1
+            .rate_limited()
+    };
+    assert_eq!(refused("paced"), 0, "paced requests stay under the limit");
+    // The limit is real: the same keys, unpaced, run into it (and still converge).
+    assert!(refused("unpaced") > 0, "unpaced requests meet the limit");
+}
+
+#[tokio::test]
 async fn refusals_rate_limits_and_bad_credentials_are_reported() {
     let op = operator().await;
     let c = &op.t.client;
