@@ -28,8 +28,8 @@ enum Command {
         /// Another workspace, as NAME=ADMIN_TOKEN (repeatable); each sees only its keys.
         #[arg(long = "workspace", value_name = "NAME=ADMIN_TOKEN")]
         workspaces: Vec<String>,
-        /// Limit the key API to this many requests per second (429 with Retry-After
-        /// over it), as a SaaS issuer does; `/whoami` is not limited.
+        /// Limit the API to this many requests per second, `/whoami` included (429
+        /// with Retry-After over it), as a SaaS limits an account.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         requests_per_second: Option<u32>,
     },

@@ -51,7 +51,8 @@ struct Keys {
     faults: Vec<(StatusCode, Option<u64>)>,
     /// Every Idempotency-Key a creation presented, answered or not.
     presented: Vec<String>,
-    /// Requests refused for the rate limit.
+    /// API requests let through, and refused for the rate limit.
+    served: u64,
     rate_limited: u64,
     /// Whether idempotency records are dropped (as an issuer that keeps them for a short
     /// time does), for tests.
@@ -65,7 +66,7 @@ pub struct ReferenceIssuer {
     /// (workspace, admin token).
     workspaces: Arc<Vec<(String, String)>>,
     rng: Arc<SystemRandom>,
-    /// The key API's rate limit (`None`: unlimited): requests over it get a 429.
+    /// The API's rate limit (`None`: unlimited): requests over it get a 429.
     limit: Option<Arc<Gate>>,
 }
 
@@ -79,8 +80,8 @@ impl ReferenceIssuer {
         }
     }
 
-    /// Limits the key API (not `/whoami`, which services call) to `per_second` requests,
-    /// as a SaaS issuer does: a request over it gets 429 with `Retry-After`.
+    /// Limits the API to `per_second` requests, `/whoami` included, as a SaaS limits an
+    /// account whichever key calls: a request over it gets 429 with `Retry-After`.
     pub fn with_requests_per_second(mut self, per_second: u32) -> Self {
         self.limit = Some(Arc::new(Gate::new(Some(per_second), Some(per_second))));
         self
@@ -97,11 +98,12 @@ impl ReferenceIssuer {
         let app = axum::Router::new()
             .route("/keys", post(create).get(list))
             .route("/keys/{id}", get(read).delete(revoke))
+            .route("/whoami", get(whoami))
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 rate_limited,
             ))
-            .route("/whoami", get(whoami))
+            .route("/metrics", get(metrics))
             .with_state(self);
         axum::serve(listener, app).await
     }
@@ -131,7 +133,7 @@ impl ReferenceIssuer {
         self.keys.lock().expect("keys lock").forgetful = true;
     }
 
-    /// How many key API requests the rate limit refused.
+    /// How many API requests the rate limit refused.
     pub fn rate_limited(&self) -> u64 {
         self.keys.lock().expect("keys lock").rate_limited
     }
@@ -180,7 +182,7 @@ impl ReferenceIssuer {
     }
 }
 
-/// Refuses a key API request over the rate limit with 429 and when to come back (whole
+/// Refuses an API request over the rate limit with 429 and when to come back (whole
 /// seconds, as `Retry-After` counts them).
 async fn rate_limited(
     State(s): State<ReferenceIssuer>,
@@ -199,7 +201,19 @@ async fn rate_limited(
         );
         return response;
     }
+    s.keys.lock().expect("keys lock").served += 1;
     next.run(request).await
+}
+
+/// The API's request counts, in the Prometheus text format (benchmarks read them).
+async fn metrics(State(s): State<ReferenceIssuer>) -> String {
+    let keys = s.keys.lock().expect("keys lock");
+    format!(
+        "# TYPE reference_issuer_requests counter\n\
+         reference_issuer_requests_total{{outcome=\"served\"}} {}\n\
+         reference_issuer_requests_total{{outcome=\"rate_limited\"}} {}\n",
+        keys.served, keys.rate_limited
+    )
 }
 
 /// Compares digests, so the time taken says nothing about how much of a secret matched.

@@ -224,8 +224,9 @@ async fn refusals_rate_limits_and_bad_credentials_are_reported() {
         .unwrap();
     wait_deleted(apikeys.clone(), "refused").await;
 
-    // A 429: every request to the issuer pauses for Retry-After, then the key comes.
-    issuer.fail_next(429, Some(2), 1);
+    // 429s: every request to the issuer pauses for Retry-After, and the request is sent
+    // again twice; a third 429 fails the step (retried later), then the key comes.
+    issuer.fail_next(429, Some(2), 3);
     create::<ApiKey>(c, widget_key("limited", json!({"every": "1h"}))).await;
     let why = wait_reason(&apikeys, "limited", "Ready", "IssuerUnavailable").await;
     assert!(why.contains("pause for 2s"), "{why}");

@@ -104,23 +104,26 @@ impl Client {
             Some(b) => b.clone(),
             None => self.admin_token().await?,
         };
-        self.gate.wait().await;
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token.expose_secret());
-        for (name, value) in headers {
-            request = request.header(*name, value);
-        }
-        if let Some(b) = body {
-            request = request.json(b);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| IssuerError::Unavailable(bounded(&chain(&e.without_url()))))?;
-        let status = response.status();
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        let mut attempts = 0;
+        let response = loop {
+            self.gate.wait().await;
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .bearer_auth(token.expose_secret());
+            for (name, value) in headers {
+                request = request.header(*name, value);
+            }
+            if let Some(b) = body {
+                request = request.json(b);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| IssuerError::Unavailable(bounded(&chain(&e.without_url()))))?;
+            if response.status() != StatusCode::TOO_MANY_REQUESTS {
+                break response;
+            }
             let wait = response
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
@@ -129,10 +132,16 @@ impl Client {
                 .unwrap_or(1);
             // Every ApiKey using this issuer waits, not only this one.
             self.gate.pause(Duration::from_secs(wait)).await;
-            return Err(IssuerError::Unavailable(format!(
-                "the issuer is rate limiting (429); its requests pause for {wait}s"
-            )));
-        }
+            attempts += 1;
+            // A 429 means the request was not served, so sending it again is safe; a
+            // short pause is waited out here rather than failing the whole step.
+            if attempts > RATE_LIMIT_RETRIES || wait > RATE_LIMIT_WAIT_MAX {
+                return Err(IssuerError::Unavailable(format!(
+                    "the issuer is rate limiting (429); its requests pause for {wait}s"
+                )));
+            }
+        };
+        let status = response.status();
         if status == StatusCode::UNAUTHORIZED && bearer.is_none() {
             // The token may have been rotated: read it again next time.
             *self.token.lock().await = None;
@@ -141,6 +150,11 @@ impl Client {
         Ok((status, body))
     }
 }
+
+/// How often a request refused with 429 is sent again (after the pause) before its step
+/// fails, and the longest pause waited out that way.
+const RATE_LIMIT_RETRIES: u32 = 2;
+const RATE_LIMIT_WAIT_MAX: u64 = 10;
 
 /// The issuer's own error message (`{"error": {"message"}}`), bounded.
 fn said(status: StatusCode, body: &Value) -> String {
