@@ -1,0 +1,67 @@
+//! The floor: the operator's writes for a new key, made directly by a client doing
+//! nothing else, so the API server's own cost for them is measured in the same run.
+
+use std::time::{Duration, Instant};
+
+use apikey_operator::api::apikey::ApiKey;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use super::{Result, apikey, post};
+
+/// The operator's writes for one key, made directly, in the same per-key order and mix
+/// (a finalizer patch, four status writes, two Secret creates) on
+/// objects of the same kinds, `concurrency` keys at a time, by a client doing nothing
+/// else: what the API server makes those writes cost.
+pub async fn floor(client: &Client, keys: usize, concurrency: usize) -> Result<Duration> {
+    let apikeys: Api<ApiKey> = Api::namespaced(client.clone(), "floor");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "floor");
+    // The objects exist first, as the benchmark's ApiKeys do before the operator starts.
+    futures::stream::iter(0..keys)
+        .map(|i| {
+            let apikeys = apikeys.clone();
+            async move {
+                apikeys
+                    .create(
+                        &PostParams::default(),
+                        &post(apikey(&format!("f{i}"), "gen")),
+                    )
+                    .await
+            }
+        })
+        .buffer_unordered(64)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let started = Instant::now();
+    futures::stream::iter(0..keys)
+        .map(|i| {
+            let (apikeys, secrets) = (apikeys.clone(), secrets.clone());
+            async move {
+                let name = format!("f{i}");
+                let pp = PatchParams::default();
+                let finalizer = json!({"metadata": {"finalizers": ["apikey.dev/cleanup"]}});
+                apikeys.patch(&name, &pp, &Patch::Merge(&finalizer)).await?;
+                for phase in ["Issuing", "Storing", "Distributing", "Ready"] {
+                    let status = json!({"status": {"phase": phase, "rotationCount": 1,
+                        "conditions": [{"type": "Ready", "status": "True", "reason": phase,
+                            "message": "floor", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+                    apikeys
+                        .patch_status(&name, &pp, &Patch::Merge(&status))
+                        .await?;
+                }
+                for secret in [name.clone(), format!("{name}-apikey-state")] {
+                    let s =
+                        json!({"metadata": {"name": secret}, "stringData": {"api-key": "floor"}});
+                    secrets.create(&PostParams::default(), &post(s)).await?;
+                }
+                Ok::<(), Box<dyn std::error::Error>>(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(started.elapsed())
+}
