@@ -1,9 +1,12 @@
 //! The fault matrix (docs/reliability.md): an ApiKey's life (created, Ready, one requested
 //! rotation, its previous key revoked) with a fault at every step, for each store ×
-//! issuer, and one checker for every cell. Each run fails the n-th ApiKey status write:
-//! the step before it has acted (minted, stored, written the Secret, rolled out, revoked)
-//! and status does not know. At that moment the operator crashes and restarts, or the
-//! ApiKey is deleted. Runs go on, n = 0, 1, …, until the scenario outruns the fault.
+//! issuer, and one checker for every cell. Each run fails the n-th request at a step
+//! boundary: an ApiKey status write (the step before it has acted: minted, stored,
+//! written the Secret, rolled out, revoked; status does not know), or an Event (the
+//! step it reports is done, the next not begun: this also finds the boundaries with no
+//! status write, such as a key stored but not yet promoted). At that moment the operator
+//! crashes and restarts, or the ApiKey is deleted. Runs go on, n = 0, 1, …, until the
+//! scenario outruns the fault.
 //!
 //! The test names are the matrix: `matrix::<fault>::<store>_store_<issuer>_issuer`.
 
@@ -31,8 +34,24 @@ enum Fault {
     Delete(&'static str),
 }
 
+/// Where a run's fault fires: the n-th request of this kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Boundary {
+    StatusWrite,
+    Event,
+}
+
 /// Runs the cell at every step; returns how many steps the scenario has (all covered).
-async fn at_every_step(store: StoreKind, issuer: IssuerKind, fault: Fault) -> usize {
+async fn at_every_step(
+    store: StoreKind,
+    issuer: IssuerKind,
+    boundary: Boundary,
+    fault: Fault,
+) -> usize {
+    let (verb, resource) = match boundary {
+        Boundary::StatusWrite => ("update", "apikeys"),
+        Boundary::Event => ("create", "events"),
+    };
     let backends = Backends::start(store, issuer).await;
     let policy = match fault {
         Fault::Crash => "Revoke",
@@ -46,7 +65,7 @@ async fn at_every_step(store: StoreKind, issuer: IssuerKind, fault: Fault) -> us
         deployment(&c, "app").await;
         let mut fired = op.t.cluster.faults_fired();
         op.t.cluster.inject(
-            kube_devcluster::Fault::on("update", "apikeys")
+            kube_devcluster::Fault::on(verb, resource)
                 .after(n)
                 .times(1)
                 .status(500),
@@ -60,7 +79,7 @@ async fn at_every_step(store: StoreKind, issuer: IssuerKind, fault: Fault) -> us
         };
         if outran && *fired.borrow() == 0 {
             eprintln!(
-                "matrix {fault:?} × {store:?} store × {issuer:?} issuer: {n} steps, invariants held at each"
+                "matrix {fault:?} at every {boundary:?} × {store:?} store × {issuer:?} issuer: {n} steps, invariants held at each"
             );
             return n;
         }
@@ -219,15 +238,21 @@ fn agree(held: &Stored, secret: &Secret, step: usize) {
     }
 }
 
-/// One test per cell and fault: the names read as the matrix.
+/// One test per cell: the names read as the matrix.
 macro_rules! matrix {
-    ($fault:ident: $($test:ident => $store:ident, $issuer:ident, $how:expr;)*) => {
+    ($fault:ident at $boundary:ident, $how:expr; $($test:ident => $store:ident, $issuer:ident;)*) => {
         mod $fault {
             use super::*;
             $(
                 #[tokio::test]
                 async fn $test() {
-                    let steps = at_every_step(StoreKind::$store, IssuerKind::$issuer, $how).await;
+                    let steps = at_every_step(
+                        StoreKind::$store,
+                        IssuerKind::$issuer,
+                        Boundary::$boundary,
+                        $how,
+                    )
+                    .await;
                     assert!(steps >= 8, "a key's life has several steps; covered {steps}");
                 }
             )*
@@ -235,28 +260,53 @@ macro_rules! matrix {
     };
 }
 
-matrix! { crash:
-    kubernetes_store_generate_issuer => Kubernetes, Generate, Fault::Crash;
-    kubernetes_store_http_issuer => Kubernetes, Http, Fault::Crash;
-    kubernetes_store_aws_iam_issuer => Kubernetes, AwsIam, Fault::Crash;
-    vault_store_generate_issuer => Vault, Generate, Fault::Crash;
-    vault_store_http_issuer => Vault, Http, Fault::Crash;
-    vault_store_aws_iam_issuer => Vault, AwsIam, Fault::Crash;
-    aws_store_generate_issuer => Aws, Generate, Fault::Crash;
-    aws_store_http_issuer => Aws, Http, Fault::Crash;
-    aws_store_aws_iam_issuer => Aws, AwsIam, Fault::Crash;
+matrix! { crash at StatusWrite, Fault::Crash;
+    kubernetes_store_generate_issuer => Kubernetes, Generate;
+    kubernetes_store_http_issuer => Kubernetes, Http;
+    kubernetes_store_aws_iam_issuer => Kubernetes, AwsIam;
+    vault_store_generate_issuer => Vault, Generate;
+    vault_store_http_issuer => Vault, Http;
+    vault_store_aws_iam_issuer => Vault, AwsIam;
+    aws_store_generate_issuer => Aws, Generate;
+    aws_store_http_issuer => Aws, Http;
+    aws_store_aws_iam_issuer => Aws, AwsIam;
 }
 
-matrix! { delete_with_revoke:
-    kubernetes_store_http_issuer => Kubernetes, Http, Fault::Delete("Revoke");
-    kubernetes_store_aws_iam_issuer => Kubernetes, AwsIam, Fault::Delete("Revoke");
-    vault_store_http_issuer => Vault, Http, Fault::Delete("Revoke");
-    aws_store_http_issuer => Aws, Http, Fault::Delete("Revoke");
+matrix! { crash_after_events at Event, Fault::Crash;
+    kubernetes_store_generate_issuer => Kubernetes, Generate;
+    kubernetes_store_http_issuer => Kubernetes, Http;
+    kubernetes_store_aws_iam_issuer => Kubernetes, AwsIam;
+    vault_store_generate_issuer => Vault, Generate;
+    vault_store_http_issuer => Vault, Http;
+    vault_store_aws_iam_issuer => Vault, AwsIam;
+    aws_store_generate_issuer => Aws, Generate;
+    aws_store_http_issuer => Aws, Http;
+    aws_store_aws_iam_issuer => Aws, AwsIam;
 }
 
-matrix! { delete_with_retain:
-    kubernetes_store_http_issuer => Kubernetes, Http, Fault::Delete("Retain");
-    kubernetes_store_aws_iam_issuer => Kubernetes, AwsIam, Fault::Delete("Retain");
-    vault_store_http_issuer => Vault, Http, Fault::Delete("Retain");
-    aws_store_http_issuer => Aws, Http, Fault::Delete("Retain");
+matrix! { delete_with_revoke at StatusWrite, Fault::Delete("Revoke");
+    kubernetes_store_http_issuer => Kubernetes, Http;
+    kubernetes_store_aws_iam_issuer => Kubernetes, AwsIam;
+    vault_store_http_issuer => Vault, Http;
+    aws_store_http_issuer => Aws, Http;
+}
+
+matrix! { delete_with_retain at StatusWrite, Fault::Delete("Retain");
+    kubernetes_store_http_issuer => Kubernetes, Http;
+    kubernetes_store_aws_iam_issuer => Kubernetes, AwsIam;
+    vault_store_http_issuer => Vault, Http;
+    aws_store_http_issuer => Aws, Http;
+}
+
+matrix! { delete_with_retain_after_events at Event, Fault::Delete("Retain");
+    kubernetes_store_http_issuer => Kubernetes, Http;
+    kubernetes_store_aws_iam_issuer => Kubernetes, AwsIam;
+    vault_store_http_issuer => Vault, Http;
+    aws_store_http_issuer => Aws, Http;
+}
+
+matrix! { delete_with_revoke_after_events at Event, Fault::Delete("Revoke");
+    kubernetes_store_http_issuer => Kubernetes, Http;
+    vault_store_http_issuer => Vault, Http;
+    aws_store_http_issuer => Aws, Http;
 }
