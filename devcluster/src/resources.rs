@@ -297,7 +297,10 @@ impl Registry {
 
 /// Kubernetes version ordering: GA > beta > alpha, then by number (v2 > v1, v1beta2 > v1beta1).
 pub fn version_priority(v: &str) -> (u8, u32, u32) {
-    let re = regex::Regex::new(r"^v(\d+)(?:(alpha|beta)(\d+))?$").expect("static regex");
+    static VERSION: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"^v(\d+)(?:(alpha|beta)(\d+))?$").expect("static regex")
+    });
+    let re = &*VERSION;
     match re.captures(v) {
         Some(c) => {
             let major = c[1].parse().unwrap_or(0);
