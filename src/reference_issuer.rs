@@ -67,7 +67,7 @@ pub struct ReferenceIssuer {
     workspaces: Arc<Vec<(String, String)>>,
     rng: Arc<SystemRandom>,
     /// The API's rate limit (`None`: unlimited): requests over it get a 429.
-    limit: Option<Arc<Gate>>,
+    limit: Option<(u32, Arc<Gate>)>,
 }
 
 impl ReferenceIssuer {
@@ -83,7 +83,10 @@ impl ReferenceIssuer {
     /// Limits the API to `per_second` requests, `/whoami` included, as a SaaS limits an
     /// account whichever key calls: a request over it gets 429 with `Retry-After`.
     pub fn with_requests_per_second(mut self, per_second: u32) -> Self {
-        self.limit = Some(Arc::new(Gate::new(Some(per_second), Some(per_second))));
+        self.limit = Some((
+            per_second,
+            Arc::new(Gate::new(Some(per_second), Some(per_second))),
+        ));
         self
     }
 
@@ -189,12 +192,17 @@ async fn rate_limited(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Some(limit) = &s.limit
+    if let Some((per_second, limit)) = &s.limit
         && let Err(wait) = limit.try_take().await
     {
         s.keys.lock().expect("keys lock").rate_limited += 1;
-        let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut response = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "rate limit exceeded (the limit is {per_second} per second); retry after {seconds}s"
+            ),
+        );
         response.headers_mut().insert(
             header::RETRY_AFTER,
             seconds.to_string().parse().expect("digits"),
