@@ -260,53 +260,39 @@ macro_rules! matrix {
     };
 }
 
-matrix! { crash at StatusWrite, Fault::Crash;
-    kubernetes_store_generate_issuer => Kubernetes, Generate;
-    kubernetes_store_http_issuer => Kubernetes, Http;
-    kubernetes_store_aws_iam_issuer => Kubernetes, AwsIam;
-    vault_store_generate_issuer => Vault, Generate;
-    vault_store_http_issuer => Vault, Http;
-    vault_store_aws_iam_issuer => Vault, AwsIam;
-    aws_store_generate_issuer => Aws, Generate;
-    aws_store_http_issuer => Aws, Http;
-    aws_store_aws_iam_issuer => Aws, AwsIam;
+/// Every store × issuer: where crashes are run.
+macro_rules! every_cell {
+    ($($config:tt)*) => {
+        matrix! { $($config)*;
+            kubernetes_store_generate_issuer => Kubernetes, Generate;
+            kubernetes_store_http_issuer => Kubernetes, Http;
+            kubernetes_store_aws_iam_issuer => Kubernetes, AwsIam;
+            vault_store_generate_issuer => Vault, Generate;
+            vault_store_http_issuer => Vault, Http;
+            vault_store_aws_iam_issuer => Vault, AwsIam;
+            aws_store_generate_issuer => Aws, Generate;
+            aws_store_http_issuer => Aws, Http;
+            aws_store_aws_iam_issuer => Aws, AwsIam;
+        }
+    };
 }
 
-matrix! { crash_after_events at Event, Fault::Crash;
-    kubernetes_store_generate_issuer => Kubernetes, Generate;
-    kubernetes_store_http_issuer => Kubernetes, Http;
-    kubernetes_store_aws_iam_issuer => Kubernetes, AwsIam;
-    vault_store_generate_issuer => Vault, Generate;
-    vault_store_http_issuer => Vault, Http;
-    vault_store_aws_iam_issuer => Vault, AwsIam;
-    aws_store_generate_issuer => Aws, Generate;
-    aws_store_http_issuer => Aws, Http;
-    aws_store_aws_iam_issuer => Aws, AwsIam;
+/// Every store with the http issuer, and the awsIam issuer with one store: where
+/// deletions are run (`generate` keeps no record to check after one).
+macro_rules! deletion_cells {
+    ($($config:tt)*) => {
+        matrix! { $($config)*;
+            kubernetes_store_http_issuer => Kubernetes, Http;
+            kubernetes_store_aws_iam_issuer => Kubernetes, AwsIam;
+            vault_store_http_issuer => Vault, Http;
+            aws_store_http_issuer => Aws, Http;
+        }
+    };
 }
 
-matrix! { delete_with_revoke at StatusWrite, Fault::Delete("Revoke");
-    kubernetes_store_http_issuer => Kubernetes, Http;
-    kubernetes_store_aws_iam_issuer => Kubernetes, AwsIam;
-    vault_store_http_issuer => Vault, Http;
-    aws_store_http_issuer => Aws, Http;
-}
-
-matrix! { delete_with_retain at StatusWrite, Fault::Delete("Retain");
-    kubernetes_store_http_issuer => Kubernetes, Http;
-    kubernetes_store_aws_iam_issuer => Kubernetes, AwsIam;
-    vault_store_http_issuer => Vault, Http;
-    aws_store_http_issuer => Aws, Http;
-}
-
-matrix! { delete_with_retain_after_events at Event, Fault::Delete("Retain");
-    kubernetes_store_http_issuer => Kubernetes, Http;
-    kubernetes_store_aws_iam_issuer => Kubernetes, AwsIam;
-    vault_store_http_issuer => Vault, Http;
-    aws_store_http_issuer => Aws, Http;
-}
-
-matrix! { delete_with_revoke_after_events at Event, Fault::Delete("Revoke");
-    kubernetes_store_http_issuer => Kubernetes, Http;
-    vault_store_http_issuer => Vault, Http;
-    aws_store_http_issuer => Aws, Http;
-}
+every_cell!(crash at StatusWrite, Fault::Crash);
+every_cell!(crash_after_events at Event, Fault::Crash);
+deletion_cells!(delete_with_revoke at StatusWrite, Fault::Delete("Revoke"));
+deletion_cells!(delete_with_retain at StatusWrite, Fault::Delete("Retain"));
+deletion_cells!(delete_with_revoke_after_events at Event, Fault::Delete("Revoke"));
+deletion_cells!(delete_with_retain_after_events at Event, Fault::Delete("Retain"));
