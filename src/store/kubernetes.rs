@@ -136,6 +136,10 @@ impl KeyStore for KubernetesStore {
                     .create_with(data_key(id), value)
                     .await
                     .map_err(unavailable),
+                // Held already (the trait's no-op): no write.
+                Some(s) if s.data.as_ref().and_then(|d| d.get(&data_key(id))) == Some(&value) => {
+                    Ok(())
+                }
                 Some(_) => self.merge(json!({"data": {data_key(id): value}})).await,
             }
         }
