@@ -169,7 +169,7 @@ fn validate_string(s: &Value, text: &str, v: &Value, path: &str, out: &mut Outco
 }
 
 /// A schema pattern, compiled once: every write of a kind validates the same patterns,
-/// and compiling them each time was a tenth of the server's CPU under load. Patterns
+/// and compiling them each time was a fifth of the server's CPU under load. Patterns
 /// come from CRDs, so the cache is as bounded as they are.
 fn compiled(pattern: &str) -> Result<Regex, regex::Error> {
     static PATTERNS: LazyLock<RwLock<HashMap<String, Result<Regex, regex::Error>>>> =

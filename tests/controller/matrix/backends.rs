@@ -32,8 +32,8 @@ pub enum IssuerKind {
 /// Key id → key material, as a store or a Secret holds them.
 pub type Keys = BTreeMap<String, String>;
 
-/// What a store holds for one ApiKey.
-#[derive(Debug, Default, PartialEq)]
+/// What a store holds for one ApiKey (no Debug: it holds key material).
+#[derive(Default)]
 pub struct Stored {
     pub keys: Keys,
     /// The current and previous keys' ids, where the store keeps slots readers see.
