@@ -2,6 +2,7 @@
 //! order kube-apiserver applies them (prune → default → validate).
 //! Value validation (types, formats, bounds, combinators) lives in `validate.rs`.
 
+mod cel_view;
 mod validate;
 
 use serde_json::{Map, Value};
@@ -12,8 +13,8 @@ use validate::{validate, validate_object_constraints};
 
 pub struct Schema {
     root: Value,
-    /// Compiled `x-kubernetes-validations`, when the schema has any.
-    cel: Option<kube_cel::CompiledSchema>,
+    /// Compiled `x-kubernetes-validations` and what they read, when the schema has any.
+    cel: Option<(kube_cel::CompiledSchema, cel_view::View)>,
 }
 
 impl std::fmt::Debug for Schema {
@@ -34,10 +35,8 @@ pub struct Outcome {
 
 impl Schema {
     pub fn new(open_api_v3_schema: Value) -> Self {
-        let cel = open_api_v3_schema
-            .to_string()
-            .contains("x-kubernetes-validations")
-            .then(|| kube_cel::compile_schema(&open_api_v3_schema));
+        let cel = cel_view::View::of(&open_api_v3_schema)
+            .map(|view| (kube_cel::compile_schema(&open_api_v3_schema), view));
         Schema {
             root: open_api_v3_schema,
             cel,
@@ -81,8 +80,12 @@ impl Schema {
         validate_object_constraints(&self.root, map, "", &mut out, true);
         // CEL runs only on structurally valid objects, as in kube-apiserver.
         if out.errors.is_empty()
-            && let Some(cel) = &self.cel
-            && let Err(failures) = kube_cel::validate_compiled(cel, obj, old)
+            && let Some((cel, view)) = &self.cel
+            && let Err(failures) = kube_cel::validate_compiled(
+                cel,
+                &view.of_object(obj),
+                old.map(|o| view.of_object(o)).as_ref(),
+            )
         {
             out.errors
                 .extend(failures.iter().map(|f| cel_field_error(&self.root, f)));
