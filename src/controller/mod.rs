@@ -9,6 +9,7 @@ pub mod events;
 mod finalizers;
 mod index;
 mod instrumented;
+mod issuers;
 mod observe;
 pub mod providers;
 pub mod reconcile;
@@ -33,7 +34,6 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
 use crate::api::apikey::{ApiKey, ConsumerKind, IssuerKind, StoreKind};
-use crate::api::issuer::{ClusterKeyIssuer, KeyIssuer};
 use crate::api::store::{ClusterKeyStore, KeyStore};
 use crate::telemetry::server::Readiness;
 use crate::telemetry::{Leadership, Metrics};
@@ -208,9 +208,8 @@ fn controller(
         .watches_stream(metadata_events::<Secret>(client, ns), move |s| {
             secret_index.users(s.namespace(), &s.name_any())
         })
-        .watches(
-            scoped_api::<KeyIssuer>(client, ns),
-            watcher::Config::default(),
+        .watches_stream(
+            ctx.issuer_cache.key_issuers(scoped_api(client, ns)),
             move |issuer| {
                 dependents(
                     &issuer_cache,
@@ -220,9 +219,9 @@ fn controller(
                 )
             },
         )
-        .watches(
-            Api::<ClusterKeyIssuer>::all(client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            ctx.issuer_cache
+                .cluster_key_issuers(Api::all(client.clone())),
             move |issuer| {
                 dependents(
                     &cluster_issuer_cache,

@@ -7,6 +7,7 @@ use kube::runtime::events::EventType;
 
 use super::clock::{after, parse_ts, ts};
 use super::error::Error;
+use super::issuers::Read;
 use super::reconcile::uid;
 use super::rotation::{Observed, Pending, Previous, Rollout, Usage};
 use super::secret::{self, Held};
@@ -125,7 +126,7 @@ impl Shell<'_> {
             return Ok(None);
         }
         let usage = self
-            .issuer_for(&prev.issuer)
+            .issuer_for(&prev.issuer, Read::Cached)
             .await?
             .last_used(&prev.id)
             .await?;

@@ -42,6 +42,7 @@ pub struct Context {
     /// Store logins and issuer clients kept between reconciles.
     pub(super) connections: Arc<crate::store::Connections>,
     pub(super) issuers: Arc<crate::issuer::Clients>,
+    pub(super) issuer_cache: super::issuers::IssuerCache,
     /// Where ClusterKeyStore credentials live, and the operator's ServiceAccount.
     pub(super) namespace: String,
     pub(super) service_account: String,
@@ -61,6 +62,7 @@ impl Context {
             failures: Mutex::default(),
             connections: Arc::default(),
             issuers: Arc::default(),
+            issuer_cache: Default::default(),
             namespace: settings.namespace.clone(),
             service_account: settings.service_account.clone(),
             metrics: settings.metrics.clone(),

@@ -1,26 +1,23 @@
 //! The shell's state for one reconcile, and what it reads of the world besides the
-//! ApiKey: the issuer the spec names (checked against what it allows), and the keys
-//! status holds.
+//! ApiKey and its issuer (`issuers.rs`): the keys status holds, and the requests its
+//! annotations make.
 
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use kube::api::Api;
 
 use super::clock::parse_ts;
 use super::error::Error;
-use super::providers;
 use super::reconcile::Context;
 use super::rotation::{self, HeldKey, Trigger, UnusedRule};
 use super::schedule::Cadence;
 use super::secret;
 use super::stores::Placement;
-use crate::api::apikey::{ApiKey, ApiKeyStatus, IssuerKind, IssuerRecord, KeyStatus, StoreRecord};
-use crate::api::issuer::{ClusterKeyIssuer, IssuerConfig, KeyIssuer};
-use crate::issuer::{self, Issuer};
+use crate::api::apikey::{ApiKey, ApiKeyStatus, KeyStatus, StoreRecord};
 use crate::store::KeyStore;
 
 pub(super) struct Shell<'a> {
@@ -145,146 +142,6 @@ impl<'a> Shell<'a> {
         })
     }
 
-    pub(super) async fn issuer_config(
-        &self,
-        kind: IssuerKind,
-        name: &str,
-    ) -> Result<IssuerObject, Error> {
-        let client = self.ctx.client.clone();
-        match kind {
-            IssuerKind::KeyIssuer => {
-                let i = Api::<KeyIssuer>::namespaced(client, &self.ns)
-                    .get_opt(name)
-                    .await?
-                    .ok_or_else(|| Error::IssuerNotFound {
-                        kind: "KeyIssuer",
-                        name: name.into(),
-                        namespace: Some(self.ns.clone()),
-                    })?;
-                Ok(IssuerObject {
-                    version: super::stores::version(&i),
-                    config: i.spec.config,
-                    uid: i.metadata.uid.unwrap_or_default(),
-                    namespace_selector: None,
-                    credentials_namespace: self.ns.clone(),
-                })
-            }
-            IssuerKind::ClusterKeyIssuer => {
-                let i = Api::<ClusterKeyIssuer>::all(client)
-                    .get_opt(name)
-                    .await?
-                    .ok_or_else(|| Error::IssuerNotFound {
-                        kind: "ClusterKeyIssuer",
-                        name: name.into(),
-                        namespace: None,
-                    })?;
-                Ok(IssuerObject {
-                    version: super::stores::version(&i),
-                    config: i.spec.config,
-                    uid: i.metadata.uid.unwrap_or_default(),
-                    namespace_selector: i.spec.namespace_selector,
-                    credentials_namespace: self.ctx.namespace.clone(),
-                })
-            }
-        }
-    }
-
-    /// The issuer the spec names, checked against what it allows.
-    pub(super) async fn spec_issuer(&self) -> Result<IssuerRecord, Error> {
-        let r = &self.ak.spec.issuer_ref;
-        let IssuerObject {
-            config,
-            uid,
-            namespace_selector,
-            ..
-        } = self.issuer_config(r.kind, &r.name).await?;
-        if let Some(selector) = namespace_selector {
-            let ns = Api::<Namespace>::all(self.ctx.client.clone())
-                .get(&self.ns)
-                .await?;
-            if !selector_matches(&selector, ns.labels()) {
-                return Err(Error::NotAllowed(format!(
-                    "ClusterKeyIssuer {:?} does not allow namespace {:?} (spec.namespaceSelector)",
-                    r.name, self.ns
-                )));
-            }
-        }
-        if !config.allowed_key_types.is_empty()
-            && !config.allowed_key_types.contains(&self.ak.spec.key_type)
-        {
-            return Err(Error::NotAllowed(format!(
-                "issuer {:?} does not allow keyType {:?}",
-                r.name, self.ak.spec.key_type
-            )));
-        }
-        if !config.allowed_scopes.is_empty()
-            && let Some(s) = self
-                .ak
-                .spec
-                .scopes
-                .iter()
-                .find(|s| !config.allowed_scopes.iter().any(|p| glob_match(p, s)))
-        {
-            return Err(Error::NotAllowed(format!(
-                "issuer {:?} does not allow scope {s:?} (allowedScopes: {})",
-                r.name,
-                config.allowed_scopes.join(", ")
-            )));
-        }
-        let record = IssuerRecord {
-            kind: r.kind,
-            name: r.name.clone(),
-            uid,
-        };
-        // Keys are about to be minted there: keep the issuer while they are held.
-        let credentials_namespace = match record.kind {
-            IssuerKind::KeyIssuer => &self.ns,
-            IssuerKind::ClusterKeyIssuer => &self.ctx.namespace,
-        };
-        providers::protect(&self.ctx.client, &record, &self.ns, credentials_namespace).await?;
-        Ok(record)
-    }
-
-    /// The issuer a key was minted by, to revoke it: the very object (by uid), never one
-    /// created since under the same name.
-    pub(super) async fn issuer_that_minted(
-        &self,
-        record: &IssuerRecord,
-    ) -> Result<Box<dyn Issuer>, Error> {
-        let found = self.issuer_config(record.kind, &record.name).await?;
-        if !record.uid.is_empty() && found.uid != record.uid {
-            return Err(Error::IssuerReplaced {
-                kind: match record.kind {
-                    IssuerKind::KeyIssuer => "KeyIssuer",
-                    IssuerKind::ClusterKeyIssuer => "ClusterKeyIssuer",
-                },
-                name: record.name.clone(),
-            });
-        }
-        self.issuer_for(record).await
-    }
-
-    /// The issuer a key was minted by (revocation goes where the key came from).
-    pub(super) async fn issuer_for(&self, record: &IssuerRecord) -> Result<Box<dyn Issuer>, Error> {
-        let found = self.issuer_config(record.kind, &record.name).await?;
-        let access = issuer::Access {
-            client: &self.ctx.client,
-            credentials_namespace: &found.credentials_namespace,
-            version: found.version,
-            clients: &self.ctx.issuers,
-        };
-        let label = match record.kind {
-            IssuerKind::KeyIssuer => format!("KeyIssuer/{}/{}", self.ns, record.name),
-            IssuerKind::ClusterKeyIssuer => format!("ClusterKeyIssuer/{}", record.name),
-        };
-        Ok(super::instrumented::issuer(
-            issuer::open(&found.config, &access).await?,
-            label,
-            &self.ctx.metrics,
-            &self.ctx.leadership,
-        ))
-    }
-
     /// The keys status says are issued and distributed: current and, in an overlap,
     /// previous.
     pub(super) fn issued_keys(&self) -> impl Iterator<Item = &KeyStatus> {
@@ -324,11 +181,6 @@ impl<'a> Shell<'a> {
     }
 }
 
-fn glob_match(pattern: &str, value: &str) -> bool {
-    let re = format!("^{}$", regex::escape(pattern).replace(r"\*", ".*"));
-    regex::Regex::new(&re).is_ok_and(|r| r.is_match(value))
-}
-
 pub(crate) fn selector_matches(
     selector: &LabelSelector,
     labels: &std::collections::BTreeMap<String, String>,
@@ -352,16 +204,6 @@ pub(crate) fn selector_matches(
     by_labels && by_expressions
 }
 
-/// An issuer object as a reconcile needs it.
-pub(super) struct IssuerObject {
-    pub config: IssuerConfig,
-    pub uid: String,
-    pub namespace_selector: Option<LabelSelector>,
-    /// Where its credentials are: its own namespace, or the operator's.
-    pub credentials_namespace: String,
-    pub version: String,
-}
-
 pub(super) fn parse_trigger(reason: &str) -> Trigger {
     match reason {
         "Scheduled" => Trigger::Scheduled,
@@ -371,19 +213,5 @@ pub(super) fn parse_trigger(reason: &str) -> Trigger {
         "Emergency" => Trigger::Emergency,
         "MaterialLost" => Trigger::MaterialLost,
         _ => Trigger::Initial,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scope_globs() {
-        assert!(glob_match("widgets:*", "widgets:read"));
-        assert!(glob_match("*", "anything"));
-        assert!(glob_match("a*c*e", "abcde"));
-        assert!(!glob_match("widgets:*", "gadgets:read"));
-        assert!(!glob_match("widgets:read", "widgets:write"));
     }
 }

@@ -16,6 +16,7 @@ use super::soon;
 use crate::api::apikey::{DeletionPolicy, KeyStatus, Phase};
 use crate::controller::clock::ts;
 use crate::controller::error::Error;
+use crate::controller::issuers::Read;
 use crate::controller::secret;
 use crate::controller::shell::Shell;
 use crate::issuer;
@@ -28,7 +29,7 @@ impl Shell<'_> {
     /// record counts as minted for no known spec (rotated at once).
     pub(super) async fn adopt(&mut self) -> Result<Action, Error> {
         let found = self.found.take().expect("decide adopts only found keys");
-        let spec_issuer = self.spec_issuer().await?;
+        let spec_issuer = self.spec_issuer(Read::Live).await?;
         let issued = found.created.unwrap_or_else(|| self.now());
         let store = self.store_record.clone();
         let adopt = |id: String, material: &SecretString, rotation: u64| {

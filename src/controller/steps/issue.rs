@@ -12,6 +12,7 @@ use super::soon;
 use crate::api::apikey::{HistoryEntry, KeyStatus, MintParameters, PendingKey, Phase, annotations};
 use crate::controller::clock::{parse_ts, ts};
 use crate::controller::error::Error;
+use crate::controller::issuers::Read;
 use crate::controller::reconcile::uid;
 use crate::controller::rotation::Trigger;
 use crate::controller::secret;
@@ -28,7 +29,7 @@ impl Shell<'_> {
         attempt: u32,
         trigger: Trigger,
     ) -> Result<Action, Error> {
-        let issuer = self.spec_issuer().await?;
+        let issuer = self.spec_issuer(Read::Cached).await?;
         let (rotate, emergency) = (
             self.annotation(annotations::ROTATE),
             self.annotation(annotations::EMERGENCY_ROTATE),
@@ -83,7 +84,7 @@ impl Shell<'_> {
             .clone()
             .expect("decide mints only with a pending key");
         // The spec's issuer must still allow the key; the pending key was recorded for it.
-        let allowed = self.spec_issuer().await?;
+        let (allowed, object) = self.checked_spec_issuer(Read::Live).await?;
         let mut pending = pending;
         if pending.id.is_none()
             && (allowed.kind, &allowed.name) == (pending.issuer.kind, &pending.issuer.name)
@@ -91,11 +92,15 @@ impl Shell<'_> {
         {
             // Recreated before anything was minted: the key comes from the new object,
             // and its record must say so (revocation checks the uid).
-            pending.issuer.uid = allowed.uid;
+            pending.issuer.uid = allowed.uid.clone();
             self.status.pending_key = Some(pending.clone());
             self.write_status(Phase::Issuing).await?;
         }
-        let issuer = self.issuer_for(&pending.issuer).await?;
+        let issuer = if pending.issuer == allowed {
+            self.open_issuer(&pending.issuer, object).await?
+        } else {
+            self.issuer_for(&pending.issuer, Read::Live).await?
+        };
         // Keys an earlier answer superseded go first: no new request while one may be valid.
         self.revoke_superseded(issuer.as_ref()).await?;
         let req = self.mint_request(&pending)?;
