@@ -2,6 +2,7 @@
 //! meant to be mounted), so a pending key is durable before the consumer Secret changes.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -21,6 +22,11 @@ pub struct KubernetesStore {
     name: String,
     owner: OwnerReference,
     apikey: String,
+    /// The state Secret as last read or written through this store, which lives for one
+    /// reconcile: an ApiKey's reconciles never overlap and nothing else writes its state,
+    /// so reading it again would return the same object (a reconcile read it 2 to 4 times).
+    /// Forgotten on any error.
+    seen: Mutex<Option<Option<Secret>>>,
 }
 
 /// State Secret data keys are `k-` and the hex of the key id (ids may hold any character).
@@ -59,15 +65,30 @@ impl KubernetesStore {
             name: state_secret_name(apikey),
             owner,
             apikey: apikey.into(),
+            seen: Mutex::new(None),
         }
     }
 
+    fn remember(&self, state: Option<Option<Secret>>) {
+        *self.seen.lock().expect("lock") = state;
+    }
+
+    async fn read(&self) -> Result<Option<Secret>, StoreError> {
+        if let Some(seen) = self.seen.lock().expect("lock").clone() {
+            return Ok(seen);
+        }
+        let read = self.api.get_opt(&self.name).await;
+        self.remember(read.as_ref().ok().cloned());
+        read.map_err(unavailable)
+    }
+
     async fn merge(&self, patch: serde_json::Value) -> Result<(), StoreError> {
-        self.api
+        let patched = self
+            .api
             .patch(&self.name, &crate::writes::patch(), &Patch::Merge(patch))
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
+            .await;
+        self.remember(patched.as_ref().ok().cloned().map(Some));
+        patched.map(|_| ()).map_err(unavailable)
     }
 
     /// The state Secret if it exists and is ours: one of that name that is not holds
@@ -81,7 +102,7 @@ impl KubernetesStore {
 
     /// The state Secret, if it exists - refusing one this ApiKey does not own.
     async fn state(&self) -> Result<Option<Secret>, StoreError> {
-        let Some(s) = self.api.get_opt(&self.name).await.map_err(unavailable)? else {
+        let Some(s) = self.read().await? else {
             return Ok(None);
         };
         let ours = s.type_.as_deref() == Some(STATE_SECRET_TYPE)
@@ -114,10 +135,9 @@ impl KubernetesStore {
             data: Some(BTreeMap::from([(key, value)])),
             ..Default::default()
         };
-        self.api
-            .create(&crate::writes::post(), &secret)
-            .await
-            .map(|_| ())
+        let created = self.api.create(&crate::writes::post(), &secret).await;
+        self.remember(created.as_ref().ok().cloned().map(Some));
+        created.map(|_| ())
     }
 }
 

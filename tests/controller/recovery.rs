@@ -158,11 +158,16 @@ async fn keys_lost_from_the_store_are_recovered_from_the_secret() {
     wait(apikeys.clone(), "lost", ready).await;
     let secrets: Api<Secret> = Api::default_namespaced(c.clone());
     let original = data(&secrets.get("lost").await.unwrap(), "api-key").unwrap();
+    let lost_state = secrets.get("lost-apikey-state").await.unwrap().uid();
     secrets
         .delete("lost-apikey-state", &DeleteParams::default())
         .await
         .unwrap();
-    wait_deleted(secrets.clone(), "lost-apikey-state").await;
+    // Restored at once from the Secret (the deletion wakes the ApiKey): a new state Secret.
+    wait(secrets.clone(), "lost-apikey-state", |s: Option<&Secret>| {
+        s.is_some_and(|s| s.uid() != lost_state)
+    })
+    .await;
     request(&apikeys, "lost", "apikey.dev/rotate", "1").await;
     wait(apikeys, "lost", |a: Option<&ApiKey>| {
         a.and_then(|a| a.status.as_ref())
