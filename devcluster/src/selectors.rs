@@ -52,6 +52,10 @@ fn parse_set(rest: &str) -> Result<Vec<String>, String> {
 }
 
 impl LabelSelector {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut reqs = Vec::new();
         for part in split_top_level(s) {
@@ -211,6 +215,10 @@ fn field_pointer(rt: &ResourceType, field: &str) -> Option<String> {
 }
 
 impl FieldSelector {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn parse(rt: &ResourceType, s: &str) -> Result<Self, String> {
         let mut reqs = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {

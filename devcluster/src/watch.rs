@@ -50,8 +50,16 @@ struct WatchState {
     finished: bool,
 }
 
-fn line(event_type: &str, object: Value) -> Bytes {
-    let mut s = json!({"type": event_type, "object": object}).to_string();
+#[derive(serde::Serialize)]
+struct Event<'a> {
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    object: &'a Value,
+}
+
+fn line(event_type: &str, object: &Value) -> Bytes {
+    let mut s =
+        serde_json::to_string(&Event { event_type, object }).expect("JSON values serialize");
     s.push('\n');
     Bytes::from(s)
 }
@@ -59,14 +67,14 @@ fn line(event_type: &str, object: Value) -> Bytes {
 fn expired_event(rv: u64, oldest: u64) -> Bytes {
     let status =
         ApiError::expired(format!("too old resource version: {rv} ({oldest})")).to_status();
-    line("ERROR", status)
+    line("ERROR", &status)
 }
 
 impl WatchState {
-    fn render(&mut self, object: &Value) -> Value {
+    fn render(&mut self, object: Value) -> Value {
         match self.req.format {
-            Format::Object => object.clone(),
-            Format::Metadata => table::partial_object_metadata(object),
+            Format::Object => object,
+            Format::Metadata => table::partial_object_metadata(&object),
             Format::Table(include) => {
                 let headers = !self.table_headers_sent;
                 self.table_headers_sent = true;
@@ -77,7 +85,7 @@ impl WatchState {
                     .to_string();
                 table::render(
                     &self.req.rt,
-                    std::slice::from_ref(object),
+                    std::slice::from_ref(&object),
                     include,
                     &rv,
                     None,
@@ -92,12 +100,12 @@ impl WatchState {
         if change.key != self.req.rt.storage {
             return None;
         }
-        let object = present(&self.req.rt, &change.object);
-        let now_matches = self.req.filter.matches(&object);
+        let (rt, filter) = (&self.req.rt, &self.req.filter);
+        let now_matches = filter.matches_stored(rt, &change.object);
         let was_matching = change
             .previous
             .as_ref()
-            .map(|p| self.req.filter.matches(&present(&self.req.rt, p)));
+            .map(|p| filter.matches_stored(rt, p));
         let event_type = match (change.kind, was_matching, now_matches) {
             (ChangeKind::Added, _, true) => "ADDED",
             (ChangeKind::Modified, Some(true), true) => "MODIFIED",
@@ -106,14 +114,14 @@ impl WatchState {
                 // Leaving the selection: the last state the watcher matched, at this rv.
                 let mut last = present(&self.req.rt, change.previous.as_ref()?);
                 last["metadata"]["resourceVersion"] = json!(change.rv.to_string());
-                let rendered = self.render(&last);
-                return Some(line("DELETED", rendered));
+                let rendered = self.render(last);
+                return Some(line("DELETED", &rendered));
             }
             (ChangeKind::Deleted, _, true) => "DELETED",
             _ => return None,
         };
-        let rendered = self.render(&object);
-        Some(line(event_type, rendered))
+        let rendered = self.render(present(&self.req.rt, &change.object));
+        Some(line(event_type, &rendered))
     }
 
     fn bookmark(&self, annotations: Option<Value>) -> Bytes {
@@ -123,7 +131,7 @@ impl WatchState {
         }
         line(
             "BOOKMARK",
-            json!({"kind": self.req.rt.kind, "apiVersion": self.req.rt.api_version(), "metadata": metadata}),
+            &json!({"kind": self.req.rt.kind, "apiVersion": self.req.rt.api_version(), "metadata": metadata}),
         )
     }
 
@@ -242,9 +250,9 @@ pub fn start(
         pending.push_back(expired_event(rv, oldest));
         s.finished = true;
     }
-    for o in &initial {
+    for o in initial {
         let rendered = s.render(o);
-        pending.push_back(line("ADDED", rendered));
+        pending.push_back(line("ADDED", &rendered));
     }
     if send_initial {
         pending.push_back(s.bookmark(Some(json!({"k8s.io/initial-events-end": "true"}))));

@@ -49,6 +49,18 @@ impl Filter {
         })
     }
 
+    /// Matches a stored object, presented first only when a selector may read what the
+    /// presentation changes (each watch event asks this, twice).
+    pub fn matches_stored(&self, rt: &ResourceType, stored: &Value) -> bool {
+        if self.labels.is_empty() && self.fields.is_empty() {
+            return self
+                .namespace
+                .as_deref()
+                .is_none_or(|ns| meta_str(stored, "namespace") == ns);
+        }
+        self.matches(&super::present(rt, stored))
+    }
+
     /// Matches a presented (served-version) object.
     pub fn matches(&self, obj: &Value) -> bool {
         self.namespace

@@ -4,6 +4,7 @@
 //! checked against (`admission.rs`) live in their own files.
 
 mod admission;
+mod compare;
 mod delete;
 mod list;
 mod services;

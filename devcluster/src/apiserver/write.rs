@@ -13,37 +13,9 @@ use crate::patch::{self, PatchType};
 use crate::resources::{GenerationPolicy, ResourceType, StorageKey, View};
 use crate::store::meta_str;
 
+use super::compare::{same_but_volatile_metadata, same_spec};
 use super::*;
 
-/// Everything but metadata (and status, when it is a subresource): a change here bumps
-/// `generation`.
-pub(super) fn spec_part(rt: &ResourceType, obj: &Value) -> Value {
-    let mut v = obj.clone();
-    if let Some(m) = v.as_object_mut() {
-        m.remove("metadata");
-        m.remove("apiVersion");
-        m.remove("kind");
-        if rt.status_subresource {
-            m.remove("status");
-        }
-    }
-    v
-}
-
-/// What makes a write a no-op: everything but the resourceVersion and ownership
-/// timestamps (a change of who owns what alone is still a write).
-pub(super) fn without_volatile_metadata(obj: &Value) -> Value {
-    let mut v = obj.clone();
-    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-        if let Some(Value::Array(entries)) = m.get_mut("managedFields") {
-            for e in entries.iter_mut().filter_map(Value::as_object_mut) {
-                e.remove("time");
-            }
-        }
-    }
-    v
-}
 impl ApiServer {
     pub fn create(
         &self,
@@ -289,7 +261,7 @@ impl ApiServer {
             }
         }
         {
-            let old_meta = old.get("metadata").cloned().unwrap_or_default();
+            let old_meta = old.get("metadata").unwrap_or(&Value::Null);
             let m = meta_mut(&mut obj);
             let server_owned: &[&str] = match ownership {
                 Ownership::Update => &[
@@ -340,7 +312,7 @@ impl ApiServer {
         if !errors.is_empty() {
             return Err(ApiError::invalid(&rt.qualified_kind(), &name, &errors));
         }
-        if without_volatile_metadata(&obj) == without_volatile_metadata(old) {
+        if same_but_volatile_metadata(&obj, old) {
             // A no-op write is not persisted and does not change the resourceVersion.
             return Ok(Written {
                 object: old.clone(),
@@ -350,9 +322,9 @@ impl ApiServer {
         }
         let bump = match rt.generation {
             GenerationPolicy::None => false,
-            GenerationPolicy::Spec => spec_part(rt, old) != spec_part(rt, &obj),
+            GenerationPolicy::Spec => !same_spec(rt, old, &obj),
             GenerationPolicy::SpecAndAnnotations => {
-                spec_part(rt, old) != spec_part(rt, &obj)
+                !same_spec(rt, old, &obj)
                     || old.pointer("/metadata/annotations") != obj.pointer("/metadata/annotations")
             }
         };
