@@ -302,9 +302,27 @@ fn kind_name(kind: IssuerKind) -> &'static str {
     }
 }
 
+/// Whether `value` matches `pattern`, where `*` stands for any run of characters and
+/// every other character for itself. (Built as a regex, it was compiled per scope on
+/// every reconcile: a tenth of the operator's CPU at 10,000 ApiKeys.) Each piece between
+/// stars is matched leftmost, which is exact when stars are the only wildcard.
 fn glob_match(pattern: &str, value: &str) -> bool {
-    let re = format!("^{}$", regex::escape(pattern).replace(r"\*", ".*"));
-    regex::Regex::new(&re).is_ok_and(|r| r.is_match(value))
+    let mut pieces = pattern.split('*');
+    let Some(rest) = value.strip_prefix(pieces.next().unwrap_or_default()) else {
+        return false;
+    };
+    let pieces: Vec<&str> = pieces.collect();
+    let Some((last, middle)) = pieces.split_last() else {
+        return rest.is_empty();
+    };
+    let mut rest = rest;
+    for piece in middle {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    rest.ends_with(last)
 }
 
 #[cfg(test)]
@@ -318,5 +336,18 @@ mod tests {
         assert!(glob_match("a*c*e", "abcde"));
         assert!(!glob_match("widgets:*", "gadgets:read"));
         assert!(!glob_match("widgets:read", "widgets:write"));
+        assert!(!glob_match("a*a", "a"));
+        assert!(glob_match("a.c", "a.c"));
+        assert!(!glob_match("a.c", "abc"));
+    }
+
+    proptest::proptest! {
+        /// The same as the regex `^piece.*piece…$` with every other character literal.
+        #[test]
+        fn globs_match_as_the_equivalent_regex(pattern in "[ab.*]{0,6}", value in "[ab.]{0,8}") {
+            let re = format!("^{}$", regex::escape(&pattern).replace(r"\*", ".*"));
+            let expected = regex::Regex::new(&re).unwrap().is_match(&value);
+            proptest::prop_assert_eq!(glob_match(&pattern, &value), expected);
+        }
     }
 }
