@@ -57,6 +57,8 @@ struct Keys {
     /// Whether idempotency records are dropped (as an issuer that keeps them for a short
     /// time does), for tests.
     forgetful: bool,
+    /// How many more requests, of any kind, are answered 503 (an outage), for tests.
+    outage: usize,
 }
 
 /// A running reference issuer.
@@ -150,6 +152,12 @@ impl ReferenceIssuer {
         self.keys.lock().expect("keys lock").by_id.get(id).cloned()
     }
 
+    /// An outage: the next `requests` requests, of any kind, are answered 503 (0 ends
+    /// one).
+    pub fn refuse_next_requests(&self, requests: usize) {
+        self.keys.lock().expect("keys lock").outage = requests;
+    }
+
     /// Answers the next key creations with `status` (and `Retry-After` seconds), `times`
     /// times.
     pub fn fail_next(&self, status: u16, retry_after: Option<u64>, times: usize) {
@@ -185,13 +193,20 @@ impl ReferenceIssuer {
     }
 }
 
-/// Refuses an API request over the rate limit with 429 and when to come back (whole
-/// seconds, as `Retry-After` counts them).
+/// Refuses an API request in an outage (503), or over the rate limit with 429 and when
+/// to come back (whole seconds, as `Retry-After` counts them).
 async fn rate_limited(
     State(s): State<ReferenceIssuer>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    {
+        let mut keys = s.keys.lock().expect("keys lock");
+        if keys.outage > 0 {
+            keys.outage -= 1;
+            return error(StatusCode::SERVICE_UNAVAILABLE, "the issuer is unavailable");
+        }
+    }
     if let Some((per_second, limit)) = &s.limit
         && let Err(wait) = limit.try_take().await
     {

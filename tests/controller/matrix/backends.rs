@@ -270,6 +270,12 @@ impl Run<'_> {
         .collect()
     }
 
+    /// The reference issuer refuses its next `requests` requests (503); 0 ends that.
+    pub fn issuer_outage(&self, requests: usize) {
+        let (issuer, _) = self.widgetjar.as_ref().expect("a reference issuer");
+        issuer.refuse_next_requests(requests);
+    }
+
     pub fn apikeys(&self) -> Api<ApiKey> {
         Api::default_namespaced(self.client.clone())
     }

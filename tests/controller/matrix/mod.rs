@@ -5,8 +5,9 @@
 //! written the Secret, rolled out, revoked; status does not know), or an Event (the
 //! step it reports is done, the next not begun: this also finds the boundaries with no
 //! status write, such as a key stored but not yet promoted). At that moment the operator
-//! crashes and restarts, or the ApiKey is deleted. Runs go on, n = 0, 1, …, until the
-//! scenario outruns the fault.
+//! crashes and restarts, or the ApiKey is deleted, or nothing more happens (the operator
+//! retries the refused request), or the issuer also goes down for its next requests.
+//! Runs go on, n = 0, 1, …, until the scenario outruns the fault.
 //!
 //! The test names are the matrix: `matrix::<fault>::<store>_store_<issuer>_issuer`.
 
@@ -32,7 +33,14 @@ enum Fault {
     Crash,
     /// The ApiKey is deleted, with this `deletionPolicy`.
     Delete(&'static str),
+    /// Nothing more: the failed request (a 500) is all, and the operator carries on.
+    Refused,
+    /// As `Refused`, and then an issuer outage: its next requests are answered 503.
+    IssuerOutage,
 }
+
+/// How many requests an issuer outage refuses: each costs the step a backoff.
+const OUTAGE_REQUESTS: usize = 2;
 
 /// Where a run's fault fires: the n-th request of this kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,8 +62,8 @@ async fn at_every_step(
     };
     let backends = Backends::start(store, issuer).await;
     let policy = match fault {
-        Fault::Crash => "Revoke",
         Fault::Delete(policy) => policy,
+        _ => "Revoke",
     };
     for n in 0.. {
         let name = format!("k{n}");
@@ -89,6 +97,21 @@ async fn at_every_step(
                     op.stop().await;
                     op.start();
                     scenario.await;
+                }
+                converged(&run, &name, n).await;
+                recorder.check(&c, &name).await;
+            }
+            Fault::Refused | Fault::IssuerOutage => {
+                let outage = fault == Fault::IssuerOutage;
+                if !outran {
+                    if outage {
+                        run.issuer_outage(OUTAGE_REQUESTS);
+                    }
+                    scenario.await;
+                    if outage {
+                        // What is left of it would refuse the checker too.
+                        run.issuer_outage(0);
+                    }
                 }
                 converged(&run, &name, n).await;
                 recorder.check(&c, &name).await;
@@ -299,7 +322,20 @@ macro_rules! deletion_cells {
     };
 }
 
+/// Every store with the issuer that can have an outage (the reference issuer).
+macro_rules! http_issuer_cells {
+    ($($config:tt)*) => {
+        matrix! { $($config)*;
+            kubernetes_store_http_issuer => Kubernetes, Http;
+            vault_store_http_issuer => Vault, Http;
+            aws_store_http_issuer => Aws, Http;
+        }
+    };
+}
+
 every_cell!(crash at StatusWrite, Fault::Crash);
+every_cell!(refused at StatusWrite, Fault::Refused);
+http_issuer_cells!(issuer_outage at StatusWrite, Fault::IssuerOutage);
 every_cell!(crash_after_events at Event, Fault::Crash);
 deletion_cells!(delete_with_revoke at StatusWrite, Fault::Delete("Revoke"));
 deletion_cells!(delete_with_retain at StatusWrite, Fault::Delete("Retain"));
