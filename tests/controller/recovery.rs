@@ -164,9 +164,11 @@ async fn keys_lost_from_the_store_are_recovered_from_the_secret() {
         .await
         .unwrap();
     // Restored at once from the Secret (the deletion wakes the ApiKey): a new state Secret.
-    wait(secrets.clone(), "lost-apikey-state", |s: Option<&Secret>| {
-        s.is_some_and(|s| s.uid() != lost_state)
-    })
+    wait(
+        secrets.clone(),
+        "lost-apikey-state",
+        |s: Option<&Secret>| s.is_some_and(|s| s.uid() != lost_state),
+    )
     .await;
     request(&apikeys, "lost", "apikey.dev/rotate", "1").await;
     wait(apikeys, "lost", |a: Option<&ApiKey>| {
