@@ -134,31 +134,15 @@ impl Shell<'_> {
         let cache = &self.ctx.issuer_cache;
         let found = match kind {
             IssuerKind::KeyIssuer => {
-                let cached = match read {
-                    Read::Cached => cache.key_issuer(&self.ns, name),
-                    Read::Live => None,
-                };
-                let i = match cached {
-                    Some(i) => Some(i),
-                    None => Api::<KeyIssuer>::namespaced(client, &self.ns)
-                        .get_opt(name)
-                        .await?
-                        .map(Arc::new),
-                };
+                let cached = || cache.key_issuer(&self.ns, name);
+                let api = Api::<KeyIssuer>::namespaced(client, &self.ns);
+                let i = cached_or_live(read, cached, api, name).await?;
                 i.map(|i| IssuerObject::of(i.as_ref(), &i.spec.config, None, &self.ns))
             }
             IssuerKind::ClusterKeyIssuer => {
-                let cached = match read {
-                    Read::Cached => cache.cluster_key_issuer(name),
-                    Read::Live => None,
-                };
-                let i = match cached {
-                    Some(i) => Some(i),
-                    None => Api::<ClusterKeyIssuer>::all(client)
-                        .get_opt(name)
-                        .await?
-                        .map(Arc::new),
-                };
+                let cached = || cache.cluster_key_issuer(name);
+                let api = Api::<ClusterKeyIssuer>::all(client);
+                let i = cached_or_live(read, cached, api, name).await?;
                 i.map(|i| {
                     IssuerObject::of(
                         i.as_ref(),
@@ -293,6 +277,24 @@ impl Shell<'_> {
             &self.ctx.leadership,
         ))
     }
+}
+
+/// The cache's object when `read` allows it and the cache has it, else the API server's.
+async fn cached_or_live<K>(
+    read: Read,
+    cached: impl FnOnce() -> Option<Arc<K>>,
+    api: Api<K>,
+    name: &str,
+) -> Result<Option<Arc<K>>, Error>
+where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    if read == Read::Cached
+        && let Some(i) = cached()
+    {
+        return Ok(Some(i));
+    }
+    Ok(api.get_opt(name).await?.map(Arc::new))
 }
 
 fn kind_name(kind: IssuerKind) -> &'static str {
