@@ -124,6 +124,8 @@ async fn the_dev_sandbox_runs_the_quickstart_a_rotation_and_the_examples() {
     )
     .unwrap();
     assert!(key.starts_with("pk_"), "a publishable WidgetJar key");
+    // Stopped as a user stops it, so it stops its OpenBao too.
+    terminate(child).await;
 }
 
 /// What a process printed, line by line.

@@ -121,6 +121,8 @@ async fn every_readme_command_runs() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // Stopped as a user stops it, so it stops its OpenBao too.
+    terminate(sandbox).await;
 }
 
 fn repo() -> std::path::PathBuf {
