@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{Result, apikey, post};
 
 /// The operator's writes for one key, made directly, in the same per-key order and mix
-/// (a finalizer patch, four status writes, two Secret creates) on
+/// (a finalizer patch, three status writes, two Secret creates) on
 /// objects of the same kinds, `concurrency` keys at a time, by a client doing nothing
 /// else: what the API server makes those writes cost.
 pub async fn floor(client: &Client, keys: usize, concurrency: usize) -> Result<Duration> {
@@ -44,7 +44,7 @@ pub async fn floor(client: &Client, keys: usize, concurrency: usize) -> Result<D
                 let pp = PatchParams::default();
                 let finalizer = json!({"metadata": {"finalizers": ["apikey.dev/cleanup"]}});
                 apikeys.patch(&name, &pp, &Patch::Merge(&finalizer)).await?;
-                for phase in ["Issuing", "Storing", "Distributing", "Ready"] {
+                for phase in ["Issuing", "Storing", "Ready"] {
                     let status = json!({"status": {"phase": phase, "rotationCount": 1,
                         "conditions": [{"type": "Ready", "status": "True", "reason": phase,
                             "message": "floor", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});

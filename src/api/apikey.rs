@@ -302,7 +302,7 @@ pub struct ApiKeyStatus {
     /// The spec generation this status describes.
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    /// Where the key stands: Issuing, Storing, Distributing, RollingOut, Blocked (a consumer
+    /// Where the key stands: Issuing, Storing, RollingOut, Blocked (a consumer
     /// will not roll out or does not exist), Overlapping, Revoking, Ready, Suspended, Error
     /// (a transient failure, retried) or Failed (waits for a change you make).
     pub phase: Option<Phase>,
@@ -363,9 +363,9 @@ pub enum Phase {
     Issuing,
     /// Writing the new key to the store.
     Storing,
-    /// Writing the new key to the consumer Secret.
-    Distributing,
-    /// Waiting for consumers to roll out with the new key.
+    /// Waiting for consumers to roll out with the new key. (Earlier versions wrote
+    /// `Distributing` just before: read as this.)
+    #[serde(alias = "Distributing")]
     RollingOut,
     /// Rolling out, but a consumer will not roll out by itself or does not exist (the
     /// conditions say which): both keys stay valid until you act.

@@ -20,7 +20,14 @@ impl Shell<'_> {
     pub(super) async fn observe(&mut self) -> Result<Observed, Error> {
         let usage = self.previous_usage().await?;
         let s = &self.status;
-        let pending = match &s.pending_key {
+        let secret_name = secret::secret_name(self.ak);
+        let actual = self.secrets.get_opt(&secret_name).await?;
+        if let Some(a) = &actual
+            && !secret::may_manage(self.ak, a)
+        {
+            return Err(Error::SecretConflict(secret_name));
+        }
+        let mut pending = match &s.pending_key {
             Some(p) => Some(Pending {
                 rotation: p.rotation,
                 attempt: p.attempt,
@@ -32,17 +39,22 @@ impl Shell<'_> {
                     None => false,
                 },
                 abandoning: p.abandoning,
+                in_secret: p
+                    .id
+                    .as_ref()
+                    .zip(actual.as_ref())
+                    .is_some_and(|(id, a)| secret::offers(self.ak, a, id)),
             }),
             None => None,
         };
-        let current = s.current_key.as_ref().map(Self::held);
-        let secret_name = secret::secret_name(self.ak);
-        let actual = self.secrets.get_opt(&secret_name).await?;
-        if let Some(a) = &actual
-            && !secret::may_manage(self.ak, a)
-        {
-            return Err(Error::SecretConflict(secret_name));
+        if let Some(p) = pending.as_mut().filter(|p| p.in_secret && !p.stored) {
+            // Lost from the store after the Secret got it: promoted from the Secret's copy.
+            self.recover_material(actual.as_ref()).await?;
+            let id = p.id.as_deref().expect("in the Secret by its id");
+            p.stored = self.store.get(id).await?.is_some();
         }
+        let s = &self.status;
+        let current = s.current_key.as_ref().map(Self::held);
         self.secret_version = actual.as_ref().and_then(|a| a.resource_version());
         let desired = match self.desired_secret().await {
             Err(Error::MaterialLost) => {
@@ -176,7 +188,8 @@ impl Shell<'_> {
     }
 
     /// The store lost keys the Secret still holds (its state was deleted, say): put them
-    /// back rather than strand working keys. The fingerprint in status vouches for each.
+    /// back rather than strand working keys. The fingerprint in status vouches for each
+    /// (a pending key's goes back as pending).
     pub(super) async fn recover_material(&self, actual: Option<&Secret>) -> Result<(), Error> {
         let Some(found) = actual.and_then(|a| secret::held_keys(self.ak, a)) else {
             return Ok(());
@@ -185,10 +198,14 @@ impl Shell<'_> {
         let previous = found.previous.map(|p| (p, Slot::Previous));
         for ((id, material), slot) in [current, previous].into_iter().flatten() {
             let fingerprint = issuer::fingerprint(&material);
-            let vouched = self
+            let issued = self
                 .issued_keys()
                 .any(|k| k.id == id && k.fingerprint == fingerprint);
-            if vouched && self.store.get(&id).await?.is_none() {
+            let pending = self.status.pending_key.as_ref().is_some_and(|p| {
+                p.id.as_ref() == Some(&id) && p.fingerprint.as_ref() == Some(&fingerprint)
+            });
+            let slot = if pending { Slot::Pending } else { slot };
+            if (issued || pending) && self.store.get(&id).await?.is_none() {
                 self.store.put(&id, &material, slot).await?;
                 self.event(
                     EventType::Warning,

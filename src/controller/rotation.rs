@@ -73,6 +73,9 @@ pub struct Pending {
     pub stored: bool,
     /// Recorded as being abandoned: its key is (being) revoked and is never promoted.
     pub abandoning: bool,
+    /// The consumer Secret already offers it: a promotion cut short between the Secret
+    /// write and the status write. Pods may use it, so it is promoted, never abandoned.
+    pub in_secret: bool,
 }
 
 /// The consumers' state for the current key.
@@ -143,7 +146,8 @@ pub enum Step {
     Mint,
     /// Persist the minted material as pending in the store.
     Persist,
-    /// Store current := new; Secret current := new, previous := old; status likewise.
+    /// Store current := new; Secret current := new, previous := old; then status likewise
+    /// (the Secret first: one status write, and a key found in the Secret is promoted).
     Promote,
     /// Drop a pending key that will not be promoted: record that, then revoke it and
     /// clean the store.
@@ -273,6 +277,9 @@ pub fn decide(o: &Observed) -> Step {
         }
         if o.emergency_requested && p.trigger != Trigger::Emergency {
             return Step::EscalatePending;
+        }
+        if p.in_secret {
+            return Step::Promote;
         }
         // A rotation in flight finishes (or is dropped) before anything else starts.
         let superseded = p.minted_for != o.key_spec && p.trigger != Trigger::Emergency;

@@ -302,6 +302,17 @@ pub fn held_keys(ak: &ApiKey, s: &Secret) -> Option<Found> {
     })
 }
 
+/// Whether the Secret offers the key with this id (as current or previous), by the id
+/// fields every rendering carries.
+pub fn offers(ak: &ApiKey, s: &Secret, id: &str) -> bool {
+    let t = &ak.spec.secret;
+    let data = s.data.as_ref();
+    [&t.key_id_field, &t.previous_key_id_field]
+        .into_iter()
+        .filter_map(|f| data?.get(f))
+        .any(|v| v.0 == id.as_bytes())
+}
+
 /// Who may write this Secret: a Secret of ours, or one a deleted ApiKey of the same name
 /// released (or is being deleted with), which a re-created ApiKey adopts.
 pub fn may_manage(ak: &ApiKey, actual: &Secret) -> bool {

@@ -67,13 +67,7 @@ impl Shell<'_> {
             generation,
             self.ctx.clock.now(),
         );
-        // While Distributing, status names a key the Secret may not hold yet.
-        if let Some(k) = self
-            .status
-            .current_key
-            .as_ref()
-            .filter(|_| phase != Phase::Distributing)
-        {
+        if let Some(k) = &self.status.current_key {
             let missing: Vec<String> = self
                 .status
                 .consumers

@@ -7,6 +7,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
+use crate::support::invariants::Recorder;
 use crate::support::*;
 
 use super::harness::*;
@@ -109,31 +110,28 @@ async fn a_secret_created_by_someone_else_before_the_first_write_is_not_taken_ov
     let op = operator().await;
     let c = &op.t.client;
     issuer(c).await;
-    // The Promote step observes that no consumer Secret exists, records the new key in
-    // status (held up here), then writes the Secret: someone else's Secret takes the name
-    // in between.
+    // The Promote step observes that no consumer Secret exists, then creates it (held up
+    // here): someone else's Secret takes the name in between.
     let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
-    // The status writes before Promote's: BeginRotation's, and Mint's (the id; that the
-    // key is stored is read from the store).
-    let statuses = 2;
+    // The Secret creates before Promote's: the Kubernetes store's state Secret.
+    let creates = 1;
     op.t.cluster.inject(
-        Fault::on("update", "apikeys")
-            .after(statuses)
+        Fault::on("create", "secrets")
+            .after(creates)
             .delay(std::time::Duration::from_secs(2))
             .times(1),
     );
     create::<ApiKey>(c, apikey("contested", json!({"every": "1h"}), json!({}))).await;
     tokio::time::timeout(PATIENCE, async {
-        while op.t.cluster.requests("update", "apikeys") <= statuses as u64 {
+        while op.t.cluster.requests("create", "secrets") <= creates as u64 {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     })
     .await
     .expect("the operator promotes the first key");
-    let held_up = apikeys.get("contested").await.unwrap();
-    assert_eq!(
-        held_up.status.unwrap().phase,
-        Some(Phase::Storing),
+    let held_up = apikeys.get("contested").await.unwrap().status.unwrap();
+    assert!(
+        held_up.current_key.is_none() && held_up.pending_key.is_some(),
         "the write held up is Promote's"
     );
     create::<Secret>(
@@ -214,7 +212,7 @@ async fn a_key_lost_from_the_store_and_the_secret_is_replaced() {
     op.start();
     let replaced = wait(apikeys, "gone", |a: Option<&ApiKey>| {
         a.and_then(|a| a.status.as_ref())
-            .is_some_and(|s| s.rotation_count == 2 && s.phase != Some(Phase::Distributing))
+            .is_some_and(|s| s.rotation_count == 2)
     })
     .await;
     let status = replaced.status.unwrap();
@@ -285,4 +283,70 @@ async fn store_failures_are_reported_and_recovered_from() {
         waiting,
         "the same key, re-minted by its idempotency key, not a second one"
     );
+}
+
+/// A promotion writes the Secret, then status. A crash in between leaves a pending key
+/// that pods may already read: even after a spec change it is promoted, never abandoned
+/// (revoked under them), and goes only by a rotation with its overlap.
+#[tokio::test]
+async fn a_key_the_secret_got_before_status_is_promoted_even_after_a_spec_change() {
+    use kube_devcluster::Fault;
+    let mut op = operator().await;
+    let c = op.t.client.clone();
+    let (widgetjar, _) = super::http_issuer::widgetjar(&c).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    let recorder = Recorder::start(&c, "cut", "cut");
+    // The first key's status writes: the intent, the minted id, the promotion.
+    let mut fired = op.t.cluster.faults_fired();
+    op.t.cluster
+        .inject(Fault::on("update", "apikeys").after(2).times(1).status(500));
+    let rotation = json!({"every": "1h", "overlap": "1s"});
+    create::<ApiKey>(&c, super::http_issuer::widget_key("cut", rotation)).await;
+    fired.wait_for(|f| *f >= 1).await.unwrap();
+    op.stop().await;
+
+    let status = apikeys.get("cut").await.unwrap().status.unwrap();
+    assert!(status.current_key.is_none(), "the promotion was cut short");
+    let cut = status.pending_key.and_then(|p| p.id).expect("a minted key");
+    let secret = secrets.get("cut").await.unwrap();
+    assert_eq!(
+        data(&secret, "api-key-id").as_deref(),
+        Some(cut.as_str()),
+        "the Secret got the key before status"
+    );
+    apikeys
+        .patch(
+            "cut",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"scopes": ["widgets:write"]}})),
+        )
+        .await
+        .unwrap();
+    op.start();
+
+    let done = wait(apikeys, "cut", |a: Option<&ApiKey>| {
+        ready(a)
+            && a.and_then(|a| a.status.as_ref()).is_some_and(|s| {
+                s.rotation_count == 2 && s.previous_key.is_none() && s.pending_key.is_none()
+            })
+    })
+    .await;
+    let status = done.status.clone().unwrap();
+    let history: Vec<(&str, &str)> = status
+        .history
+        .iter()
+        .map(|h| (h.id.as_str(), h.reason.as_str()))
+        .collect();
+    assert!(
+        history.iter().all(|(_, reason)| *reason != "Abandoned"),
+        "{history:?}"
+    );
+    assert!(
+        history.iter().any(|(id, _)| *id == cut),
+        "rotated away after its overlap: {history:?}"
+    );
+    let valid: Vec<String> = widgetjar.valid_keys().into_iter().map(|k| k.id).collect();
+    assert_eq!(valid, vec![current_id(&done)], "none orphaned");
+    recorder.check(&c, "cut").await;
 }

@@ -62,16 +62,22 @@ fn pending() -> impl Strategy<Value = Pending> {
         proptest::option::of(Just("key-3".to_string())),
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(trigger, spec, id, stored, abandoning)| Pending {
-            rotation: 3,
-            attempt: 1,
-            minted_for: spec.into(),
-            trigger,
-            stored: stored && id.is_some(),
-            id,
-            abandoning,
-        })
+        .prop_map(
+            |(trigger, spec, id, stored, abandoning, in_secret)| Pending {
+                rotation: 3,
+                attempt: 1,
+                minted_for: spec.into(),
+                trigger,
+                // The Secret is written only after the store: it can offer only a stored key
+                // (the store may lose it since, but never the id).
+                in_secret: in_secret && id.is_some(),
+                stored: stored && id.is_some(),
+                id,
+                abandoning,
+            },
+        )
 }
 
 fn previous() -> impl Strategy<Value = Previous> {
@@ -170,14 +176,27 @@ proptest! {
         }
     }
 
-    /// Only a minted, stored key of the spec as it is now (or an emergency's) is promoted;
-    /// one being abandoned never is.
+    /// Only a minted, stored key of the spec as it is now (or an emergency's) is promoted,
+    /// or one the Secret already offers; one being abandoned never is.
     #[test]
     fn only_a_stored_key_is_promoted(o in observed()) {
         if decide(&o) == Step::Promote {
             let p = o.pending.as_ref().expect("pending");
-            prop_assert!(p.id.is_some() && p.stored && !p.abandoning, "{p:?}");
-            prop_assert!(p.minted_for == o.key_spec || p.trigger == Trigger::Emergency);
+            prop_assert!(p.id.is_some() && !p.abandoning, "{p:?}");
+            if !p.in_secret {
+                prop_assert!(p.stored, "{p:?}");
+                prop_assert!(p.minted_for == o.key_spec || p.trigger == Trigger::Emergency);
+            }
+        }
+    }
+
+    /// A pending key the Secret offers (pods may use it) is never abandoned, unless it was
+    /// recorded as abandoned before the Secret could get it.
+    #[test]
+    fn a_key_the_secret_offers_is_never_abandoned(o in observed()) {
+        if decide(&o) == Step::Abandon {
+            let p = o.pending.as_ref().expect("pending");
+            prop_assert!(!p.in_secret || p.abandoning, "{p:?}");
         }
     }
 

@@ -58,6 +58,7 @@ fn pending(id: Option<&str>, stored: bool) -> Pending {
         id: id.map(String::from),
         stored,
         abandoning: false,
+        in_secret: false,
     }
 }
 
@@ -431,6 +432,26 @@ fn a_key_recorded_as_abandoned_is_never_promoted() {
         ..steady()
     };
     assert_eq!(decide(&o), Step::Abandon);
+}
+
+#[test]
+fn a_key_the_secret_already_offers_is_promoted_whatever_the_spec_says() {
+    // Cut short after the Secret write: pods may already use the key, so revoking it
+    // (abandoning) would break them. The spec change rotates it away afterwards.
+    let mut p = pending(Some("key-2"), true);
+    p.in_secret = true;
+    p.minted_for = "spec-b".into();
+    let o = Observed {
+        pending: Some(p.clone()),
+        ..steady()
+    };
+    assert_eq!(decide(&o), Step::Promote);
+    p.minted_for = "spec-a".into();
+    let o = Observed {
+        pending: Some(p),
+        ..steady()
+    };
+    assert_eq!(decide(&o), Step::Promote);
 }
 
 #[test]

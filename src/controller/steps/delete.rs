@@ -1,12 +1,13 @@
 //! Deletion: `Retain` releases the Secrets with their keys valid, `Revoke` revokes every
-//! key the ApiKey holds; a pending key goes under either policy.
+//! key the ApiKey holds; a pending key goes under either policy, unless the Secret a
+//! `Retain` releases already offers it.
 
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
-use crate::api::apikey::{ApiKey, DeletionPolicy, IssuerRecord};
+use crate::api::apikey::{ApiKey, DeletionPolicy, IssuerRecord, PendingKey};
 use crate::controller::clock::parse_ts;
 use crate::controller::error::Error;
 use crate::controller::finalizers;
@@ -16,11 +17,18 @@ use crate::controller::shell::Shell;
 
 impl Shell<'_> {
     pub(in crate::controller) async fn finalize(&mut self) -> Result<Action, Error> {
-        // A pending key will never be promoted: it goes under either policy.
+        let retain = self.ak.spec.deletion_policy == DeletionPolicy::Retain;
         if let Some(p) = self.status.pending_key.clone() {
-            self.drop_pending(&p).await?;
+            if retain && self.offered_by_secret(&p).await? {
+                // A promotion cut short after the Secret write: pods may use the key, and
+                // the released Secret keeps offering it, so it stays valid as current.
+                self.promote_pending().await?;
+            } else {
+                // Never promoted now: it goes under either policy.
+                self.drop_pending(&p).await?;
+            }
         }
-        if self.ak.spec.deletion_policy == DeletionPolicy::Revoke {
+        if !retain {
             let held: Vec<(IssuerRecord, String)> = self
                 .issued_keys()
                 .map(|k| (k.issuer.clone(), k.id.clone()))
@@ -86,6 +94,16 @@ impl Shell<'_> {
 }
 
 impl Shell<'_> {
+    /// Whether the consumer Secret (one this ApiKey may manage) offers the pending key.
+    async fn offered_by_secret(&mut self, p: &PendingKey) -> Result<bool, Error> {
+        let Some(id) = &p.id else {
+            return Ok(false);
+        };
+        let found = self.secrets.get_opt(&secret::secret_name(self.ak)).await?;
+        Ok(found
+            .is_some_and(|s| secret::may_manage(self.ak, &s) && secret::offers(self.ak, &s, id)))
+    }
+
     /// A previous key whose overlap is over (or that an emergency replaced) was due to be
     /// revoked — perhaps already was, by a step whose status write never landed. Finish
     /// that before a Retain release, so the released Secret offers only keys that stay

@@ -142,8 +142,8 @@ impl Shell<'_> {
         Ok(())
     }
 
-    /// A new current key is in status: record its rotation, then write status, the
-    /// Secret, and status again.
+    /// A new current key is in status (not yet written): record its rotation, then write
+    /// the Secret, and status.
     pub(super) async fn distribute(
         &mut self,
         rotation: u64,
@@ -157,10 +157,10 @@ impl Shell<'_> {
         } else {
             Phase::Ready
         };
-        // Status first: once it names the new key nothing can abandon (revoke) that key,
-        // and a failure before the Secret is written is repaired by RestoreSecret. Ready
-        // only moves to the new key once the Secret holds it.
-        self.write_status(Phase::Distributing).await?;
+        // The Secret first, so status (and Ready) moves to the new key only once the
+        // Secret holds it. A crash in between leaves status as it was: a pending key the
+        // Secret offers is promoted again, never abandoned (`rotation::decide`), and keys
+        // adopted are found again.
         self.apply_secret().await?;
         self.write_status(phase).await
     }

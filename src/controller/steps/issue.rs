@@ -194,6 +194,25 @@ impl Shell<'_> {
 
     /// Step 5: the stored pending key becomes current; the old one previous.
     pub(super) async fn promote(&mut self) -> Result<Action, Error> {
+        let (id, rotation, issued) = self.promote_pending().await?;
+        self.distribute(rotation, issued).await?;
+        self.event(
+            EventType::Normal,
+            "Distributed",
+            format!(
+                "key {id} is now current in Secret {:?}",
+                secret::secret_name(self.ak)
+            ),
+        )
+        .await;
+        Ok(soon())
+    }
+
+    /// The pending key becomes current in the store and in status (not yet written); the
+    /// current one previous. Returns its id, rotation and issue time.
+    pub(in crate::controller) async fn promote_pending(
+        &mut self,
+    ) -> Result<(String, u64, jiff::Timestamp), Error> {
         let id = self
             .status
             .pending_key
@@ -224,17 +243,7 @@ impl Shell<'_> {
             old
         });
         self.status.current_key = Some(new);
-        self.distribute(p.rotation, issued).await?;
-        self.event(
-            EventType::Normal,
-            "Distributed",
-            format!(
-                "key {id} is now current in Secret {:?}",
-                secret::secret_name(self.ak)
-            ),
-        )
-        .await;
-        Ok(soon())
+        Ok((id, p.rotation, issued))
     }
 
     /// A pending key that will not be promoted is revoked and its attempt spent.
