@@ -4,11 +4,13 @@
 mod kubectl;
 mod moto;
 mod openbao;
+mod outage;
 mod tools;
 
 pub use kubectl::Kubectl;
 pub use moto::{Moto, REGION};
 pub use openbao::OpenBao;
+pub use outage::Outage;
 pub use tools::{free_port, require, venv};
 
 use std::fmt::Debug;

@@ -60,6 +60,8 @@ pub struct Backends {
     pub issuer: IssuerKind,
     bao: Option<OpenBao>,
     moto: Option<Moto>,
+    /// Between the operator and Secrets Manager, for the AWS store's outages.
+    aws_store_proxy: Option<Outage>,
 }
 
 /// The cell installed on one run's dev cluster.
@@ -80,11 +82,16 @@ impl Backends {
             (StoreKind::Aws, _) | (_, IssuerKind::AwsIam) => Some(Moto::start().await),
             _ => None,
         };
+        let aws_store_proxy = match &moto {
+            Some(m) if store == StoreKind::Aws => Some(Outage::start(&m.endpoint).await),
+            _ => None,
+        };
         Backends {
             store,
             issuer,
             bao,
             moto,
+            aws_store_proxy,
         }
     }
 
@@ -111,7 +118,14 @@ impl Backends {
                 let bao = self.bao.as_ref().expect("bao runs for Vault cells");
                 super::super::vault::token_store(c, bao).await;
             }
-            StoreKind::Aws => super::super::aws::aws_store(c, self.moto(), json!({})).await,
+            StoreKind::Aws => {
+                let proxy = self
+                    .aws_store_proxy
+                    .as_ref()
+                    .expect("a proxy for AWS cells");
+                let through = json!({"endpointUrl": proxy.endpoint});
+                super::super::aws::aws_store(c, self.moto(), through).await
+            }
         }
         Run {
             b: self,
@@ -274,6 +288,18 @@ impl Run<'_> {
     pub fn issuer_outage(&self, requests: usize) {
         let (issuer, _) = self.widgetjar.as_ref().expect("a reference issuer");
         issuer.refuse_next_requests(requests);
+    }
+
+    /// The store goes down (`true`: OpenBao sealed, Secrets Manager unreachable) or comes
+    /// back with all it held (`false`). The Kubernetes store's outages are the dev
+    /// cluster's own (`refused`).
+    pub async fn store_outage(&self, down: bool) {
+        match (self.b.store, &self.b.bao, &self.b.aws_store_proxy) {
+            (StoreKind::Vault, Some(bao), _) if down => bao.seal().await,
+            (StoreKind::Vault, Some(bao), _) => bao.unseal().await,
+            (StoreKind::Aws, _, Some(proxy)) => proxy.set_down(down),
+            _ => panic!("no store outage for {:?}", self.b.store),
+        }
     }
 
     pub fn apikeys(&self) -> Api<ApiKey> {

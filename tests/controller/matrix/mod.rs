@@ -6,7 +6,8 @@
 //! step it reports is done, the next not begun: this also finds the boundaries with no
 //! status write, such as a key stored but not yet promoted). At that moment the operator
 //! crashes and restarts, or the ApiKey is deleted, or nothing more happens (the operator
-//! retries the refused request), or the issuer also goes down for its next requests.
+//! retries the refused request), or the issuer also goes down for its next requests, or
+//! (the request held, not failed) the store goes down until the operator meets it.
 //! Runs go on, n = 0, 1, …, until the scenario outruns the fault.
 //!
 //! The test names are the matrix: `matrix::<fault>::<store>_store_<issuer>_issuer`.
@@ -37,7 +38,12 @@ enum Fault {
     Refused,
     /// As `Refused`, and then an issuer outage: its next requests are answered 503.
     IssuerOutage,
+    /// The request is held while the store goes down (until the operator reports it).
+    StoreOutage,
 }
+
+/// How long a store outage's request is held: time to seal OpenBao first.
+const STORE_GOES_DOWN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How many requests an issuer outage refuses: each costs the step a backoff.
 const OUTAGE_REQUESTS: usize = 2;
@@ -72,12 +78,13 @@ async fn at_every_step(
         let run = backends.install(&c).await;
         deployment(&c, "app").await;
         let mut fired = op.t.cluster.faults_fired();
-        op.t.cluster.inject(
-            kube_devcluster::Fault::on(verb, resource)
-                .after(n)
-                .times(1)
-                .status(500),
-        );
+        let at = kube_devcluster::Fault::on(verb, resource).after(n).times(1);
+        op.t.cluster.inject(match fault {
+            // The request goes through, late: the store is down by then, so the rest of
+            // the step meets the outage, not only the next step's first read.
+            Fault::StoreOutage => at.delay(STORE_GOES_DOWN),
+            _ => at.status(500),
+        });
         let recorder = Recorder::start(&c, &name, &name);
         let scenario = scenario(&run, &name, policy);
         tokio::pin!(scenario);
@@ -111,6 +118,24 @@ async fn at_every_step(
                     if outage {
                         // What is left of it would refuse the checker too.
                         run.issuer_outage(0);
+                    }
+                }
+                converged(&run, &name, n).await;
+                recorder.check(&c, &name).await;
+            }
+            Fault::StoreOutage => {
+                if !outran {
+                    run.store_outage(true).await;
+                    // Down until the operator meets the outage, unless the life is over
+                    // before it needs the store again.
+                    let unavailable = reason_is("Rotating", "StoreUnavailable");
+                    let over = tokio::select! {
+                        _ = &mut scenario => true,
+                        _ = wait(run.apikeys(), &name, unavailable) => false,
+                    };
+                    run.store_outage(false).await;
+                    if !over {
+                        scenario.await;
                     }
                 }
                 converged(&run, &name, n).await;
@@ -322,6 +347,19 @@ macro_rules! deletion_cells {
     };
 }
 
+/// The stores that can have an outage of their own (OpenBao sealed, Secrets Manager
+/// unreachable), with an issuer that keeps no record and one that does.
+macro_rules! store_outage_cells {
+    ($($config:tt)*) => {
+        matrix! { $($config)*;
+            vault_store_generate_issuer => Vault, Generate;
+            vault_store_http_issuer => Vault, Http;
+            aws_store_generate_issuer => Aws, Generate;
+            aws_store_http_issuer => Aws, Http;
+        }
+    };
+}
+
 /// Every store with the issuer that can have an outage (the reference issuer).
 macro_rules! http_issuer_cells {
     ($($config:tt)*) => {
@@ -336,6 +374,7 @@ macro_rules! http_issuer_cells {
 every_cell!(crash at StatusWrite, Fault::Crash);
 every_cell!(refused at StatusWrite, Fault::Refused);
 http_issuer_cells!(issuer_outage at StatusWrite, Fault::IssuerOutage);
+store_outage_cells!(store_outage at StatusWrite, Fault::StoreOutage);
 every_cell!(crash_after_events at Event, Fault::Crash);
 deletion_cells!(delete_with_revoke at StatusWrite, Fault::Delete("Revoke"));
 deletion_cells!(delete_with_retain at StatusWrite, Fault::Delete("Retain"));
