@@ -12,6 +12,11 @@ use serde_json::json;
 
 use super::{Result, apikey, post};
 
+/// The status writes of a new key: the intent, the minted id, the promotion.
+const STATUS_WRITES: [&str; 3] = ["Issuing", "Storing", "Ready"];
+/// Per key: a finalizer patch, the status writes, two Secret creates.
+pub const WRITES_PER_KEY: usize = 1 + STATUS_WRITES.len() + 2;
+
 /// The operator's writes for one key, made directly, in the same per-key order and mix
 /// (a finalizer patch, three status writes, two Secret creates) on
 /// objects of the same kinds, `concurrency` keys at a time, by a client doing nothing
@@ -44,7 +49,7 @@ pub async fn floor(client: &Client, keys: usize, concurrency: usize) -> Result<D
                 let pp = PatchParams::default();
                 let finalizer = json!({"metadata": {"finalizers": ["apikey.dev/cleanup"]}});
                 apikeys.patch(&name, &pp, &Patch::Merge(&finalizer)).await?;
-                for phase in ["Issuing", "Storing", "Ready"] {
+                for phase in STATUS_WRITES {
                     let status = json!({"status": {"phase": phase, "rotationCount": 1,
                         "conditions": [{"type": "Ready", "status": "True", "reason": phase,
                             "message": "floor", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});

@@ -202,8 +202,9 @@ async fn main() -> Result<()> {
         );
     }
     println!(
-        "floor                         {:.1} s (the same 7 writes per key, {} keys at once)",
+        "floor                         {:.1} s (the same {} writes per key, {} keys at once)",
         floor_time.as_secs_f64(),
+        floor::WRITES_PER_KEY,
         a.concurrency
     );
     println!(

@@ -21,7 +21,11 @@ impl Shell<'_> {
         let usage = self.previous_usage().await?;
         let s = &self.status;
         let secret_name = secret::secret_name(self.ak);
-        let actual = self.secrets.get_opt(&secret_name).await?;
+        let actual = match self.consumer_secret.take() {
+            Some(known) => known,
+            None => self.secrets.get_opt(&secret_name).await?,
+        };
+        self.consumer_secret = Some(actual.clone());
         if let Some(a) = &actual
             && !secret::may_manage(self.ak, a)
         {

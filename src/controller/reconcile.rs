@@ -194,16 +194,42 @@ async fn run(ak: &ApiKey, ctx: &Context) -> Result<Action, Error> {
     }
     let mut shell = Shell::load(ak, ctx).await?;
     shell.relocate().await?;
+    // A rotation's issuing steps follow one another at once, each on the status the one
+    // before wrote (every write is guarded by its resourceVersion, so a change made
+    // meanwhile still stops the chain with a conflict).
+    for _ in 1..STEPS_PER_RECONCILE {
+        let (step_leads_on, action) = one_step(&mut shell).await?;
+        if !step_leads_on {
+            return Ok(action);
+        }
+    }
+    Ok(Action::requeue(Duration::ZERO))
+}
+
+/// At most this many steps in one reconcile: the issuing chain (begin, mint, promote)
+/// and the step after it.
+const STEPS_PER_RECONCILE: usize = 5;
+
+/// Observes, decides and performs one step; whether the next may follow at once.
+async fn one_step(shell: &mut Shell<'_>) -> Result<(bool, Action), Error> {
+    let (ak, ctx) = (shell.ak, shell.ctx);
+    let (ns, name) = (shell.ns.clone(), ak.name_any());
     let observed = shell.observe().await?;
     if observed.rollout != Rollout::NotStarted && observed.rollout != Rollout::InProgress {
-        // Done, stuck or blocked: this ApiKey no longer holds a rollout slot.
         ctx.rolling.lock().expect("lock").remove(&uid(ak));
     }
     let step = rotation::decide(&observed);
     shell.queued = rotation::queued(&observed);
     let step_name = format!("{step:?}");
     let step_name = step_name.split([' ', '{', '(']).next().unwrap_or_default();
-    tracing::Span::current().record("step", step_name);
+    let rotation = match (&observed.pending, &step) {
+        (Some(p), _) => p.rotation,
+        (None, Step::BeginRotation { rotation, .. }) => *rotation,
+        (None, _) => observed.rotation_count,
+    };
+    tracing::Span::current()
+        .record("step", step_name)
+        .record("rotation", rotation);
     tracing::debug!(?step, "next step");
     let outcome = match step {
         Step::Promote => Some(RotationResult::Success),
@@ -213,11 +239,12 @@ async fn run(ak: &ApiKey, ctx: &Context) -> Result<Action, Error> {
     let rotating = observed.pending.is_some() || matches!(step, Step::BeginRotation { .. });
     // A spec that cannot be acted on blocks only what depends on it: restoring the Secret
     // and finishing a rollout need nothing but status and the store.
-    if let Some(e) = shell.spec_error.take()
-        && !step.needs_only_status()
+    if !step.needs_only_status()
+        && let Some(e) = shell.spec_error.take()
     {
         return Err(e);
     }
+    let leads_on = step.leads_on();
     let acted = shell.act(step, &observed).await;
     match &acted {
         Ok(_) => outcome.map(|o| ctx.metrics.rotation(&ns, &name, o)),
@@ -227,7 +254,7 @@ async fn run(ak: &ApiKey, ctx: &Context) -> Result<Action, Error> {
         }
         Err(_) => None,
     };
-    acted
+    Ok((leads_on, acted?))
 }
 
 /// What the metrics show for `ak`, from its status.

@@ -177,6 +177,15 @@ pub enum Step {
 }
 
 impl Step {
+    /// Steps that only recorded a rotation's progress: the next can follow at once, in
+    /// the same reconcile, instead of waiting for the watch to bring their write back.
+    pub fn leads_on(&self) -> bool {
+        matches!(
+            self,
+            Step::BeginRotation { .. } | Step::Mint | Step::Persist | Step::Promote | Step::Adopt
+        )
+    }
+
     /// Repairs that need only what status and the store hold, not the spec's settings.
     pub fn needs_only_status(&self) -> bool {
         matches!(

@@ -45,6 +45,9 @@ pub(super) struct Shell<'a> {
     /// The resourceVersion of the consumer Secret when it was checked to be ours: the
     /// apply is conditional on it, so a Secret replaced since is never taken over.
     pub(super) secret_version: Option<String>,
+    /// The consumer Secret as this reconcile last read or wrote it (`None`: not read
+    /// yet), so the steps it performs back to back see their own writes without a GET.
+    pub(super) consumer_secret: Option<Option<Secret>>,
     /// Why the spec cannot be acted on, if it cannot: steps that need it fail with this.
     pub(super) spec_error: Option<Error>,
     /// Usage-aware revocation, when the spec asks for it.
@@ -136,6 +139,7 @@ impl<'a> Shell<'a> {
             found: None,
             resource_version: ak.resource_version(),
             secret_version: None,
+            consumer_secret: None,
             spec_error,
             unused_rule,
             queued: None,

@@ -62,9 +62,18 @@ pub(super) async fn rotate(
     name: &str,
     times: usize,
 ) {
-    for n in 0..times {
-        let before = current_id(&apikeys.get(name).await.unwrap());
-        request(apikeys, name, "apikey.dev/rotate", &format!("{n}")).await;
+    for _ in 0..times {
+        let ak = apikeys.get(name).await.unwrap();
+        let before = current_id(&ak);
+        // A new value each time: a value already acted on asks for nothing.
+        let after = ak.status.map_or(0, |s| s.rotation_count);
+        request(
+            apikeys,
+            name,
+            "apikey.dev/rotate",
+            &format!("after-{after}"),
+        )
+        .await;
         wait(apikeys.clone(), name, |a: Option<&ApiKey>| {
             a.is_some_and(|a| {
                 current_id(a) != before

@@ -83,7 +83,7 @@ impl KeySource {
 
 /// A workload using the key, calling the protected API all the time and counting refusals.
 struct Consumer {
-    calls: Arc<AtomicUsize>,
+    calls: Arc<tokio::sync::watch::Sender<usize>>,
     refused: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
@@ -91,7 +91,7 @@ struct Consumer {
 
 impl Consumer {
     fn start(c: &Client, secret: &str, url: &str, reload: Reload) -> Consumer {
-        let calls: Arc<AtomicUsize> = Arc::default();
+        let calls = Arc::new(tokio::sync::watch::channel(0).0);
         let refused: Arc<AtomicUsize> = Arc::default();
         let stop: Arc<AtomicBool> = Arc::default();
         let mut source = KeySource {
@@ -117,7 +117,7 @@ impl Consumer {
                     .await
                     .unwrap()
                     .status();
-                n.fetch_add(1, Ordering::Relaxed);
+                n.send_modify(|n| *n += 1);
                 if status == reqwest::StatusCode::UNAUTHORIZED {
                     r.fetch_add(1, Ordering::Relaxed);
                 }
@@ -132,14 +132,21 @@ impl Consumer {
         }
     }
 
+    /// Waits until it has made `more` calls after the ones made so far.
+    async fn calls_on(&self, more: usize) {
+        let target = *self.calls.borrow() + more;
+        let mut calls = self.calls.subscribe();
+        tokio::time::timeout(PATIENCE, calls.wait_for(|n| *n >= target))
+            .await
+            .expect("the consumer keeps calling")
+            .unwrap();
+    }
+
     /// Stops it and returns (calls, refused).
     async fn finish(self) -> (usize, usize) {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.unwrap();
-        (
-            self.calls.load(Ordering::Relaxed),
-            self.refused.load(Ordering::Relaxed),
-        )
+        (*self.calls.borrow(), self.refused.load(Ordering::Relaxed))
     }
 }
 
@@ -161,12 +168,18 @@ async fn five_rotations(
     create::<ApiKey>(c, ak).await;
     wait(apikeys.clone(), name, ready).await;
     let consumer = Consumer::start(c, name, &url, reload);
-    rotate(&apikeys, &issuer, name, 5).await;
-    let (calls, refused) = consumer.finish().await;
-    // At 20 ms between calls, several per rotation at least.
-    assert!(calls > 25, "the consumer kept calling ({calls})");
-    (calls, refused)
+    // The consumer calls through every rotation and after it, however fast the
+    // rotations go: past a reload delay's worth of calls (20 ms apart) each time.
+    for _ in 0..5 {
+        consumer.calls_on(1).await;
+        rotate(&apikeys, &issuer, name, 1).await;
+        consumer.calls_on(CALLS_AFTER_EACH_ROTATION).await;
+    }
+    consumer.finish().await
 }
+
+/// Calls made after each rotation: more than a 600 ms reload delay lasts.
+const CALLS_AFTER_EACH_ROTATION: usize = 40;
 
 #[tokio::test]
 async fn consumers_that_reload_are_never_refused_when_the_overlap_covers_their_delay() {

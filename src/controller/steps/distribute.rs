@@ -173,7 +173,9 @@ impl Shell<'_> {
         if self.secret_version.is_none() {
             // Created whole: an apply on top would change nothing. Later applies take over
             // the fields they set, and what the create alone still owns is a stray.
-            self.secret_version = Some(self.create_secret(&desired).await?);
+            let created = self.create_secret(&desired).await?;
+            self.secret_version = created.resource_version();
+            self.consumer_secret = Some(Some(created));
             self.status.secret_name = Some(name);
             return Ok(());
         }
@@ -195,6 +197,7 @@ impl Shell<'_> {
                 .await?;
         }
         self.secret_version = written.resource_version();
+        self.consumer_secret = Some(Some(written));
         self.status.secret_name = Some(name);
         Ok(())
     }
@@ -203,9 +206,9 @@ impl Shell<'_> {
     /// unlike an apply, fails when someone else's Secret took the name meanwhile (then
     /// the next look reports SecretConflict). It is created whole, so no reader ever sees
     /// it without its key.
-    async fn create_secret(&self, desired: &Secret) -> Result<String, Error> {
+    async fn create_secret(&self, desired: &Secret) -> Result<Secret, Error> {
         match self.secrets.create(&crate::writes::post(), desired).await {
-            Ok(created) => Ok(created.resource_version().unwrap_or_default()),
+            Ok(created) => Ok(created),
             // Taken meanwhile: look again (it is someone else's, or ours from a retry).
             Err(kube::Error::Api(e)) if e.code == 409 => Err(Error::Changed),
             Err(e) => Err(e.into()),
