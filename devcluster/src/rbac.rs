@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::apiserver::State;
 use super::auth::UserInfo;
 use super::resources::StorageKey;
+use super::selectors::LabelSelector;
 use super::store::meta_str;
 
 const RBAC: &str = "rbac.authorization.k8s.io";
@@ -121,7 +122,9 @@ fn rule_allows(rule: &Value, a: &Attributes) -> bool {
     resource_ok && (names.is_empty() || names.contains(&a.name.as_str()))
 }
 
-/// The rules of a ClusterRole, including those it aggregates by label.
+/// The rules of a ClusterRole, including those it aggregates by label: each selector is a
+/// full label selector (`matchLabels` and `matchExpressions`; an empty one selects every
+/// ClusterRole), as the aggregation controller reads it.
 fn cluster_role_rules(st: &State, name: &str) -> Vec<Value> {
     let Some(role) = st.store.get(&key("clusterroles"), "", name) else {
         return Vec::new();
@@ -131,14 +134,10 @@ fn cluster_role_rules(st: &State, name: &str) -> Vec<Value> {
         .pointer("/aggregationRule/clusterRoleSelectors")
         .and_then(Value::as_array)
     {
+        let selectors: Vec<LabelSelector> =
+            selectors.iter().map(LabelSelector::from_object).collect();
         for other in st.store.list(&key("clusterroles"), None) {
-            let labels = other.pointer("/metadata/labels");
-            let selected = selectors.iter().any(|s| {
-                s["matchLabels"].as_object().is_some_and(|want| {
-                    want.iter()
-                        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-                })
-            });
+            let selected = selectors.iter().any(|s| s.matches(&other));
             if selected && meta_str(&other, "name") != name {
                 rules.extend(other["rules"].as_array().cloned().unwrap_or_default());
             }
@@ -312,5 +311,42 @@ mod tests {
             authorize(&st, &ops, &sub).is_err(),
             "kube-apiserver has no resource/* wildcard"
         );
+    }
+
+    #[test]
+    fn aggregation_selectors_use_match_expressions_and_an_empty_one_selects_all() {
+        let mut st = state();
+        let ops = UserInfo {
+            username: "alice".into(),
+            uid: String::new(),
+            groups: vec!["ops".into()],
+        };
+        let list_nodes = attrs("list", "", "nodes", "");
+        st.store.insert(
+            &key("clusterroles"),
+            json!({"metadata": {"name": "node-lister", "uid": "cr4", "labels": {"tier": "read"}},
+            "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}]}),
+        );
+        assert!(
+            authorize(&st, &ops, &list_nodes).is_err(),
+            "not selected yet"
+        );
+        let by_expression = json!({"metadata": {"name": "agg", "uid": "cr1"},
+            "aggregationRule": {"clusterRoleSelectors": [
+                {"matchLabels": {"rbac.example/agg": "true"}},
+                {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["read", "audit"]}]}]},
+            "rules": []});
+        st.store.insert(&key("clusterroles"), by_expression);
+        assert!(authorize(&st, &ops, &list_nodes).is_ok());
+        let not_in = json!({"metadata": {"name": "agg", "uid": "cr1"},
+            "aggregationRule": {"clusterRoleSelectors": [
+                {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["read"]}]}]},
+            "rules": []});
+        st.store.insert(&key("clusterroles"), not_in);
+        assert!(authorize(&st, &ops, &list_nodes).is_err());
+        let everything = json!({"metadata": {"name": "agg", "uid": "cr1"},
+            "aggregationRule": {"clusterRoleSelectors": [{}]}, "rules": []});
+        st.store.insert(&key("clusterroles"), everything);
+        assert!(authorize(&st, &ops, &list_nodes).is_ok());
     }
 }
