@@ -162,7 +162,14 @@ async fn main() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(a.steady)).await;
     let steady = delta(&after, &request_totals(&client).await?, WRITES);
 
-    let floor_time = floor::floor(&client, a.apikeys, a.concurrency).await?;
+    let floor_time = floor::floor(&client, a.apikeys, a.concurrency, floor::Mix::Writes).await?;
+    let floor_with_events = floor::floor(
+        &client,
+        a.apikeys,
+        a.concurrency,
+        floor::Mix::WritesAndEvents,
+    )
+    .await?;
     let rotated = match (&issuer, a.rotate) {
         (Some((_, url)), true) => {
             Some(rotation::rotate_all(&client, a.apikeys, a.in_flight, url).await?)
@@ -210,6 +217,14 @@ async fn main() -> Result<()> {
     println!(
         "operator / floor              {:.2}",
         converged.as_secs_f64() / floor_time.as_secs_f64()
+    );
+    println!(
+        "floor with the Events         {:.1} s (and the operator's 3 Events per key)",
+        floor_with_events.as_secs_f64()
+    );
+    println!(
+        "operator / that floor         {:.2}",
+        converged.as_secs_f64() / floor_with_events.as_secs_f64()
     );
     println!("writes in the {} s after convergence:", a.steady);
     if steady.is_empty() {
