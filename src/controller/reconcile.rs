@@ -197,7 +197,7 @@ async fn run(ak: &ApiKey, ctx: &Context) -> Result<Action, Error> {
     // A rotation's issuing steps follow one another at once, each on the status the one
     // before wrote (every write is guarded by its resourceVersion, so a change made
     // meanwhile still stops the chain with a conflict).
-    for _ in 1..STEPS_PER_RECONCILE {
+    for _ in 0..STEPS_PER_RECONCILE {
         let (step_leads_on, action) = one_step(&mut shell).await?;
         if !step_leads_on {
             return Ok(action);
@@ -216,6 +216,7 @@ async fn one_step(shell: &mut Shell<'_>) -> Result<(bool, Action), Error> {
     let (ns, name) = (shell.ns.clone(), ak.name_any());
     let observed = shell.observe().await?;
     if observed.rollout != Rollout::NotStarted && observed.rollout != Rollout::InProgress {
+        // Done, stuck or blocked: this ApiKey no longer holds a rollout slot.
         ctx.rolling.lock().expect("lock").remove(&uid(ak));
     }
     let step = rotation::decide(&observed);
