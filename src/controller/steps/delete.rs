@@ -7,7 +7,7 @@ use kube::api::{Api, DeleteParams, Patch, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
-use crate::api::apikey::{ApiKey, DeletionPolicy, IssuerRecord, PendingKey};
+use crate::api::apikey::{ApiKey, DeletionPolicy, IssuerRecord};
 use crate::controller::clock::parse_ts;
 use crate::controller::error::Error;
 use crate::controller::finalizers;
@@ -18,8 +18,19 @@ use crate::controller::shell::Shell;
 impl Shell<'_> {
     pub(in crate::controller) async fn finalize(&mut self) -> Result<Action, Error> {
         let retain = self.ak.spec.deletion_policy == DeletionPolicy::Retain;
+        let consumer = secret::secret_name(self.ak);
+        // Under Retain, the consumer Secret this ApiKey manages (read once) decides a
+        // pending key's fate, and is released.
+        let managed = match retain {
+            true => {
+                (self.secrets.get_opt(&consumer).await?).filter(|s| secret::may_manage(self.ak, s))
+            }
+            false => None,
+        };
         if let Some(p) = self.status.pending_key.clone() {
-            if retain && self.offered_by_secret(&p).await? {
+            let offered = (managed.as_ref().zip(p.id.as_ref()))
+                .is_some_and(|(s, id)| secret::offers(self.ak, s, id));
+            if offered {
                 // A promotion cut short after the Secret write: pods may use the key, and
                 // the released Secret keeps offering it, so it stays valid as current.
                 self.promote_pending().await?;
@@ -48,7 +59,6 @@ impl Shell<'_> {
             // The Secret goes too, before the finalizer does: left to the garbage
             // collector (which an orphaning delete skips) it could outlive this ApiKey and
             // offer its revoked key to a successor of the same name.
-            let consumer = secret::secret_name(self.ak);
             if let Some(s) = self.secrets.get_opt(&consumer).await?
                 && secret::may_manage(self.ak, &s)
             {
@@ -69,10 +79,7 @@ impl Shell<'_> {
             // Retain: the Secrets outlive the ApiKey (their keys stay valid) — but only the
             // ones it manages are released; a foreign Secret of that name is left alone.
             let release = secret::release_patch(self.ak);
-            let consumer = secret::secret_name(self.ak);
-            if let Some(s) = self.secrets.get_opt(&consumer).await?
-                && secret::may_manage(self.ak, &s)
-            {
+            if let Some(s) = managed {
                 self.secret_version = s.resource_version();
                 self.revoke_previous_if_due().await?;
                 // Bring it up to date first: a key status names but the Secret lacks (a
@@ -94,16 +101,6 @@ impl Shell<'_> {
 }
 
 impl Shell<'_> {
-    /// Whether the consumer Secret (one this ApiKey may manage) offers the pending key.
-    async fn offered_by_secret(&mut self, p: &PendingKey) -> Result<bool, Error> {
-        let Some(id) = &p.id else {
-            return Ok(false);
-        };
-        let found = self.secrets.get_opt(&secret::secret_name(self.ak)).await?;
-        Ok(found
-            .is_some_and(|s| secret::may_manage(self.ak, &s) && secret::offers(self.ak, &s, id)))
-    }
-
     /// A previous key whose overlap is over (or that an emergency replaced) was due to be
     /// revoked — perhaps already was, by a step whose status write never landed. Finish
     /// that before a Retain release, so the released Secret offers only keys that stay
