@@ -114,7 +114,18 @@ async fn main() -> Result<()> {
     let operator = start_operator(dir.path(), a.concurrency)?;
     let issuer_name = if issuer.is_some() { "widgetjar" } else { "gen" };
     let before = request_totals(&client).await?;
-    let cpu_before = (cpu_seconds(dev.0.id()), cpu_seconds(operator.0.id()));
+    // Every process on the two cores: the dev cluster, the operator, the reference
+    // issuer and this client.
+    let issuer_pid = issuer.as_ref().map(|(child, _)| child.0.id());
+    let cpu_now = || {
+        [
+            cpu_seconds(dev.0.id()),
+            cpu_seconds(operator.0.id()),
+            issuer_pid.map_or(0.0, cpu_seconds),
+            cpu_seconds(std::process::id()),
+        ]
+    };
+    let cpu_before = cpu_now();
 
     let started = Instant::now();
     let ready = all_ready(client.clone(), a.apikeys);
@@ -138,10 +149,11 @@ async fn main() -> Result<()> {
     ready.await?;
     let converged = started.elapsed();
     let rss = peak_rss_mib(operator.0.id());
-    let cpu = (
-        cpu_seconds(dev.0.id()) - cpu_before.0,
-        cpu_seconds(operator.0.id()) - cpu_before.1,
-    );
+    let cpu: Vec<f64> = cpu_now()
+        .iter()
+        .zip(cpu_before)
+        .map(|(now, before)| now - before)
+        .collect();
     let after = request_totals(&client).await?;
 
     const WRITES: &[&str] = &["POST", "PUT", "PATCH", "DELETE"];
@@ -192,8 +204,12 @@ async fn main() -> Result<()> {
     );
     println!("operator peak RSS             {rss:.1} MiB");
     println!(
-        "CPU until all Ready           dev cluster {:.1} s, operator {:.1} s",
-        cpu.0, cpu.1
+        "CPU until all Ready           dev cluster {:.1} s, operator {:.1} s, issuer {:.1} s, this client {:.1} s (of {:.1} s on two cores)",
+        cpu[0],
+        cpu[1],
+        cpu[2],
+        cpu[3],
+        2.0 * converged.as_secs_f64()
     );
     println!(
         "writes per ApiKey (no events) {:.2}",

@@ -187,7 +187,11 @@ fn controller(
             index_writers.0.apply(event);
             index_writers.1.apply(event);
         })
-        .touched_objects();
+        .touched_objects()
+        .try_filter({
+            let ctx = ctx.clone();
+            move |ak| futures::future::ready(ctx.wakes(ak))
+        });
     let controller = Controller::for_stream(apikeys, cache.clone()).with_config(
         kube::runtime::controller::Config::default().concurrency(settings.concurrency),
     );
@@ -205,8 +209,12 @@ fn controller(
     // Secrets): ours, and one in the way (SecretConflict) whose deletion must wake the
     // ApiKey at once.
     let run = controller
-        .watches_stream(metadata_events::<Secret>(client, ns), move |s| {
-            secret_index.users(s.namespace(), &s.name_any())
+        .watches_stream(metadata_events::<Secret>(client, ns), {
+            let own_writes = ctx.own_writes.clone();
+            move |s| match own_writes.is_echo(&s.metadata) {
+                true => Vec::new(),
+                false => secret_index.users(s.namespace(), &s.name_any()),
+            }
         })
         .watches_stream(
             ctx.issuer_cache.key_issuers(scoped_api(client, ns)),

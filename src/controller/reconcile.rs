@@ -37,7 +37,12 @@ pub struct Context {
     pub(super) clock: Arc<Clock>,
     /// Our last write per ApiKey, until the cache shows it: a cached object from before
     /// it is a stale view, and acting on it could repeat a step.
-    pub(super) last_written: Mutex<HashMap<String, Written>>,
+    pub(super) fences: Mutex<HashMap<String, Fence>>,
+    /// The ApiKeys written by reconciles in progress, as last written: a reconcile that
+    /// fails after a write reports on top of it, and the metrics show it.
+    latest: Mutex<HashMap<String, ApiKey>>,
+    /// Our writes whose watch events need not wake the ApiKey again.
+    pub(super) own_writes: Arc<crate::writes::OwnWrites>,
     pub(super) failures: Mutex<HashMap<String, u32>>,
     /// Store logins and issuer clients kept between reconciles.
     pub(super) connections: Arc<crate::store::Connections>,
@@ -58,7 +63,9 @@ impl Context {
             max_rollouts: settings.max_concurrent_rollouts.max(1),
             rolling: Mutex::default(),
             clock: settings.clock.clone(),
-            last_written: Mutex::default(),
+            fences: Mutex::default(),
+            latest: Mutex::default(),
+            own_writes: Arc::default(),
             failures: Mutex::default(),
             connections: Arc::default(),
             issuers: Arc::default(),
@@ -75,44 +82,57 @@ impl Context {
     /// only a hint (etcd revisions), and one an etcd restore moved back would hold the
     /// fence forever, so it also lifts after `FENCE_LIMIT`.
     fn is_stale(&self, ak: &ApiKey) -> bool {
-        let mut fences = self.last_written.lock().expect("lock");
-        let Some(w) = fences.get(&uid(ak)) else {
+        let mut fences = self.fences.lock().expect("lock");
+        let Some(fence) = fences.get(&uid(ak)) else {
             return false;
         };
-        let number = |o: &ApiKey| o.resource_version().and_then(|v| v.parse::<u64>().ok());
-        let caught_up = ak.resource_version() == w.object.resource_version()
-            || matches!((number(ak), number(&w.object)), (Some(a), Some(b)) if a > b);
-        if caught_up || self.clock.now() > after(w.at, FENCE_LIMIT) {
+        let number = |v: Option<&str>| v.and_then(|v| v.parse::<u64>().ok());
+        let seen = ak.resource_version();
+        let caught_up = seen.as_deref() == Some(fence.resource_version.as_str())
+            || matches!((number(seen.as_deref()), number(Some(&fence.resource_version))),
+                (Some(a), Some(b)) if a > b);
+        if caught_up || self.clock.now() > after(fence.at, FENCE_LIMIT) {
             fences.remove(&uid(ak));
             return false;
         }
         true
     }
 
-    /// `ak`, or our own later write of it (a reconcile that failed after writing status
-    /// reports on top of what it wrote, not the older object it read).
+    /// Whether the watch event `ak` should wake its ApiKey: not when it is the echo of
+    /// our own write (the cache shows it now, so its fence lifts too).
+    pub(super) fn wakes(&self, ak: &ApiKey) -> bool {
+        if !self.own_writes.is_echo(ak.meta()) {
+            return true;
+        }
+        self.is_stale(ak);
+        false
+    }
+
+    /// `ak`, or our own later write of it in this reconcile.
     fn freshest(&self, ak: &ApiKey) -> ApiKey {
-        match self.last_written.lock().expect("lock").get(&uid(ak)) {
-            Some(w) => w.object.clone(),
+        match self.latest.lock().expect("lock").get(&uid(ak)) {
+            Some(written) => written.clone(),
             None => ak.clone(),
         }
     }
 
     pub(super) fn wrote(&self, ak: &ApiKey) {
-        let written = Written {
-            object: ak.clone(),
+        let fence = Fence {
+            resource_version: ak.resource_version().unwrap_or_default(),
             at: self.clock.now(),
         };
-        self.last_written
+        self.fences.lock().expect("lock").insert(uid(ak), fence);
+        self.latest
             .lock()
             .expect("lock")
-            .insert(uid(ak), written);
+            .insert(uid(ak), ak.clone());
+        self.own_writes.record(ak.meta());
     }
 }
 
-/// Our write of an ApiKey, and when we made it.
-pub(super) struct Written {
-    object: ApiKey,
+/// The version of our last write of an ApiKey, and when we made it.
+pub(super) struct Fence {
+    resource_version: String,
     at: jiff::Timestamp,
 }
 
@@ -158,6 +178,15 @@ async fn reconcile_traced(ak: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, 
             report_failure(&ctx.freshest(&ak), &ctx, e).await
         }
     }
+    // The metrics show what this reconcile left: the echo of its writes wakes no other.
+    let left = ctx.latest.lock().expect("lock").remove(&uid(&ak));
+    let left = left.as_ref().unwrap_or(&ak);
+    let deleting = left.meta().deletion_timestamp.is_some();
+    ctx.metrics.key(
+        &left.namespace().unwrap_or_default(),
+        &left.name_any(),
+        (!deleting).then(|| key_facts(left)),
+    );
     result
 }
 
@@ -176,13 +205,15 @@ pub fn error_policy(ak: Arc<ApiKey>, e: &Error, ctx: Arc<Context>) -> Action {
 
 async fn run(ak: &ApiKey, ctx: &Context) -> Result<Action, Error> {
     let deleting = ak.meta().deletion_timestamp.is_some();
-    let (ns, name) = (ak.namespace().unwrap_or_default(), ak.name_any());
-    ctx.metrics
-        .key(&ns, &name, (!deleting).then(|| key_facts(ak)));
-    if !deleting && !ak.finalizers().iter().any(|f| f == FINALIZER) {
-        add_finalizer(ak, ctx).await?;
-        return Ok(Action::requeue(Duration::ZERO));
-    }
+    let with_finalizer;
+    let ak = if !deleting && !ak.finalizers().iter().any(|f| f == FINALIZER) {
+        // Nothing is minted before the finalizer that revokes it is on the server; once
+        // it is, the reconcile goes on from the object written.
+        with_finalizer = add_finalizer(ak, ctx).await?;
+        &with_finalizer
+    } else {
+        ak
+    };
     if deleting && !ak.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
@@ -276,11 +307,11 @@ fn key_facts(ak: &ApiKey) -> KeyFacts {
     }
 }
 
-async fn add_finalizer(ak: &ApiKey, ctx: &Context) -> Result<(), Error> {
+async fn add_finalizer(ak: &ApiKey, ctx: &Context) -> Result<ApiKey, Error> {
     let api: Api<ApiKey> = Api::namespaced(ctx.client.clone(), &ak.namespace().unwrap_or_default());
     let written = finalizers::add(&api, ak, FINALIZER).await?;
     ctx.wrote(&written);
-    Ok(())
+    Ok(written)
 }
 
 #[cfg(test)]

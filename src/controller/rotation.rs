@@ -177,12 +177,18 @@ pub enum Step {
 }
 
 impl Step {
-    /// Steps that only recorded a rotation's progress: the next can follow at once, in
-    /// the same reconcile, instead of waiting for the watch to bring their write back.
+    /// Steps whose next step follows at once, in the same reconcile, from what they
+    /// wrote: the echo of the operator's own writes wakes no reconcile.
     pub fn leads_on(&self) -> bool {
         matches!(
             self,
-            Step::BeginRotation { .. } | Step::Mint | Step::Persist | Step::Promote | Step::Adopt
+            Step::BeginRotation { .. }
+                | Step::Mint
+                | Step::Persist
+                | Step::Promote
+                | Step::Adopt
+                | Step::RestoreSecret
+                | Step::AcknowledgeRevokePrevious
         )
     }
 

@@ -71,6 +71,7 @@ pub(super) async fn open(
             ns,
             &ak.name_any(),
             owner,
+            ctx.own_writes.clone(),
         ));
         return Opened {
             store: instrumented::store(store, "kubernetes".into(), &ctx.metrics, &ctx.leadership),

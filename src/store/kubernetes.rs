@@ -2,7 +2,7 @@
 //! meant to be mounted), so a pending key is durable before the consumer Secret changes.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use super::{KeyStore, Slot, StoreError};
+use crate::writes::OwnWrites;
 
 pub const STATE_SECRET_TYPE: &str = "apikey.dev/state";
 
@@ -27,6 +28,7 @@ pub struct KubernetesStore {
     /// so reading it again would return the same object (a reconcile read it 2 to 4 times).
     /// Forgotten on any error.
     seen: Mutex<Option<Option<Secret>>>,
+    own_writes: Arc<OwnWrites>,
 }
 
 /// State Secret data keys are `k-` and the hex of the key id (ids may hold any character).
@@ -59,18 +61,33 @@ fn unavailable(e: kube::Error) -> StoreError {
 }
 
 impl KubernetesStore {
-    pub fn new(client: kube::Client, namespace: &str, apikey: &str, owner: OwnerReference) -> Self {
+    /// `own_writes` learns each write, so its echo does not wake the ApiKey again.
+    pub fn new(
+        client: kube::Client,
+        namespace: &str,
+        apikey: &str,
+        owner: OwnerReference,
+        own_writes: Arc<OwnWrites>,
+    ) -> Self {
         KubernetesStore {
             api: Api::namespaced(client, namespace),
             name: state_secret_name(apikey),
             owner,
             apikey: apikey.into(),
             seen: Mutex::new(None),
+            own_writes,
         }
     }
 
     fn remember(&self, state: Option<Option<Secret>>) {
         *self.seen.lock().expect("lock") = state;
+    }
+
+    fn remember_write(&self, written: &Result<Secret, kube::Error>) {
+        if let Ok(w) = written {
+            self.own_writes.record(&w.metadata);
+        }
+        self.remember(written.as_ref().ok().cloned().map(Some));
     }
 
     async fn read(&self) -> Result<Option<Secret>, StoreError> {
@@ -87,7 +104,7 @@ impl KubernetesStore {
             .api
             .patch(&self.name, &crate::writes::patch(), &Patch::Merge(patch))
             .await;
-        self.remember(patched.as_ref().ok().cloned().map(Some));
+        self.remember_write(&patched);
         patched.map(|_| ()).map_err(unavailable)
     }
 
@@ -136,7 +153,7 @@ impl KubernetesStore {
             ..Default::default()
         };
         let created = self.api.create(&crate::writes::post(), &secret).await;
-        self.remember(created.as_ref().ok().cloned().map(Some));
+        self.remember_write(&created);
         created.map(|_| ())
     }
 }

@@ -12,7 +12,6 @@ use kube::runtime::events::EventType;
 use secrecy::SecretString;
 use serde_json::json;
 
-use super::soon;
 use crate::api::apikey::{DeletionPolicy, KeyStatus, Phase};
 use crate::controller::clock::ts;
 use crate::controller::error::Error;
@@ -112,7 +111,7 @@ impl Shell<'_> {
         if recorded.as_deref() != Some(name.as_str()) {
             self.put_status().await?;
         }
-        Ok(soon())
+        Ok(Action::requeue(Duration::ZERO))
     }
 
     /// A consumer Secret this ApiKey no longer writes: released under Retain, deleted under
@@ -196,6 +195,7 @@ impl Shell<'_> {
                 .patch(&name, &crate::writes::patch(), &Patch::Merge(patch))
                 .await?;
         }
+        self.ctx.own_writes.record(&written.metadata);
         self.secret_version = written.resource_version();
         self.consumer_secret = Some(Some(written));
         self.status.secret_name = Some(name);
@@ -208,7 +208,10 @@ impl Shell<'_> {
     /// it without its key.
     async fn create_secret(&self, desired: &Secret) -> Result<Secret, Error> {
         match self.secrets.create(&crate::writes::post(), desired).await {
-            Ok(created) => Ok(created),
+            Ok(created) => {
+                self.ctx.own_writes.record(&created.metadata);
+                Ok(created)
+            }
             // Taken meanwhile: look again (it is someone else's, or ours from a retry).
             Err(kube::Error::Api(e)) if e.code == 409 => Err(Error::Changed),
             Err(e) => Err(e.into()),

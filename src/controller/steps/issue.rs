@@ -8,7 +8,6 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
-use super::soon;
 use crate::api::apikey::{HistoryEntry, KeyStatus, MintParameters, PendingKey, Phase, annotations};
 use crate::controller::clock::{parse_ts, ts};
 use crate::controller::error::Error;
@@ -73,7 +72,7 @@ impl Shell<'_> {
             format!("{verb} (rotation {rotation}, reason {trigger:?})"),
         )
         .await;
-        Ok(soon())
+        Ok(Action::requeue(Duration::ZERO))
     }
 
     /// Steps 2-3: mint with the rotation's idempotency key, record the id, store the material.
@@ -205,7 +204,7 @@ impl Shell<'_> {
             ),
         )
         .await;
-        Ok(soon())
+        Ok(Action::requeue(Duration::ZERO))
     }
 
     /// The pending key becomes current in the store and in status (not yet written); the

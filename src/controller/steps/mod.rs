@@ -8,18 +8,11 @@ mod relocate;
 mod revoke;
 mod rollout;
 
-use std::time::Duration;
-
 use kube::runtime::controller::Action;
 
 use super::error::Error;
 use super::rotation::{self, Observed, Step};
 use super::shell::Shell;
-
-/// When to look again after a step that waits on the world.
-fn soon() -> Action {
-    Action::requeue(Duration::from_secs(30))
-}
 
 impl Shell<'_> {
     pub(super) async fn act(&mut self, step: Step, o: &Observed) -> Result<Action, Error> {

@@ -8,7 +8,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
-use super::soon;
 use crate::api::apikey::{HistoryEntry, IssuerRecord, Phase, annotations};
 use crate::controller::clock::{ts, until};
 use crate::controller::error::Error;
@@ -150,7 +149,7 @@ impl Shell<'_> {
             "revoke-previous requested, but there is no previous key".into(),
         )
         .await;
-        Ok(soon())
+        Ok(Action::requeue(Duration::ZERO))
     }
 
     /// Nothing to do until `wake_at`: keep status and the store tidy.
