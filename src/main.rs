@@ -3,6 +3,11 @@ use std::path::PathBuf;
 use apikey_operator::telemetry::{LogFormat, init_logging};
 use clap::{Parser, Subcommand};
 
+/// The system allocator was a fifth of the dev cluster's CPU at 10,000 ApiKeys (malloc
+/// and free of the many small objects a request builds); mimalloc costs less of it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "apikey-operator", version, about)]
 struct Cli {
