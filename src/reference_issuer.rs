@@ -47,6 +47,11 @@ impl Key {
 struct Keys {
     by_id: HashMap<String, Key>,
     by_idempotency_key: HashMap<String, String>,
+    /// Key ids by the SHA-256 of their secret, as an issuer that keeps only digests
+    /// finds a presented key: one lookup, not a comparison with every key.
+    by_digest: HashMap<Digest, String>,
+    /// Key ids by (workspace, owner), for the list the orphan check asks for.
+    by_owner: HashMap<(String, String), Vec<String>>,
     /// Failures to answer with instead of serving (status, Retry-After), for tests.
     faults: Vec<(StatusCode, Option<u64>)>,
     /// Every Idempotency-Key a creation presented, answered or not.
@@ -241,8 +246,16 @@ async fn metrics(State(s): State<ReferenceIssuer>) -> String {
 
 /// Compares digests, so the time taken says nothing about how much of a secret matched.
 fn same(a: &str, b: &str) -> bool {
-    let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
-    digest(a).as_ref() == digest(b).as_ref()
+    digest(a) == digest(b)
+}
+
+type Digest = [u8; 32];
+
+/// A key is found by the digest of its secret, so the time a lookup takes says nothing
+/// about how much of a secret matched.
+fn digest(secret: &str) -> Digest {
+    let d = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
+    d.as_ref().try_into().expect("SHA-256 is 32 bytes")
 }
 
 fn unauthorized() -> Response {
@@ -354,6 +367,11 @@ async fn create(
     if let Some(k) = idempotency_key.filter(|_| !keys.forgetful) {
         keys.by_idempotency_key.insert(k, key.id.clone());
     }
+    keys.by_digest.insert(digest(&key.secret), key.id.clone());
+    keys.by_owner
+        .entry((key.workspace.clone(), key.owner.clone()))
+        .or_default()
+        .push(key.id.clone());
     keys.by_id.insert(key.id.clone(), key);
     (StatusCode::CREATED, Json(body)).into_response()
 }
@@ -410,11 +428,18 @@ async fn list(
         return unauthorized();
     };
     let keys = s.keys.lock().expect("keys lock");
-    let mut items: Vec<&Key> = keys
-        .by_id
-        .values()
+    let candidates: Box<dyn Iterator<Item = &Key>> = match q.owner {
+        Some(owner) => Box::new(
+            keys.by_owner
+                .get(&(workspace.clone(), owner))
+                .into_iter()
+                .flatten()
+                .filter_map(|id| keys.by_id.get(id)),
+        ),
+        None => Box::new(keys.by_id.values()),
+    };
+    let mut items: Vec<&Key> = candidates
         .filter(|k| !k.revoked && k.workspace == workspace)
-        .filter(|k| q.owner.as_ref().is_none_or(|o| *o == k.owner))
         .collect();
     items.sort_by_key(|k| k.created_at);
     let items: Vec<Value> = items
@@ -431,7 +456,10 @@ async fn whoami(State(s): State<ReferenceIssuer>, headers: HeaderMap) -> Respons
     };
     let now = Timestamp::now();
     let mut keys = s.keys.lock().expect("keys lock");
-    let found = keys.by_id.values_mut().find(|k| same(&k.secret, presented));
+    let found = match keys.by_digest.get(&digest(presented)).cloned() {
+        Some(id) => keys.by_id.get_mut(&id),
+        None => None,
+    };
     match found {
         Some(k) if k.valid(now) => {
             k.last_used_at = Some(now);
