@@ -116,6 +116,12 @@ impl Context {
         }
     }
 
+    /// Drops what is kept per ApiKey, once its finalizer is off (it is gone).
+    pub(super) fn forget(&self, ak: &ApiKey) {
+        self.fences.lock().expect("lock").remove(&uid(ak));
+        self.failures.lock().expect("lock").remove(&uid(ak));
+    }
+
     pub(super) fn wrote(&self, ak: &ApiKey) {
         let fence = Fence {
             resource_version: ak.resource_version().unwrap_or_default(),

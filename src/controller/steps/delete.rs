@@ -96,6 +96,7 @@ impl Shell<'_> {
         }
         let api: Api<ApiKey> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         finalizers::remove(&api, self.ak, FINALIZER).await?;
+        self.ctx.forget(self.ak);
         Ok(Action::await_change())
     }
 }
