@@ -172,6 +172,7 @@ async fn reconcile_traced(ak: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, 
         // Our own last write has not reached the cache yet: wait for it.
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
+    show_in_metrics(&ctx, &ak);
     let result = run(&ak, &ctx).await;
     match &result {
         Ok(_) => {
@@ -184,16 +185,21 @@ async fn reconcile_traced(ak: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, 
             report_failure(&ctx.freshest(&ak), &ctx, e).await
         }
     }
-    // The metrics show what this reconcile left: the echo of its writes wakes no other.
-    let left = ctx.latest.lock().expect("lock").remove(&uid(&ak));
-    let left = left.as_ref().unwrap_or(&ak);
-    let deleting = left.meta().deletion_timestamp.is_some();
-    ctx.metrics.key(
-        &left.namespace().unwrap_or_default(),
-        &left.name_any(),
-        (!deleting).then(|| key_facts(left)),
-    );
+    // The metrics show what this reconcile left too: the echo of its writes wakes no other.
+    if let Some(left) = ctx.latest.lock().expect("lock").remove(&uid(&ak)) {
+        show_in_metrics(&ctx, &left);
+    }
     result
+}
+
+/// The ApiKey's series in the metrics, as `ak` has it (none once it is being deleted).
+fn show_in_metrics(ctx: &Context, ak: &ApiKey) {
+    let deleting = ak.meta().deletion_timestamp.is_some();
+    ctx.metrics.key(
+        &ak.namespace().unwrap_or_default(),
+        &ak.name_any(),
+        (!deleting).then(|| key_facts(ak)),
+    );
 }
 
 pub fn error_policy(ak: Arc<ApiKey>, e: &Error, ctx: Arc<Context>) -> Action {
