@@ -456,10 +456,8 @@ async fn whoami(State(s): State<ReferenceIssuer>, headers: HeaderMap) -> Respons
     };
     let now = Timestamp::now();
     let mut keys = s.keys.lock().expect("keys lock");
-    let found = match keys.by_digest.get(&digest(presented)).cloned() {
-        Some(id) => keys.by_id.get_mut(&id),
-        None => None,
-    };
+    let found =
+        (keys.by_digest.get(&digest(presented)).cloned()).and_then(|id| keys.by_id.get_mut(&id));
     match found {
         Some(k) if k.valid(now) => {
             k.last_used_at = Some(now);
