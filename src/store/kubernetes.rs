@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::ResourceExt;
 use kube::api::{Api, ObjectMeta, Patch};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -173,11 +174,21 @@ impl KeyStore for KubernetesStore {
                     .create_with(data_key(id), value)
                     .await
                     .map_err(unavailable),
-                // Held already (the trait's no-op): no write.
-                Some(s) if s.data.as_ref().and_then(|d| d.get(&data_key(id))) == Some(&value) => {
-                    Ok(())
+                Some(s) => {
+                    let held = s.data.as_ref().and_then(|d| d.get(&data_key(id))) == Some(&value);
+                    // One a predecessor released (Retain) is owned again, so it goes
+                    // with this ApiKey.
+                    let owned = s.owner_references().iter().any(|o| o.uid == self.owner.uid);
+                    let mut patch = json!({"data": {data_key(id): value}});
+                    if !owned {
+                        patch["metadata"] = json!({"ownerReferences": [self.owner]});
+                    }
+                    match held && owned {
+                        // Held already (the trait's no-op): no write.
+                        true => Ok(()),
+                        false => self.merge(patch).await,
+                    }
                 }
-                Some(_) => self.merge(json!({"data": {data_key(id): value}})).await,
             }
         }
         .boxed()

@@ -238,6 +238,17 @@ async fn deletion_policies_retain_or_revoke() {
         "the same key, not a new one"
     );
     assert_eq!(data(&secret, "api-key-id").unwrap(), left_behind);
+    // So is the store's state Secret, which the first one released too: the re-created
+    // ApiKey owns it again, so deleting it takes the key material with it.
+    let state = Api::<Secret>::default_namespaced(c.clone())
+        .get("kept-apikey-state")
+        .await
+        .unwrap();
+    assert_eq!(
+        state.owner_references()[0].uid,
+        secret.owner_references()[0].uid
+    );
+    assert_eq!(state.data.unwrap_or_default().len(), 1, "the one key, once");
 }
 
 #[tokio::test]
