@@ -29,8 +29,8 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use self::processes::{
-    HttpIssuer, cpu_seconds, delta, peak_rss_mib, request_totals, start_cluster, start_operator,
-    start_reference_issuer,
+    HttpIssuer, cpu_seconds, delta, free_local_addr, peak_rss_mib, request_totals, sample,
+    start_cluster, start_operator, start_reference_issuer,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_apikey-operator");
@@ -111,7 +111,9 @@ async fn main() -> Result<()> {
         requests_per_second: a.issuer_rps,
     });
     let (dev, client) = start_cluster(dir.path(), http).await?;
-    let operator = start_operator(dir.path(), a.concurrency)?;
+    let metrics_addr = free_local_addr()?;
+    let operator = start_operator(dir.path(), a.concurrency, metrics_addr)?;
+    let operator_metrics = format!("http://{metrics_addr}/metrics");
     let issuer_name = if issuer.is_some() { "widgetjar" } else { "gen" };
     let before = request_totals(&client).await?;
     // Every process on the two cores: the dev cluster, the operator, the reference
@@ -155,6 +157,7 @@ async fn main() -> Result<()> {
         .map(|(now, before)| now - before)
         .collect();
     let after = request_totals(&client).await?;
+    let reconciles = sample(&operator_metrics, "apikey_reconcile_duration_seconds_count").await?;
 
     const WRITES: &[&str] = &["POST", "PUT", "PATCH", "DELETE"];
     let mut converge = delta(&before, &after, WRITES);
@@ -211,6 +214,7 @@ async fn main() -> Result<()> {
         cpu[3],
         2.0 * converged.as_secs_f64()
     );
+    println!("reconciles per ApiKey         {:.2}", per_key(reconciles));
     println!(
         "writes per ApiKey (no events) {:.2}",
         per_key(operator_writes)

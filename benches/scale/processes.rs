@@ -109,6 +109,20 @@ pub async fn counter_total(url: &str, family: &str, filter: impl Fn(&str) -> boo
         .sum::<f64>() as u64)
 }
 
+/// An unlabelled sample's value (a histogram's `_count`, say), 0 when absent.
+pub async fn sample(url: &str, name: &str) -> Result<u64> {
+    let text = reqwest::get(url).await?.text().await?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64)
+}
+
+/// A loopback address no one listens on yet.
+pub fn free_local_addr() -> Result<std::net::SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
 pub fn peak_rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -207,10 +221,16 @@ pub async fn start_cluster(
     Ok((dev, client))
 }
 
-pub fn start_operator(dir: &std::path::Path, concurrency: usize) -> Result<Process> {
+/// The operator, serving its metrics on `metrics_addr`.
+pub fn start_operator(
+    dir: &std::path::Path,
+    concurrency: usize,
+    metrics_addr: std::net::SocketAddr,
+) -> Result<Process> {
     Ok(Process(
         Command::new(BIN)
-            .args(["run", "--metrics-addr", "off", "--health-addr", "off"])
+            .args(["run", "--health-addr", "off"])
+            .args(["--metrics-addr", &metrics_addr.to_string()])
             .args(["--kube-qps", "10000", "--kube-burst", "10000"])
             .args(["--concurrency", &concurrency.to_string()])
             // The floor's objects live in namespace `floor`, which the operator leaves alone.
