@@ -169,6 +169,16 @@ impl KeyStore for KubernetesStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
             let value = ByteString(secret.expose_secret().as_bytes().to_vec());
+            if self.seen.lock().expect("lock").is_none() {
+                // Unread in this reconcile: a new ApiKey's first key (a rotation reads the
+                // state first), where it does not exist yet, so it is created without a
+                // 404 read first. Taken (keys adopted, or moved in from another store),
+                // it is read and merged into.
+                match self.create_with(data_key(id), value.clone()).await {
+                    Err(kube::Error::Api(s)) if s.code == 409 => {}
+                    created => return created.map_err(unavailable),
+                }
+            }
             match self.state().await? {
                 None => self
                     .create_with(data_key(id), value)
