@@ -14,7 +14,6 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
-use super::credentials;
 use super::error::Error;
 use super::providers::{self, ISSUER_FINALIZER};
 use super::shell::{Shell, selector_matches};
@@ -218,7 +217,9 @@ impl Shell<'_> {
                 providers::protect(client, &record, &self.ns, &found.credentials_namespace).await?
             }
             (true, Read::Live) => {
-                credentials::protect(client, &found.credentials_namespace, &found.config).await?
+                (self.ctx.protected)
+                    .protect(client, &found.credentials_namespace, &found.config)
+                    .await?
             }
             // Keys are minted (and adopted) after a live read, which protects them.
             (true, Read::Cached) => {}

@@ -210,10 +210,15 @@ fn controller(
     // ApiKey at once.
     let run = controller
         .watches_stream(metadata_events::<Secret>(client, ns), {
-            let own_writes = ctx.own_writes.clone();
-            move |s| match own_writes.is_echo(&s.metadata) {
-                true => Vec::new(),
-                false => secret_index.users(s.namespace(), &s.name_any()),
+            let ctx = ctx.clone();
+            move |s| {
+                let (ns, name) = (s.namespace(), s.name_any());
+                ctx.protected
+                    .changed(ns.as_deref().unwrap_or_default(), &name);
+                match ctx.own_writes.is_echo(&s.metadata) {
+                    true => Vec::new(),
+                    false => secret_index.users(ns, &name),
+                }
             }
         })
         .watches_stream(

@@ -48,6 +48,7 @@ pub struct Context {
     pub(super) connections: Arc<crate::store::Connections>,
     pub(super) issuers: Arc<crate::issuer::Clients>,
     pub(super) issuer_cache: super::issuers::IssuerCache,
+    pub(super) protected: super::credentials::Protected,
     /// Where ClusterKeyStore credentials live, and the operator's ServiceAccount.
     pub(super) namespace: String,
     pub(super) service_account: String,
@@ -70,6 +71,7 @@ impl Context {
             connections: Arc::default(),
             issuers: Arc::default(),
             issuer_cache: Default::default(),
+            protected: super::credentials::Protected::new(settings.scope.namespaces.clone()),
             namespace: settings.namespace.clone(),
             service_account: settings.service_account.clone(),
             metrics: settings.metrics.clone(),

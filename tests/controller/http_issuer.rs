@@ -10,7 +10,8 @@ use apikey_operator::api::issuer::KeyIssuer;
 use apikey_operator::reference_issuer::ReferenceIssuer;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
-use kube::api::{Api, DeleteParams};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::harness::*;
@@ -672,6 +673,44 @@ spec:
         issuer.valid_keys().is_empty(),
         "every key revoked: {:?}",
         issuer.valid_keys().len()
+    );
+}
+
+#[tokio::test]
+async fn a_credentials_secret_stripped_of_its_finalizer_gets_it_back_at_the_next_mint() {
+    let op = operator().await;
+    let c = &op.t.client;
+    let (issuer, _) = widgetjar(c).await;
+    create::<ApiKey>(
+        c,
+        widget_key("billing", json!({"every": "1h", "overlap": "1s"})),
+    )
+    .await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    wait(apikeys.clone(), "billing", ready).await;
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    let protected = |s: Option<&Secret>| {
+        s.is_some_and(|s| s.finalizers().iter().any(|f| f == "apikey.dev/keys-held"))
+    };
+    wait(secrets.clone(), "widgetjar-admin", protected).await;
+    // By hand, the finalizer goes; the operator saw it there when it minted, and must not
+    // go on trusting what it saw.
+    let strip = json!({"metadata": {"finalizers": null}});
+    secrets
+        .patch(
+            "widgetjar-admin",
+            &PatchParams::default(),
+            &Patch::Merge(&strip),
+        )
+        .await
+        .unwrap();
+    assert!(!protected(Some(
+        &secrets.get("widgetjar-admin").await.unwrap()
+    )));
+    rotate(&apikeys, &issuer, "billing", 1).await;
+    assert!(
+        protected(Some(&secrets.get("widgetjar-admin").await.unwrap())),
+        "the rotation's mint protected it again"
     );
 }
 
