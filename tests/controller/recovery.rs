@@ -296,7 +296,7 @@ async fn a_key_the_secret_got_before_status_is_promoted_even_after_a_spec_change
     let (widgetjar, _) = super::http_issuer::widgetjar(&c).await;
     let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
     let secrets: Api<Secret> = Api::default_namespaced(c.clone());
-    let recorder = Recorder::start(&c, "cut", "cut");
+    let recorder = Recorder::start(&c, "cut", "cut", Some("cut-apikey-state"));
     // The first key's status writes: the intent, the minted id, the promotion.
     let mut fired = op.t.cluster.faults_fired();
     op.t.cluster

@@ -85,7 +85,9 @@ async fn at_every_step(
             Fault::StoreOutage => at.delay(STORE_GOES_DOWN),
             _ => at.status(500),
         });
-        let recorder = Recorder::start(&c, &name, &name);
+        let state = format!("{name}-apikey-state");
+        let state = (store == StoreKind::Kubernetes).then_some(state.as_str());
+        let recorder = Recorder::start(&c, &name, &name, state);
         let scenario = scenario(&run, &name, policy);
         tokio::pin!(scenario);
         let outran = tokio::select! {
