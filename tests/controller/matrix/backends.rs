@@ -290,14 +290,21 @@ impl Run<'_> {
         issuer.refuse_next_requests(requests);
     }
 
-    /// The store goes down (`true`: OpenBao sealed, Secrets Manager unreachable) or comes
-    /// back with all it held (`false`). The Kubernetes store's outages are the dev
-    /// cluster's own (`refused`).
-    pub async fn store_outage(&self, down: bool) {
+    /// The store goes down (`true`: OpenBao sealed, Secrets Manager unreachable, the
+    /// Kubernetes API failing every Secret request but watches) or comes back with all it
+    /// held (`false`). The API answers 500: kube's client retries a 503 by itself, for
+    /// minutes, so the operator would never meet that outage.
+    pub async fn store_outage(&self, down: bool, cluster: &kube_devcluster::DevCluster) {
         match (self.b.store, &self.b.bao, &self.b.aws_store_proxy) {
             (StoreKind::Vault, Some(bao), _) if down => bao.seal().await,
             (StoreKind::Vault, Some(bao), _) => bao.unseal().await,
             (StoreKind::Aws, _, Some(proxy)) => proxy.set_down(down),
+            (StoreKind::Kubernetes, _, _) if down => {
+                for verb in ["get", "create", "update", "patch", "delete"] {
+                    cluster.inject(kube_devcluster::Fault::on(verb, "secrets").status(500));
+                }
+            }
+            (StoreKind::Kubernetes, _, _) => cluster.clear_faults(),
             _ => panic!("no store outage for {:?}", self.b.store),
         }
     }

@@ -127,15 +127,21 @@ async fn at_every_step(
             }
             Fault::StoreOutage => {
                 if !outran {
-                    run.store_outage(true).await;
+                    run.store_outage(true, &op.t.cluster).await;
                     // Down until the operator meets the outage, unless the life is over
-                    // before it needs the store again.
-                    let unavailable = reason_is("Rotating", "StoreUnavailable");
+                    // before it needs the store again. (The Kubernetes store's outage is
+                    // the API's: the consumer Secret's read may meet it first.)
+                    let unavailable = |a: Option<&ApiKey>| {
+                        let met = |reason| {
+                            reason_is("Rotating", reason)(a) || reason_is("Ready", reason)(a)
+                        };
+                        met("StoreUnavailable") || met("KubernetesError")
+                    };
                     let over = tokio::select! {
                         _ = &mut scenario => true,
                         _ = wait(run.apikeys(), &name, unavailable) => false,
                     };
-                    run.store_outage(false).await;
+                    run.store_outage(false, &op.t.cluster).await;
                     if !over {
                         scenario.await;
                     }
@@ -349,11 +355,13 @@ macro_rules! deletion_cells {
     };
 }
 
-/// The stores that can have an outage of their own (OpenBao sealed, Secrets Manager
-/// unreachable), with an issuer that keeps no record and one that does.
+/// Every store's outage (OpenBao sealed, Secrets Manager unreachable, the Kubernetes API
+/// refusing Secrets), with an issuer that keeps no record and one that does.
 macro_rules! store_outage_cells {
     ($($config:tt)*) => {
         matrix! { $($config)*;
+            kubernetes_store_generate_issuer => Kubernetes, Generate;
+            kubernetes_store_http_issuer => Kubernetes, Http;
             vault_store_generate_issuer => Vault, Generate;
             vault_store_http_issuer => Vault, Http;
             aws_store_generate_issuer => Aws, Generate;
