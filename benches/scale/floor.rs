@@ -30,41 +30,71 @@ pub enum Mix {
     WritesAndEvents,
 }
 
+/// When a floor's ApiKeys are created.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Creates {
+    /// Before the clock starts: only the writes are timed.
+    Untimed,
+    /// On the clock, as the benchmark creates its own (`in_flight` at a time, on a task of
+    /// their own), each key's writes starting as soon as it exists, as the operator's do:
+    /// the operator's time runs from the first create too.
+    Timed { in_flight: usize },
+}
+
 /// The operator's writes for one key, made directly, in the same per-key order and mix
 /// (a finalizer patch, three status writes, two Secret creates, and with
 /// `Mix::WritesAndEvents` three core Events) on objects of the same kinds,
 /// `concurrency` keys at a time, by a client doing nothing else: what the API server
 /// makes those writes cost.
-pub async fn floor(client: &Client, keys: usize, concurrency: usize, mix: Mix) -> Result<Duration> {
-    let prefix = match mix {
-        Mix::Writes => "f",
-        Mix::WritesAndEvents => "e",
+pub async fn floor(
+    client: &Client,
+    keys: usize,
+    concurrency: usize,
+    mix: Mix,
+    creates: Creates,
+) -> Result<Duration> {
+    let prefix = match (mix, creates) {
+        (Mix::Writes, Creates::Untimed) => "f",
+        (Mix::WritesAndEvents, Creates::Untimed) => "e",
+        (_, Creates::Timed { .. }) => "c",
     };
     let apikeys: Api<ApiKey> = Api::namespaced(client.clone(), "floor");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "floor");
     let events: Api<Event> = Api::namespaced(client.clone(), "floor");
-    // The objects exist first, as the benchmark's ApiKeys do before the operator starts.
-    futures::stream::iter(0..keys)
-        .map(|i| {
-            let apikeys = apikeys.clone();
-            async move {
-                apikeys
-                    .create(
-                        &PostParams::default(),
-                        &post(apikey(&format!("{prefix}{i}"), "gen")),
-                    )
-                    .await
-            }
-        })
-        .buffer_unordered(64)
-        .try_collect::<Vec<_>>()
-        .await?;
-    let started = Instant::now();
-    futures::stream::iter(0..keys)
-        .map(|i| {
+    let (created, existing) = futures::channel::mpsc::unbounded();
+    let create_all = |in_flight: usize| {
+        let apikeys = apikeys.clone();
+        async move {
+            futures::stream::iter(0..keys)
+                .map(|i| {
+                    let apikeys = apikeys.clone();
+                    async move {
+                        let name = format!("{prefix}{i}");
+                        apikeys
+                            .create(&PostParams::default(), &post(apikey(&name, "gen")))
+                            .await
+                            .map(|_| name)
+                    }
+                })
+                .buffer_unordered(in_flight)
+                .try_for_each(|name| {
+                    let _ = created.unbounded_send(name);
+                    futures::future::ready(Ok(()))
+                })
+                .await
+        }
+    };
+    let (started, creating) = match creates {
+        Creates::Untimed => {
+            create_all(64).await?;
+            (Instant::now(), None)
+        }
+        Creates::Timed { in_flight } => (Instant::now(), Some(tokio::spawn(create_all(in_flight)))),
+    };
+    existing
+        .map(|name| {
             let (apikeys, secrets, events) = (apikeys.clone(), secrets.clone(), events.clone());
             async move {
-                let name = format!("{prefix}{i}");
                 let pp = PatchParams::default();
                 let finalizer = json!({"metadata": {"finalizers": ["apikey.dev/cleanup"]}});
                 apikeys.patch(&name, &pp, &Patch::Merge(&finalizer)).await?;
@@ -97,5 +127,8 @@ pub async fn floor(client: &Client, keys: usize, concurrency: usize, mix: Mix) -
         .buffer_unordered(concurrency)
         .try_collect::<Vec<()>>()
         .await?;
+    if let Some(creating) = creating {
+        creating.await??;
+    }
     Ok(started.elapsed())
 }

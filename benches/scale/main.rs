@@ -11,7 +11,9 @@
 //! verb and resource (from the dev cluster's `apiserver_request_total`), the writes in the
 //! `--steady` seconds after convergence, CPU time per process, and the floor: the same
 //! writes on the same kinds, in per-key sequences as the operator must make them, by a
-//! minimal client at the operator's concurrency. With `--rotate`, it then asks every
+//! minimal client at the operator's concurrency (three ways: the writes alone, with the
+//! operator's Events, and timed from the first create as the operator's time is). With
+//! `--rotate`, it then asks every
 //! ApiKey to rotate at once and compares the time taken with what the issuer's rate
 //! limit (`--issuer-rps`, at the issuer and in the KeyIssuer) allows.
 
@@ -177,12 +179,14 @@ async fn main() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(a.steady)).await;
     let steady = delta(&after, &request_totals(&client).await?, WRITES);
 
-    let floor_time = floor::floor(&client, a.apikeys, a.concurrency, floor::Mix::Writes).await?;
-    let floor_with_events = floor::floor(
-        &client,
-        a.apikeys,
-        a.concurrency,
-        floor::Mix::WritesAndEvents,
+    let floor_of = |mix, creates| floor::floor(&client, a.apikeys, a.concurrency, mix, creates);
+    let floor_time = floor_of(floor::Mix::Writes, floor::Creates::Untimed).await?;
+    let floor_with_events = floor_of(floor::Mix::WritesAndEvents, floor::Creates::Untimed).await?;
+    let floor_with_creates = floor_of(
+        floor::Mix::Writes,
+        floor::Creates::Timed {
+            in_flight: a.in_flight,
+        },
     )
     .await?;
     let rotated = match (&issuer, a.rotate) {
@@ -245,6 +249,16 @@ async fn main() -> Result<()> {
     println!(
         "operator / that floor         {:.2}",
         converged.as_secs_f64() / floor_with_events.as_secs_f64()
+    );
+    println!(
+        "floor with the creates        {:.1} s (timed from the first of {} creates, {} in flight, as the operator's time is)",
+        floor_with_creates.as_secs_f64(),
+        a.apikeys,
+        a.in_flight
+    );
+    println!(
+        "operator / that floor         {:.2}",
+        converged.as_secs_f64() / floor_with_creates.as_secs_f64()
     );
     println!("writes in the {} s after convergence:", a.steady);
     if steady.is_empty() {
