@@ -3,13 +3,16 @@
 //! to revoke. The same finalizer as on the issuer, put when minting and lifted with it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::{Client, Resource, ResourceExt};
 
+use super::clock::{Clock, after};
 use super::error::Error;
 use super::finalizers;
 use super::providers::ISSUER_FINALIZER;
@@ -58,16 +61,18 @@ async fn protect_secret(client: &Client, namespace: &str, name: &str) -> Result<
 /// drops one; `RECHECK` bounds how long a change the watch missed goes unseen.
 pub struct Protected {
     watched: Vec<String>,
-    seen: Mutex<HashMap<(String, String), Instant>>,
+    clock: Arc<Clock>,
+    seen: Mutex<HashMap<(String, String), Timestamp>>,
 }
 
 const RECHECK: Duration = Duration::from_secs(300);
 
 impl Protected {
     /// `watched`: the namespaces whose Secrets the operator watches (empty: all).
-    pub fn new(watched: Vec<String>) -> Self {
+    pub fn new(watched: Vec<String>, clock: Arc<Clock>) -> Self {
         Protected {
             watched,
+            clock,
             seen: Mutex::default(),
         }
     }
@@ -82,16 +87,32 @@ impl Protected {
         let Some(name) = secret_of(config) else {
             return Ok(());
         };
-        let key = (namespace.to_string(), name.to_string());
-        let fresh = |at: &Instant| at.elapsed() < RECHECK;
-        if self.seen.lock().expect("lock").get(&key).is_some_and(fresh) {
+        if self.known(namespace, name) {
             return Ok(());
         }
-        let watched = self.watched.is_empty() || self.watched.iter().any(|w| w == namespace);
-        if protect_secret(client, namespace, name).await? && watched {
-            self.seen.lock().expect("lock").insert(key, Instant::now());
+        if protect_secret(client, namespace, name).await? {
+            self.remember(namespace, name);
         }
         Ok(())
+    }
+
+    /// Whether the Secret was seen protected, unchanged since, less than `RECHECK` ago.
+    fn known(&self, namespace: &str, name: &str) -> bool {
+        let now = self.clock.now();
+        let key = (namespace.to_string(), name.to_string());
+        let seen = self.seen.lock().expect("lock");
+        seen.get(&key).is_some_and(|at| now < after(*at, RECHECK))
+    }
+
+    /// The Secret carries the finalizer now; kept only where the watch sees its changes.
+    fn remember(&self, namespace: &str, name: &str) {
+        if self.watched.is_empty() || self.watched.iter().any(|w| w == namespace) {
+            let key = (namespace.to_string(), name.to_string());
+            self.seen
+                .lock()
+                .expect("lock")
+                .insert(key, self.clock.now());
+        }
     }
 
     /// The Secret `name` in `namespace` changed.
@@ -130,4 +151,26 @@ pub async fn going(client: &Client, namespace: &str, config: &IssuerConfig) -> R
         .get_metadata_opt(name)
         .await?
         .is_some_and(|s| s.meta().deletion_timestamp.is_some()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_protected_secret_is_trusted_until_it_changes_or_the_recheck_is_due() {
+        let clock = Arc::new(Clock::default());
+        let protected = Protected::new(vec!["shop".into()], clock.clone());
+        protected.remember("shop", "creds");
+        assert!(protected.known("shop", "creds"));
+        assert!(!protected.known("shop", "other"));
+        protected.changed("shop", "creds");
+        assert!(!protected.known("shop", "creds"), "a change drops it");
+        protected.remember("shop", "creds");
+        clock.advance(RECHECK);
+        assert!(!protected.known("shop", "creds"), "read again once due");
+        // Where the watch does not see changes, nothing is trusted.
+        protected.remember("elsewhere", "creds");
+        assert!(!protected.known("elsewhere", "creds"));
+    }
 }

@@ -71,7 +71,10 @@ impl Context {
             connections: Arc::default(),
             issuers: Arc::default(),
             issuer_cache: Default::default(),
-            protected: super::credentials::Protected::new(settings.scope.namespaces.clone()),
+            protected: super::credentials::Protected::new(
+                settings.scope.namespaces.clone(),
+                settings.clock.clone(),
+            ),
             namespace: settings.namespace.clone(),
             service_account: settings.service_account.clone(),
             metrics: settings.metrics.clone(),
