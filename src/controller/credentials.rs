@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
-
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::{Client, Resource, ResourceExt};
