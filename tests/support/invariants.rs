@@ -87,19 +87,22 @@ fn text(s: &Secret, key: &str) -> Option<String> {
         .map(|b| String::from_utf8_lossy(&b.0).into_owned())
 }
 
-/// The key ids a Kubernetes store state Secret holds (fields `k-` and the hex of the id).
+/// The key id a Kubernetes store state Secret field holds: `k-` and the hex of the id.
+pub fn state_key_id(field: &str) -> Option<String> {
+    let hex = field.strip_prefix("k-")?;
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// The key ids a Kubernetes store state Secret holds.
 fn stored_ids(s: &Secret) -> BTreeSet<String> {
     s.data
         .iter()
         .flatten()
-        .filter_map(|(field, _)| {
-            let hex = field.strip_prefix("k-")?;
-            let bytes: Option<Vec<u8>> = (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-                .collect();
-            String::from_utf8(bytes?).ok()
-        })
+        .filter_map(|(field, _)| state_key_id(field))
         .collect()
 }
 

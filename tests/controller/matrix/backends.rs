@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::super::harness::*;
 use super::super::http_issuer::{http_client, widgetjar};
+use crate::support::invariants::state_key_id;
 use crate::support::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,7 +198,7 @@ impl Run<'_> {
                 let keys = state.data.unwrap_or_default().into_iter();
                 Some(Stored {
                     keys: keys
-                        .map(|(k, v)| (id_of_state_field(&k), text(&v.0)))
+                        .map(|(k, v)| (state_key_id(&k).expect("a key's field"), text(&v.0)))
                         .collect(),
                     slots: None,
                 })
@@ -324,16 +325,6 @@ impl Run<'_> {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The Kubernetes store names a key's field `k-` and the hex of its id.
-fn id_of_state_field(field: &str) -> String {
-    let hex = field.trim_start_matches("k-");
-    let bytes: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect();
-    String::from_utf8(bytes).unwrap()
 }
 
 fn keys_of(v: &Value) -> Vec<&String> {
