@@ -50,9 +50,10 @@ impl<T: Send + 'static> Log<T> {
     }
 }
 
-/// One version of the consumer Secret: the ids it offers (current first) and its values.
+/// One version of the consumer Secret: the ids it offers and its values.
 struct Offered {
     version: u64,
+    current: Option<String>,
     ids: Vec<String>,
     values: Vec<String>,
 }
@@ -117,6 +118,7 @@ impl Recorder {
         let secrets: Api<Secret> = Api::default_namespaced(client.clone());
         let secret = Log::watch(secrets.clone(), secret, |s: Secret| Offered {
             version: version(&s),
+            current: text(&s, "api-key-id"),
             ids: ["api-key-id", "api-key-id-previous"]
                 .iter()
                 .filter_map(|f| text(&s, f))
@@ -169,7 +171,7 @@ impl Recorder {
 
         // 1. The Secret never offers, as its current key, one already recorded revoked.
         for o in &offered {
-            let Some(current) = o.ids.first() else {
+            let Some(current) = &o.current else {
                 continue;
             };
             let revoked_in = recorded
