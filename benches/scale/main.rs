@@ -13,9 +13,9 @@
 //! writes on the same kinds, in per-key sequences as the operator must make them, by a
 //! minimal client at the operator's concurrency (three ways: the writes alone, with the
 //! operator's Events, and timed from the first create as the operator's time is). With
-//! `--rotate`, it then asks every
-//! ApiKey to rotate at once and compares the time taken with what the issuer's rate
-//! limit (`--issuer-rps`, at the issuer and in the KeyIssuer) allows.
+//! `--rotate`, it then asks every ApiKey to rotate at once and compares the time taken
+//! with what the issuer's rate limit (`--issuer-rps`, at the issuer and in the KeyIssuer)
+//! allows.
 
 mod floor;
 mod processes;
