@@ -11,7 +11,7 @@ use crate::controller::{Scope, Settings};
 use crate::telemetry::LogFormat;
 use crate::telemetry::server;
 
-mod client;
+pub mod client;
 mod leader;
 
 #[derive(Args, Debug)]

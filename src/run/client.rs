@@ -1,16 +1,43 @@
 //! The Kubernetes client: from a kubeconfig or the pod's ServiceAccount, paced by
 //! `--kube-qps` and `--kube-burst` so a relist of thousands of ApiKeys cannot flood the
-//! API server (kube-rs has no client-side rate limit of its own).
+//! API server (kube-rs has no client-side rate limit of its own), and retrying the
+//! answers that say "try again" (429, 503, 504) a few times within seconds.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use kube::client::retry::RetryPolicy;
+use tower::buffer::BufferLayer;
+use tower::retry::RetryLayer;
 use tower::{Layer, Service};
 
 use crate::pace::Gate;
+
+/// How often a request answered 429, 503 or 504 is sent again. kube-rs's own default
+/// (15 times, backing off up to 1000 s) holds a reconcile inside one request for minutes
+/// of an API server brownout, with nothing on the ApiKey; beyond a few quick retries the
+/// step fails, the ApiKey says why, and the controller's backoff takes over.
+pub const RETRIES: u32 = 3;
+
+/// Backoff from 100 ms, doubling (with jitter) up to 2 s; a `Retry-After` the server
+/// sends is honoured.
+fn retry_policy() -> RetryPolicy {
+    RetryPolicy::new(
+        Duration::from_millis(100),
+        Duration::from_secs(2),
+        RETRIES,
+        true,
+    )
+    .expect("valid backoff")
+}
+
+/// Requests queued for the retry layer (it needs a `Clone` service, so the client's
+/// boxed stack goes behind a buffer, as kube's `Client` does itself).
+const QUEUED: usize = 1024;
 
 pub async fn build(
     kubeconfig: Option<&Path>,
@@ -29,10 +56,29 @@ pub async fn build(
             .await
             .map_err(|e| format!("no Kubernetes configuration found: {e}"))?,
     };
+    with_config(config, qps, burst)
+}
+
+/// The operator's client for a dev cluster (the sandbox's, the tests'), from its kubeconfig
+/// text; paced only against runaway loops, as a local API server needs no protection.
+pub async fn for_dev_cluster(kubeconfig: &str) -> Result<kube::Client, String> {
+    let invalid = |e: kube::config::KubeconfigError| format!("invalid kubeconfig: {e}");
+    let kc = kube::config::Kubeconfig::from_yaml(kubeconfig).map_err(invalid)?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .map_err(invalid)?;
+    with_config(config, 10_000, 10_000)
+}
+
+fn with_config(mut config: kube::Config, qps: u32, burst: u32) -> Result<kube::Client, String> {
+    config.default_retry = false;
     let pace = Pace(Arc::new(Gate::new(Some(qps), Some(burst))));
+    // Retries outside the pace: each one waits for a token like any other request.
     Ok(kube::client::ClientBuilder::try_from(config)
         .map_err(|e| format!("cannot build a client: {e}"))?
         .with_layer(&pace)
+        .with_layer(&BufferLayer::new(QUEUED))
+        .with_layer(&RetryLayer::new(retry_policy()))
         .build())
 }
 
@@ -95,12 +141,67 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
+    use http::{Request, Response, StatusCode};
+    use kube::client::Body;
     use tokio::time::Instant;
     use tower::ServiceExt;
 
     use super::*;
+
+    /// A server that answers `refusals` 503s, then 200s; and how often it was asked.
+    fn unavailable_for(
+        refusals: u32,
+    ) -> (
+        impl Service<Request<Body>, Response = Response<()>, Error = tower::BoxError> + Clone,
+        Arc<AtomicU32>,
+    ) {
+        let asked = Arc::new(AtomicU32::new(0));
+        let counter = asked.clone();
+        let server = tower::service_fn(move |_: Request<Body>| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let status = if n < refusals {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
+            async move { Ok(Response::builder().status(status).body(()).unwrap()) }
+        });
+        (server, asked)
+    }
+
+    async fn send(
+        service: impl Service<Request<Body>, Response = Response<()>, Error = tower::BoxError>,
+    ) -> StatusCode {
+        let request = Request::get("/api/v1/namespaces/default/secrets/s")
+            .body(Body::empty())
+            .unwrap();
+        service.oneshot(request).await.unwrap().status()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_brief_503_is_retried_away() {
+        let (server, asked) = unavailable_for(2);
+        let status = send(RetryLayer::new(retry_policy()).layer(server)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(asked.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lasting_503_is_given_back_within_seconds() {
+        let (server, asked) = unavailable_for(u32::MAX);
+        let start = Instant::now();
+        let status = send(RetryLayer::new(retry_policy()).layer(server)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(asked.load(Ordering::SeqCst), 1 + RETRIES);
+        // 100 + 200 + 400 ms, each with jitter; kube-rs's default waited minutes.
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn requests_beyond_the_burst_wait_for_the_rate() {

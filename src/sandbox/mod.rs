@@ -59,7 +59,8 @@ pub async fn serve(args: DevArgs) -> Result<(), String> {
             _openbao = Some(bao);
         }
         tokio::spawn(progress::report(client.clone()));
-        tokio::spawn(crate::controller::run(client.clone(), settings));
+        let operator = crate::run::client::for_dev_cluster(&cluster.kubeconfig()).await?;
+        tokio::spawn(crate::controller::run(operator, settings));
         if !args.no_quickstart {
             apply::quickstart(&client).await?;
             let _ = writeln!(

@@ -17,6 +17,8 @@ use crate::support::*;
 
 pub struct Operator {
     pub t: TestCluster,
+    /// The client the operator runs with: the one `apikey-operator run` builds.
+    client: Client,
     task: JoinHandle<()>,
 }
 
@@ -30,7 +32,7 @@ impl Operator {
     /// Starts a fresh operator process against the same cluster.
     pub fn start(&mut self) {
         self.task = tokio::spawn(apikey_operator::controller::run(
-            self.t.client.clone(),
+            self.client.clone(),
             Default::default(),
         ));
     }
@@ -69,14 +71,17 @@ pub async fn operator_on(
     t: TestCluster,
     settings: apikey_operator::controller::Settings,
 ) -> Operator {
+    let client = apikey_operator::run::client::for_dev_cluster(&t.cluster.kubeconfig())
+        .await
+        .unwrap();
     let crds: Api<CustomResourceDefinition> = Api::all(t.client.clone());
     for crd in api::crds() {
         let name = crd.metadata.name.clone().unwrap();
         crds.create(&PostParams::default(), &crd).await.unwrap();
         wait(crds.clone(), &name, conditions::is_crd_established()).await;
     }
-    let task = tokio::spawn(apikey_operator::controller::run(t.client.clone(), settings));
-    Operator { t, task }
+    let task = tokio::spawn(apikey_operator::controller::run(client.clone(), settings));
+    Operator { t, client, task }
 }
 
 pub async fn create<K>(client: &Client, obj: Value) -> K

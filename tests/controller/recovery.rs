@@ -285,6 +285,34 @@ async fn store_failures_are_reported_and_recovered_from() {
     );
 }
 
+/// An API server that answers 503 (overloaded, or shutting down) for longer than a blip:
+/// the operator's client (the one `apikey-operator run` builds, as every test's operator
+/// has) sends each request again a few times, then the step fails and the ApiKey says why. kube-rs's default client kept retrying one request
+/// for minutes, the ApiKey showing nothing meanwhile.
+#[tokio::test]
+async fn an_api_server_answering_503_shows_on_the_apikey_after_a_few_retries() {
+    use apikey_operator::run::client::RETRIES;
+    use kube_devcluster::Fault;
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    let mut fired = op.t.cluster.faults_fired();
+    op.t.cluster
+        .inject(Fault::on("create", "secrets").status(503));
+    create::<ApiKey>(c, apikey("busy", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let message = wait_reason(&apikeys, "busy", "Ready", "StoreUnavailable").await;
+    assert!(message.contains("503"), "{message}");
+    let refused = *fired.borrow_and_update();
+    assert!(
+        refused > u64::from(RETRIES),
+        "the first attempt and {RETRIES} retries before it failed, not {refused}"
+    );
+    op.t.cluster.clear_faults();
+    let ak = wait(apikeys, "busy", ready).await;
+    assert_eq!(ak.status.unwrap().rotation_count, 1);
+}
+
 /// A promotion writes the Secret, then status. A crash in between leaves a pending key
 /// that pods may already read: even after a spec change it is promoted, never abandoned
 /// (revoked under them), and goes only by a rotation with its overlap.
