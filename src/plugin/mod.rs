@@ -9,8 +9,8 @@ mod show;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use kube::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client};
 
 use crate::api::apikey::ApiKey;
 
@@ -96,7 +96,8 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         .namespace
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
-    let client = Client::try_from(config).map_err(|e| format!("cannot build a client: {e}"))?;
+    // A pace none of its commands comes near; the bounded retries are what matter here.
+    let client = crate::run::client::with_config(config, 50, 300)?;
     let apikeys: Api<ApiKey> = Api::namespaced(client.clone(), &namespace);
     let mut out = std::io::stdout();
     match cli.command {

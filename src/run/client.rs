@@ -70,7 +70,9 @@ pub async fn for_dev_cluster(kubeconfig: &str) -> Result<kube::Client, String> {
     with_config(config, 10_000, 10_000)
 }
 
-fn with_config(mut config: kube::Config, qps: u32, burst: u32) -> Result<kube::Client, String> {
+/// The client for a configuration already read (the `kubectl apikey` plugin's too: a
+/// command should not sit silent for minutes of an API server brownout either).
+pub fn with_config(mut config: kube::Config, qps: u32, burst: u32) -> Result<kube::Client, String> {
     config.default_retry = false;
     let pace = Pace(Arc::new(Gate::new(Some(qps), Some(burst))));
     // Retries outside the pace: each one waits for a token like any other request.
