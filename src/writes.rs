@@ -71,14 +71,17 @@ impl OwnWrites {
     /// Whether `seen`, from a watch, is the echo of one of our writes (each is only
     /// recognised once).
     pub fn is_echo(&self, seen: &ObjectMeta) -> bool {
-        let Some(key) = version_key(seen) else {
-            return false;
-        };
+        version_key(seen).is_some_and(|(uid, version)| self.is_echo_of(&uid, &version))
+    }
+
+    /// Whether version `version` of the object `uid` is one of our writes (recognised
+    /// once).
+    pub fn is_echo_of(&self, uid: &str, version: &str) -> bool {
         self.versions
             .lock()
             .expect("lock")
             .by_version
-            .remove(&key)
+            .remove(&(uid.to_string(), version.to_string()))
             .is_some()
     }
 }

@@ -7,6 +7,7 @@ mod credentials;
 pub mod error;
 pub mod events;
 mod finalizers;
+mod held;
 mod index;
 mod instrumented;
 mod issuers;
@@ -217,7 +218,11 @@ fn controller(
                     .changed(ns.as_deref().unwrap_or_default(), &name);
                 match ctx.own_writes.is_echo(&s.metadata) {
                     true => Vec::new(),
-                    false => secret_index.users(ns, &name),
+                    false => secret_index
+                        .users(ns, &name)
+                        .into_iter()
+                        .filter(|user| !ctx.reconciling.hold(user, &s.metadata))
+                        .collect(),
                 }
             }
         })

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use kube::api::Api;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 
 use tracing::Instrument;
@@ -43,6 +44,8 @@ pub struct Context {
     latest: Mutex<HashMap<String, ApiKey>>,
     /// Our writes whose watch events need not wake the ApiKey again.
     pub(super) own_writes: Arc<crate::writes::OwnWrites>,
+    /// The ApiKeys being reconciled, and the watch events held until they are done.
+    pub(super) reconciling: super::held::Reconciling,
     pub(super) failures: Mutex<HashMap<String, u32>>,
     /// Store logins and issuer clients kept between reconciles.
     pub(super) connections: Arc<crate::store::Connections>,
@@ -67,6 +70,7 @@ impl Context {
             fences: Mutex::default(),
             latest: Mutex::default(),
             own_writes: Arc::default(),
+            reconciling: Default::default(),
             failures: Mutex::default(),
             connections: Arc::default(),
             issuers: Arc::default(),
@@ -104,13 +108,14 @@ impl Context {
     }
 
     /// Whether the watch event `ak` should wake its ApiKey: not when it is the echo of
-    /// our own write (the cache shows it now, so its fence lifts too).
+    /// our own write (the cache shows it now, so its fence lifts too), nor while the
+    /// ApiKey is being reconciled (the event waits for its end).
     pub(super) fn wakes(&self, ak: &ApiKey) -> bool {
-        if !self.own_writes.is_echo(ak.meta()) {
-            return true;
+        if self.own_writes.is_echo(ak.meta()) {
+            self.is_stale(ak);
+            return false;
         }
-        self.is_stale(ak);
-        false
+        !self.reconciling.hold(&ObjectRef::from_obj(ak), ak.meta())
     }
 
     /// `ak`, or our own later write of it in this reconcile.
@@ -167,9 +172,20 @@ pub async fn reconcile(ak: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, Err
         step = tracing::field::Empty,
     );
     let started = std::time::Instant::now();
+    let apikey = ObjectRef::from_obj(&*ak);
+    ctx.reconciling.begin(apikey.clone());
     let result = reconcile_traced(ak, ctx.clone()).instrument(span).await;
+    let woken = ctx.reconciling.end(&apikey, &ctx.own_writes);
     ctx.metrics.reconciled(started.elapsed());
-    result
+    match result {
+        // Another writer's change came in meanwhile: look again at once.
+        Ok(_) if woken => Ok(Action::requeue(Duration::ZERO)),
+        Err(e) if woken => {
+            ctx.reconciling.woken_while_failing(apikey);
+            Err(e)
+        }
+        result => result,
+    }
 }
 
 async fn reconcile_traced(ak: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -208,6 +224,9 @@ fn show_in_metrics(ctx: &Context, ak: &ApiKey) {
 }
 
 pub fn error_policy(ak: Arc<ApiKey>, e: &Error, ctx: Arc<Context>) -> Action {
+    if ctx.reconciling.take_woken(&ObjectRef::from_obj(&*ak)) {
+        return Action::requeue(Duration::ZERO);
+    }
     if e.is_conflict() {
         // Another write won; the watch brings the newer object. Do not hammer the issuer.
         return Action::requeue(Duration::from_secs(1));

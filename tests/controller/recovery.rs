@@ -55,6 +55,54 @@ async fn a_deleted_or_edited_secret_is_restored() {
     );
 }
 
+/// Watch events for an ApiKey being reconciled wait for the reconcile to end (one may be
+/// the echo of a write whose answer is still on its way). One that is not, here the
+/// consumer Secret deleted while a status write is held up in a reconcile that would
+/// otherwise sleep until the next rotation, must still wake the ApiKey when it ends.
+#[tokio::test]
+async fn a_secret_deleted_during_a_reconcile_is_restored_when_it_ends() {
+    use kube_devcluster::Fault;
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    create::<ApiKey>(c, apikey("held", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let id = wait(apikeys.clone(), "held", ready)
+        .await
+        .status
+        .unwrap()
+        .current_key
+        .unwrap()
+        .id;
+    // A schedule change: the reconcile records it in status (held up 2 s here) and has
+    // nothing else to do for two hours.
+    let mut fired = op.t.cluster.faults_fired();
+    op.t.cluster.inject(
+        Fault::on("update", "apikeys")
+            .times(1)
+            .delay(std::time::Duration::from_secs(2)),
+    );
+    apikeys
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"rotation": {"every": "2h"}}})),
+        )
+        .await
+        .unwrap();
+    fired.wait_for(|f| *f >= 1).await.unwrap();
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    secrets
+        .delete("held", &DeleteParams::default())
+        .await
+        .unwrap();
+    let restored = wait(secrets, "held", |s: Option<&Secret>| {
+        s.and_then(|s| data(s, "api-key-id")).is_some()
+    })
+    .await;
+    assert_eq!(data(&restored, "api-key-id").unwrap(), id);
+}
+
 #[tokio::test]
 async fn a_secret_replaced_while_being_restored_is_not_taken_over() {
     use kube_devcluster::Fault;
