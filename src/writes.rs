@@ -90,17 +90,19 @@ fn version_key(meta: &ObjectMeta) -> Option<(String, String)> {
     meta.uid.clone().zip(meta.resource_version.clone())
 }
 
+/// Metadata of version `version` of the object `uid` (for tests of echoes).
+#[cfg(test)]
+pub(crate) fn meta(uid: &str, version: &str) -> ObjectMeta {
+    ObjectMeta {
+        uid: Some(uid.into()),
+        resource_version: Some(version.into()),
+        ..ObjectMeta::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn meta(uid: &str, version: &str) -> ObjectMeta {
-        ObjectMeta {
-            uid: Some(uid.into()),
-            resource_version: Some(version.into()),
-            ..ObjectMeta::default()
-        }
-    }
 
     #[test]
     fn only_the_version_we_wrote_is_an_echo_and_only_once() {

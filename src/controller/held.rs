@@ -80,14 +80,7 @@ impl Reconciling {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn meta(uid: &str, version: &str) -> ObjectMeta {
-        ObjectMeta {
-            uid: Some(uid.into()),
-            resource_version: Some(version.into()),
-            ..ObjectMeta::default()
-        }
-    }
+    use crate::writes::meta;
 
     fn apikey(name: &str) -> ObjectRef<ApiKey> {
         ObjectRef::new(name).within("default")

@@ -19,13 +19,7 @@ async fn a_deleted_or_edited_secret_is_restored() {
     issuer(c).await;
     create::<ApiKey>(c, apikey("drift", json!({"every": "1h"}), json!({}))).await;
     let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
-    let id = wait(apikeys, "drift", ready)
-        .await
-        .status
-        .unwrap()
-        .current_key
-        .unwrap()
-        .id;
+    let id = current_id(&wait(apikeys, "drift", ready).await);
     let secrets: Api<Secret> = Api::default_namespaced(c.clone());
     let original = data(&secrets.get("drift").await.unwrap(), "api-key").unwrap();
     secrets
@@ -40,14 +34,7 @@ async fn a_deleted_or_edited_secret_is_restored() {
         s.and_then(|s| data(s, "api-key")) == Some(original.clone())
     })
     .await;
-    secrets
-        .delete("drift", &DeleteParams::default())
-        .await
-        .unwrap();
-    let restored = wait(secrets, "drift", |s: Option<&Secret>| {
-        s.and_then(|s| data(s, "api-key-id")).is_some()
-    })
-    .await;
+    let restored = deleted_and_restored(&secrets, "drift").await;
     assert_eq!(
         data(&restored, "api-key-id").unwrap(),
         id,
@@ -67,13 +54,7 @@ async fn a_secret_deleted_during_a_reconcile_is_restored_when_it_ends() {
     issuer(c).await;
     create::<ApiKey>(c, apikey("held", json!({"every": "1h"}), json!({}))).await;
     let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
-    let id = wait(apikeys.clone(), "held", ready)
-        .await
-        .status
-        .unwrap()
-        .current_key
-        .unwrap()
-        .id;
+    let id = current_id(&wait(apikeys.clone(), "held", ready).await);
     // A schedule change: the reconcile records it in status (held up 2 s here) and has
     // nothing else to do for two hours.
     let mut fired = op.t.cluster.faults_fired();
@@ -91,16 +72,20 @@ async fn a_secret_deleted_during_a_reconcile_is_restored_when_it_ends() {
         .await
         .unwrap();
     fired.wait_for(|f| *f >= 1).await.unwrap();
-    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    let restored = deleted_and_restored(&Api::default_namespaced(c.clone()), "held").await;
+    assert_eq!(data(&restored, "api-key-id").unwrap(), id);
+}
+
+/// Deletes the consumer Secret `name` and waits until the operator has written it again.
+async fn deleted_and_restored(secrets: &Api<Secret>, name: &str) -> Secret {
     secrets
-        .delete("held", &DeleteParams::default())
+        .delete(name, &DeleteParams::default())
         .await
         .unwrap();
-    let restored = wait(secrets, "held", |s: Option<&Secret>| {
+    wait(secrets.clone(), name, |s: Option<&Secret>| {
         s.and_then(|s| data(s, "api-key-id")).is_some()
     })
-    .await;
-    assert_eq!(data(&restored, "api-key-id").unwrap(), id);
+    .await
 }
 
 #[tokio::test]
