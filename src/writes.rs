@@ -44,7 +44,7 @@ pub struct OwnWrites {
 
 #[derive(Default)]
 struct OwnVersions {
-    by_version: std::collections::HashMap<(String, String), std::time::Instant>,
+    by_version: std::collections::HashMap<Version, std::time::Instant>,
     /// The size after the last sweep of old entries: the next sweep waits until it doubles.
     swept_at: usize,
 }
@@ -55,7 +55,7 @@ const ECHO_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 impl OwnWrites {
     /// Records that `written` (as the API server returned it) is our write.
     pub fn record(&self, written: &ObjectMeta) {
-        let Some(key) = version_key(written) else {
+        let Some(key) = version_of(written) else {
             return;
         };
         let mut v = self.versions.lock().expect("lock");
@@ -71,22 +71,24 @@ impl OwnWrites {
     /// Whether `seen`, from a watch, is the echo of one of our writes (each is only
     /// recognised once).
     pub fn is_echo(&self, seen: &ObjectMeta) -> bool {
-        version_key(seen).is_some_and(|(uid, version)| self.is_echo_of(&uid, &version))
+        version_of(seen).is_some_and(|version| self.is_echo_of(&version))
     }
 
-    /// Whether version `version` of the object `uid` is one of our writes (recognised
-    /// once).
-    pub fn is_echo_of(&self, uid: &str, version: &str) -> bool {
+    /// Whether `version` is one of our writes (recognised once).
+    pub fn is_echo_of(&self, version: &Version) -> bool {
         self.versions
             .lock()
             .expect("lock")
             .by_version
-            .remove(&(uid.to_string(), version.to_string()))
+            .remove(version)
             .is_some()
     }
 }
 
-fn version_key(meta: &ObjectMeta) -> Option<(String, String)> {
+/// One version of one object: its uid and resourceVersion.
+pub type Version = (String, String);
+
+pub fn version_of(meta: &ObjectMeta) -> Option<Version> {
     meta.uid.clone().zip(meta.resource_version.clone())
 }
 

@@ -13,10 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::api::apikey::ApiKey;
-use crate::writes::OwnWrites;
-
-/// An object's version: its uid and resourceVersion.
-type Version = (String, String);
+use crate::writes::{OwnWrites, Version, version_of};
 
 #[derive(Default)]
 pub struct Reconciling {
@@ -38,7 +35,7 @@ impl Reconciling {
     /// Holds the event of `seen` (an object `apikey` uses, or `apikey` itself) when
     /// `apikey` is being reconciled: whether it was held.
     pub fn hold(&self, apikey: &ObjectRef<ApiKey>, seen: &ObjectMeta) -> bool {
-        let Some(version) = seen.uid.clone().zip(seen.resource_version.clone()) else {
+        let Some(version) = version_of(seen) else {
             return false;
         };
         match self.running.lock().expect("lock").get_mut(apikey) {
@@ -61,7 +58,7 @@ impl Reconciling {
             .unwrap_or_default();
         // Every echo is consumed (each is recognised once), so no short-circuit.
         held.iter()
-            .filter(|(uid, version)| !own_writes.is_echo_of(uid, version))
+            .filter(|version| !own_writes.is_echo_of(version))
             .count()
             > 0
     }
@@ -82,6 +79,10 @@ mod tests {
     use super::*;
     use crate::writes::meta;
 
+    fn version(uid: &str, resource_version: &str) -> Version {
+        (uid.into(), resource_version.into())
+    }
+
     fn apikey(name: &str) -> ObjectRef<ApiKey> {
         ObjectRef::new(name).within("default")
     }
@@ -94,7 +95,10 @@ mod tests {
         assert!(reconciling.hold(&apikey("a"), &meta("secret-uid", "7")));
         own.record(&meta("secret-uid", "7"));
         assert!(!reconciling.end(&apikey("a"), &own));
-        assert!(!own.is_echo_of("secret-uid", "7"), "consumed by the end");
+        assert!(
+            !own.is_echo_of(&version("secret-uid", "7")),
+            "consumed by the end"
+        );
     }
 
     #[test]
@@ -106,7 +110,7 @@ mod tests {
         own.record(&meta("secret-uid", "9"));
         assert!(reconciling.end(&apikey("a"), &own), "version 8 is not ours");
         assert!(
-            !own.is_echo_of("secret-uid", "9"),
+            !own.is_echo_of(&version("secret-uid", "9")),
             "the echo is consumed all the same"
         );
     }
