@@ -19,6 +19,9 @@ pub struct Fault {
     pub times: Option<usize>,
     /// Matching requests to let through before it applies (fail the n+1-th write).
     pub after: usize,
+    /// The request takes effect before `status` is answered, as when a write reached
+    /// etcd and the answer timed out (a 504 from a busy API server).
+    pub applied: bool,
 }
 
 impl Fault {
@@ -30,6 +33,7 @@ impl Fault {
             delay: None,
             times: None,
             after: 0,
+            applied: false,
         }
     }
 
@@ -45,6 +49,12 @@ impl Fault {
 
     pub fn delay(mut self, d: Duration) -> Self {
         self.delay = Some(d);
+        self
+    }
+
+    /// Lets the request take effect, then answers `status` instead of its result.
+    pub fn applied(mut self) -> Self {
+        self.applied = true;
         self
     }
 

@@ -22,6 +22,7 @@ use super::apiserver::{FieldValidation, WriteOptions};
 use super::auth::UserInfo;
 use super::discovery;
 use super::errors::{ApiError, ApiResult};
+use super::hooks::Fault;
 use super::patch;
 use super::protobuf;
 use super::rbac;
@@ -176,13 +177,19 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
             return e.into_response();
         }
     }
-    if let Some(fault) = shared.hooks.take_fault(verb, &resource) {
+    let fault = shared.hooks.take_fault(verb, &resource);
+    let injected = |code| {
+        let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError::injected(code).into_response()
+    };
+    if let Some(fault) = &fault {
         if let Some(d) = fault.delay {
             tokio::time::sleep(d).await;
         }
-        if let Some(code) = fault.status {
-            let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return ApiError::injected(code).into_response();
+        if let Some(code) = fault.status
+            && !fault.applied
+        {
+            return injected(code);
         }
     }
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
@@ -200,9 +207,17 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         user_agent: ua,
         user,
     };
-    match ctx.dispatch(route).await {
+    let response = match ctx.dispatch(route).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
+    };
+    match fault {
+        Some(Fault {
+            status: Some(code),
+            applied: true,
+            ..
+        }) => injected(code),
+        _ => response,
     }
 }
 

@@ -39,6 +39,25 @@ async fn injected_status_codes_apply_to_matching_requests_only() {
     secrets.get("s").await.unwrap();
 }
 
+/// A write whose answer is lost after it took effect (a timeout past etcd): the error is
+/// answered, the object is there, and creating it again meets AlreadyExists.
+#[tokio::test]
+async fn an_injected_status_after_applying_leaves_the_write_done() {
+    let t = cluster().await;
+    let secrets: Api<Secret> = t.api("default");
+    t.cluster.inject(
+        Fault::on("create", "secrets")
+            .status(500)
+            .applied()
+            .times(1),
+    );
+    let e = api_error(secrets.create(&PostParams::default(), &secret("s")).await);
+    assert_eq!(e.code, 500);
+    secrets.get("s").await.expect("created all the same");
+    let again = api_error(secrets.create(&PostParams::default(), &secret("s")).await);
+    assert_eq!(again.reason, "AlreadyExists");
+}
+
 #[tokio::test]
 async fn injected_delays_slow_requests_down() {
     let t = cluster().await;
