@@ -271,6 +271,37 @@ pub async fn wait_event(c: &Client, name: &str, reason: &str) {
         .expect("watch works");
 }
 
+/// The reasons of every condition the ApiKey shows until it is deleted; `watching` is
+/// told once the watch has begun.
+pub async fn condition_reasons_until_deleted(
+    apikeys: Api<ApiKey>,
+    name: &str,
+    watching: tokio::sync::oneshot::Sender<()>,
+) -> Vec<String> {
+    use futures::TryStreamExt;
+    use kube::runtime::watcher::{self, Event};
+    let by_name = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut stream = std::pin::pin!(watcher::watcher(apikeys, by_name));
+    let mut watching = Some(watching);
+    let mut reasons = Vec::new();
+    while let Some(event) = stream.try_next().await.expect("watch works") {
+        match event {
+            Event::Apply(ak) | Event::InitApply(ak) => reasons.extend(
+                ak.status
+                    .into_iter()
+                    .flat_map(|s| s.conditions)
+                    .map(|c| c.reason),
+            ),
+            Event::InitDone => {
+                watching.take().map(|w| w.send(()));
+            }
+            Event::Delete(_) => break,
+            Event::Init => {}
+        }
+    }
+    reasons
+}
+
 /// The ApiKey's current key, as status shows it (which must be there).
 pub fn current_key(ak: &ApiKey) -> &apikey_operator::api::apikey::KeyStatus {
     ak.status

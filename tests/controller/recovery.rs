@@ -320,8 +320,9 @@ async fn store_failures_are_reported_and_recovered_from() {
 
 /// An API server that answers 503 (overloaded, or shutting down) for longer than a blip:
 /// the operator's client (the one `apikey-operator run` builds, as every test's operator
-/// has) sends each request again a few times, then the step fails and the ApiKey says why. kube-rs's default client kept retrying one request
-/// for minutes, the ApiKey showing nothing meanwhile.
+/// has) sends each request again a few times, then the step fails and the ApiKey says
+/// why. kube-rs's default client kept retrying one request for minutes, the ApiKey
+/// showing nothing meanwhile.
 #[tokio::test]
 async fn an_api_server_answering_503_shows_on_the_apikey_after_a_few_retries() {
     use apikey_operator::run::client::RETRIES;
@@ -344,6 +345,50 @@ async fn an_api_server_answering_503_shows_on_the_apikey_after_a_few_retries() {
     op.t.cluster.clear_faults();
     let ak = wait(apikeys, "busy", ready).await;
     assert_eq!(ak.status.unwrap().rotation_count, 1);
+}
+
+/// A create the API server applied but answered 504 (its answer timed out after the
+/// write): the client sends it again and meets AlreadyExists. The Secret there is the
+/// operator's own, so the ApiKey goes on to Ready and never shows a conflict.
+#[tokio::test]
+async fn a_secret_create_applied_but_answered_504_is_known_as_our_own() {
+    use kube_devcluster::Fault;
+    let op = operator().await;
+    let c = &op.t.client;
+    issuer(c).await;
+    let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
+    let (watching, watched) = tokio::sync::oneshot::channel();
+    let reasons = tokio::spawn(condition_reasons_until_deleted(
+        apikeys.clone(),
+        "lost",
+        watching,
+    ));
+    watched.await.unwrap();
+    let mut fired = op.t.cluster.faults_fired();
+    // The Secret creates before Promote's: the Kubernetes store's state Secret.
+    op.t.cluster.inject(
+        Fault::on("create", "secrets")
+            .after(1)
+            .status(504)
+            .applied()
+            .times(1),
+    );
+    create::<ApiKey>(c, apikey("lost", json!({"every": "1h"}), json!({}))).await;
+    let ak = wait(apikeys.clone(), "lost", ready).await;
+    assert_eq!(*fired.borrow_and_update(), 1, "the create was answered 504");
+    let secret = Api::<Secret>::default_namespaced(c.clone())
+        .get("lost")
+        .await
+        .unwrap();
+    assert_eq!(data(&secret, "api-key-id").unwrap(), current_id(&ak));
+    apikeys.delete("lost", &Default::default()).await.unwrap();
+    let reasons = reasons.await.unwrap();
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r != "SecretConflict" && r != "KubernetesError"),
+        "{reasons:?}"
+    );
 }
 
 /// A promotion writes the Secret, then status. A crash in between leaves a pending key
