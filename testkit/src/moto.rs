@@ -15,6 +15,8 @@ use crate::PATIENCE;
 pub struct Moto {
     _child: Child,
     venv: PathBuf,
+    /// Where moto records every request it is sent (its recorder, on from the start).
+    recording: tempfile::TempDir,
     /// `http://127.0.0.1:<port>`, for `endpointUrl`.
     pub endpoint: String,
 }
@@ -28,8 +30,11 @@ impl Moto {
         let bin = venv.join("bin/moto_server");
         crate::tools::require("moto", &bin);
         let port = crate::tools::free_port();
+        let recording = tempfile::tempdir().expect("a directory for moto's recording");
         let mut child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_ENABLE_RECORDING", "true")
+            .env("MOTO_RECORDER_FILEPATH", recording.path().join("requests"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -52,6 +57,7 @@ impl Moto {
         Moto {
             _child: child,
             venv,
+            recording,
             endpoint: format!("http://127.0.0.1:{port}"),
         }
     }
@@ -103,5 +109,36 @@ impl Moto {
             ))
             .await;
         (!v.is_null()).then_some(v)
+    }
+
+    /// The Secrets Manager requests moto was sent so far, in order: each one's operation
+    /// (`PutSecretValue`…) and its JSON body. Moto has no watch: this is how a test sees
+    /// states that last only between two requests.
+    pub fn requests(&self) -> Vec<(String, Value)> {
+        use base64::Engine;
+        let recorded =
+            std::fs::read_to_string(self.recording.path().join("requests")).unwrap_or_default();
+        recorded
+            .lines()
+            .filter_map(|line| {
+                let entry: Value = serde_json::from_str(line).expect("moto records JSON lines");
+                let target = entry["headers"].as_object()?.iter().find_map(|(k, v)| {
+                    k.eq_ignore_ascii_case("x-amz-target").then(|| v.as_str())?
+                })?;
+                let operation = target.strip_prefix("secretsmanager.")?.to_string();
+                let body = entry["body"].as_str().unwrap_or_default();
+                let body = if entry["body_encoded"] == true {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(body)
+                        .expect("moto records bodies in base64")
+                } else {
+                    body.as_bytes().to_vec()
+                };
+                Some((
+                    operation,
+                    serde_json::from_slice(&body).unwrap_or(Value::Null),
+                ))
+            })
+            .collect()
     }
 }

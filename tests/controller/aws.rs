@@ -7,7 +7,7 @@ use apikey_operator::api::store::KeyStore;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, DeleteParams};
-use kube_devcluster::{Fault, WorkloadKind};
+use kube_devcluster::WorkloadKind;
 use serde_json::{Value, json};
 
 use super::harness::*;
@@ -138,36 +138,43 @@ async fn staging_labels_follow_the_rotation_as_native_rotation_uses_them() {
         data(&in_secret, "api-key").as_deref()
     );
 
-    // Held after the store write of the next key (its Minted event, the rotation's second,
-    // is delayed): readers of AWSCURRENT still get the old key, the new one is
-    // AWSPENDING. Moto has no watch, so the test looks until it sees the label, within
-    // the hold.
-    let hold = std::time::Duration::from_secs(5);
-    op.t.cluster
-        .inject(Fault::on("create", "events").after(1).delay(hold).times(1));
+    // The next key is written as AWSPENDING, and only then is AWSCURRENT moved onto it:
+    // until the promotion, readers of AWSCURRENT still get the old key. That state lasts
+    // between two requests, so it is read off the requests moto recorded.
     op.t.cluster
         .hold_rollout(WorkloadKind::Deployment, "default", "app");
+    let before = moto.requests().len();
     request(&apikeys, "widgets", "apikey.dev/rotate", "1").await;
-    let staged = tokio::time::timeout(hold, async {
-        loop {
-            let staged = labels(&moto, name).await;
-            if staged.len() == 2 {
-                return staged;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the new key is stored while its status write is held");
-    assert_eq!(staged[0], (vec!["AWSCURRENT".into()], first.clone()));
-    assert_eq!(staged[1].0, ["AWSPENDING"]);
 
     // Promoted, rolling out: AWSCURRENT moved to the new key, the old one is AWSPREVIOUS.
     let ak = wait(apikeys.clone(), "widgets", phase(Phase::RollingOut)).await;
     let second = current_id(&ak);
+    let rotation = moto.requests().split_off(before);
+    let puts: Vec<&Value> = rotation
+        .iter()
+        .filter(|(op, body)| op == "PutSecretValue" && body["SecretId"] == name)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(puts.len(), 1, "one key stored: {puts:?}");
+    let stored: Value = serde_json::from_str(puts[0]["SecretString"].as_str().unwrap()).unwrap();
     assert_eq!(
-        staged[1].1, second,
+        stored["api-key-id"], second,
         "the pending key was promoted, not minted again"
+    );
+    assert_eq!(puts[0]["VersionStages"], json!(["AWSPENDING"]));
+    let moves: Vec<&Value> = rotation
+        .iter()
+        .filter(|(op, body)| {
+            op == "UpdateSecretVersionStage" && body["VersionStage"] == "AWSCURRENT"
+        })
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(moves.len(), 1, "AWSCURRENT moved once: {moves:?}");
+    assert_eq!(moves[0]["MoveToVersionId"], puts[0]["ClientRequestToken"]);
+    let position = |wanted: &Value| rotation.iter().position(|(_, body)| body == wanted);
+    assert!(
+        position(puts[0]) < position(moves[0]),
+        "stored as AWSPENDING before it was made current"
     );
     assert_eq!(
         labels(&moto, name).await,
