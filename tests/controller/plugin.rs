@@ -160,3 +160,47 @@ async fn kubectl_apikey_shows_rotates_ends_overlaps_and_suspends() {
         "{err}"
     );
 }
+
+/// The plugin uses the operator's client: an API server refusing briefly (503) costs a
+/// retry, not the command; one that keeps refusing is reported within seconds, after
+/// the same few retries, not after kube-rs's minutes of them.
+#[tokio::test]
+async fn kubectl_apikey_retries_a_brief_503_and_reports_a_lasting_one() {
+    use apikey_operator::run::client::RETRIES;
+    use kube_devcluster::Fault;
+    let op = operator().await;
+    let t = &op.t;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    t.cluster.write_kubeconfig(&kubeconfig).unwrap();
+    issuer(&t.client).await;
+    create::<ApiKey>(&t.client, apikey("busy", json!({"every": "1h"}), json!({}))).await;
+    let apikeys: Api<ApiKey> = t.api("default");
+    wait(apikeys.clone(), "busy", ready).await;
+    let fired = t.cluster.faults_fired();
+
+    t.cluster
+        .inject(Fault::on("patch", "apikeys").status(503).times(2));
+    let (ok, said, err) = kubectl_apikey(&kubeconfig, &["rotate", "busy"], "").await;
+    assert!(ok, "{said}{err}");
+    assert_eq!(*fired.borrow(), 2, "both refusals were met");
+    let requested = apikeys.get("busy").await.unwrap();
+    assert!(
+        requested
+            .annotations()
+            .contains_key(apikey_operator::api::apikey::annotations::ROTATE),
+        "the request went through"
+    );
+
+    t.cluster.inject(Fault::on("patch", "apikeys").status(503));
+    let (ok, _, err) = kubectl_apikey(&kubeconfig, &["suspend", "busy"], "").await;
+    assert!(!ok);
+    assert!(err.contains("503"), "{err}");
+    assert_eq!(
+        *fired.borrow(),
+        2 + 1 + u64::from(RETRIES),
+        "the first attempt and {RETRIES} retries"
+    );
+    t.cluster.clear_faults();
+    assert!(!apikeys.get("busy").await.unwrap().spec.suspend);
+}
