@@ -177,7 +177,15 @@ async fn main() -> Result<()> {
         .sum();
 
     tokio::time::sleep(Duration::from_secs(a.steady)).await;
-    let steady = delta(&after, &request_totals(&client).await?, WRITES);
+    let mut steady = delta(&after, &request_totals(&client).await?, WRITES);
+    // Events are written beside the reconciles: some queued before convergence are
+    // written after it. They are the convergence's, not the steady state's.
+    let late_events = steady
+        .remove(&("POST".into(), "events".into()))
+        .unwrap_or(0)
+        + steady
+            .remove(&("PATCH".into(), "events".into()))
+            .unwrap_or(0);
 
     let floor_of = |mix, creates| floor::floor(&client, a.apikeys, a.concurrency, mix, creates);
     let floor_time = floor_of(floor::Mix::Writes, floor::Creates::Untimed).await?;
@@ -267,6 +275,7 @@ async fn main() -> Result<()> {
     for ((verb, resource), n) in &steady {
         println!("  {verb:<6} {resource:<20} {n}");
     }
+    println!("  and {late_events} Events queued before convergence, written after it");
     if let Some(r) = rotated {
         let rps = f64::from(a.issuer_rps.unwrap_or(0));
         let n = a.apikeys as f64;

@@ -178,8 +178,7 @@ impl Shell<'_> {
                 "{} matches no workload: nothing is rolled out for it (it does not hold the previous key back)",
                 newly_empty.join(", ")
             );
-            self.event(EventType::Warning, "ConsumerSelectorEmpty", note)
-                .await;
+            self.event(EventType::Warning, "ConsumerSelectorEmpty", note);
         }
         Ok(changed)
     }

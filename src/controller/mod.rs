@@ -122,10 +122,11 @@ pub async fn run_until(
     settings: Settings,
     stop: impl Future<Output = ()> + Send + 'static,
 ) {
-    let recorder = EventRecorder::new(
+    let (recorder, writing_events) = EventRecorder::new(
         client.clone(),
         "apikey-operator",
         std::env::var("POD_NAME").ok(),
+        settings.metrics.clone(),
     );
     let ctx = Arc::new(Context::new(client.clone(), recorder, &settings));
     let stop = stop.boxed().shared();
@@ -147,15 +148,24 @@ pub async fn run_until(
     };
     let providers = providers::run(ctx.clone(), settings.scope.clone());
     let controllers = futures::future::join_all(controllers.into_iter().map(|(_, run)| run));
-    // The provider watches never end by themselves: they stop with the controllers.
-    futures::future::select(
+    // The provider watches never end by themselves: they stop with the controllers. The
+    // events are written beside them, in this task, so a crash loses what is queued as
+    // it would in a process.
+    let mut writing_events = Box::pin(writing_events);
+    let controlling = futures::future::select(
         Box::pin(async move {
             futures::join!(controllers, synced);
         }),
         Box::pin(providers),
-    )
-    .await;
+    );
+    futures::future::select(controlling, writing_events.as_mut()).await;
+    // Stopped (SIGTERM, a lost lease): what the last steps reported is written first.
+    let flushed = tokio::time::timeout(EVENTS_ON_STOP, ctx.recorder.flush());
+    futures::future::select(Box::pin(flushed), writing_events).await;
 }
+
+/// How long a stopping operator spends writing the events still queued.
+const EVENTS_ON_STOP: std::time::Duration = std::time::Duration::from_secs(5);
 
 type Stop = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
 

@@ -175,8 +175,7 @@ impl Shell<'_> {
                         EventType::Warning,
                         "PendingKeyNotAdopted",
                         format!("the store holds key {id} pending beside a current and a previous key; it is not used: revoke it at the issuer"),
-                    )
-                    .await;
+                    );
                 }
                 (cur, prev)
             }
@@ -218,8 +217,7 @@ impl Shell<'_> {
                         "key {id} ({fingerprint}) was missing from the store; restored it from Secret {:?}",
                         secret::secret_name(self.ak)
                     ),
-                )
-                .await;
+                );
             }
         }
         Ok(())

@@ -360,11 +360,9 @@ mod tests {
             Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
         let settings = crate::controller::Settings::default();
         let clock = settings.clock.clone();
-        let ctx = Context::new(
-            client.clone(),
-            EventRecorder::new(client, "test", None),
-            &settings,
-        );
+        let (recorder, _) =
+            EventRecorder::new(client.clone(), "test", None, settings.metrics.clone());
+        let ctx = Context::new(client, recorder, &settings);
         let at = |rv: &str| {
             let mut ak: ApiKey = serde_json::from_value(serde_json::json!({
                 "apiVersion": "apikey.dev/v1alpha1", "kind": "ApiKey",

@@ -98,12 +98,11 @@ impl Shell<'_> {
         }
         self.put_status().await?;
         if newly_queued {
-            self.event(EventType::Normal, "RotationQueued", message)
-                .await;
+            self.event(EventType::Normal, "RotationQueued", message);
         }
         if spec_changed {
             for (reason, note) in self.spec_warnings() {
-                self.event(EventType::Warning, reason, note).await;
+                self.event(EventType::Warning, reason, note);
             }
         }
         Ok(())
@@ -182,7 +181,7 @@ impl Shell<'_> {
 
     /// Publishes an event. The action carries the rotation number, so events about one
     /// rotation stay apart from the next one's; an identical repeat counts on the first.
-    pub(super) async fn event(&self, type_: EventType, reason: &str, note: String) {
+    pub(super) fn event(&self, type_: EventType, reason: &str, note: String) {
         let rotation = self
             .status
             .pending_key
@@ -196,14 +195,7 @@ impl Shell<'_> {
             action: format!("{reason}/{rotation}"),
             secondary: None,
         };
-        if let Err(e) = self
-            .ctx
-            .recorder
-            .publish(&ev, &self.ak.object_ref(&()))
-            .await
-        {
-            tracing::warn!(error = %e, "cannot publish event");
-        }
+        self.ctx.recorder.publish(ev, self.ak.object_ref(&()));
     }
 }
 
@@ -299,7 +291,7 @@ pub(super) async fn report_failure(ak: &ApiKey, ctx: &Context, e: &Error) {
             action: "Reconcile".into(),
             secondary: None,
         };
-        let _ = ctx.recorder.publish(&ev, &ak.object_ref(&())).await;
+        ctx.recorder.publish(ev, ak.object_ref(&()));
     }
     tracing::warn!(
         apikey = %format!("{}/{}", ak.namespace().unwrap_or_default(), ak.name_any()),

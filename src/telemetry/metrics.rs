@@ -70,6 +70,7 @@ pub struct Metrics {
     issuer_requests: Family<IssuerLabels, Counter>,
     store_requests: Family<StoreLabels, Counter>,
     leader: Gauge,
+    events_dropped: Counter,
     keys: Arc<Keys>,
 }
 
@@ -106,6 +107,12 @@ impl Metrics {
             "1 while this replica leads (acts on ApiKeys), 0 while it waits",
             leader.clone(),
         );
+        let events_dropped = Counter::default();
+        registry.register(
+            "apikey_events_dropped",
+            "Events not written because too many were waiting (the API server is slow or down)",
+            events_dropped.clone(),
+        );
         let keys = Arc::new(Keys {
             clock,
             facts: Mutex::default(),
@@ -118,6 +125,7 @@ impl Metrics {
             issuer_requests,
             store_requests,
             leader,
+            events_dropped,
             keys,
         }
     }
@@ -158,6 +166,10 @@ impl Metrics {
 
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
+    }
+
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
     }
 
     /// Records what an ApiKey's gauges show; `None` removes them (the ApiKey is gone).

@@ -35,8 +35,11 @@ async fn a_revoked_key_is_never_adopted_by_a_successor() {
     create::<ApiKey>(c, revoke()).await;
     let successor = current_id(&wait(apikeys, "e", ready).await);
     assert_ne!(successor, revoked, "a new key, not the revoked one");
+    // An adoption would be reported before the successor's key was minted.
+    let minted_twice =
+        |e: &[(String, String)]| e.iter().filter(|(r, _)| r == "Minted").count() == 2;
     assert!(
-        !events(c, "default", "e")
+        !wait_events(c, "e", minted_twice)
             .await
             .iter()
             .any(|(r, _)| r == "Adopted"),
@@ -180,7 +183,11 @@ async fn an_issuer_is_kept_until_the_keys_it_minted_are_revoked() {
         .unwrap();
     wait_deleted(apikeys, "kept").await;
     wait_deleted(issuers, "gen").await;
-    let events = events(c, "default", "kept").await;
+    let events = wait_events(c, "kept", |e| {
+        e.iter()
+            .any(|(r, _)| r == "Revoked" || r == "KeyNotRevoked")
+    })
+    .await;
     assert!(
         events
             .iter()
@@ -259,6 +266,7 @@ async fn an_issuer_gone_during_an_overlap_does_not_stop_rotations() {
     let entry = history.iter().find(|h| h.id == first).expect("in history");
     assert_eq!(entry.reason, "NotRevoked");
     assert!(entry.revoked_at.is_none(), "{entry:?}");
+    wait_event(c, "moved", "KeyNotRevoked").await;
     assert!(
         events(c, "default", "moved")
             .await
@@ -317,6 +325,7 @@ async fn a_left_behind_secret_whose_id_is_a_key_is_not_adopted() {
     let status = serde_json::to_string(&ak.status).unwrap();
     assert!(!status.contains("sk_live_material"), "{status}");
     assert!(current_id(&ak).starts_with("gen-"), "a key of its own");
+    wait_event(c, "leaky", "Minted").await;
     for (_, note) in events(c, "default", "leaky").await {
         assert!(!note.contains("sk_live_material"), "{note}");
     }
@@ -497,18 +506,27 @@ async fn a_finalizer_patch_that_loses_a_race_is_retried_not_reported() {
     create::<ApiKey>(c, apikey("racy", json!({"every": "1h"}), json!({}))).await;
     let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
     wait(apikeys.clone(), "racy", ready).await;
+    // A failure reported would show in a condition (and an Event after it): every
+    // version of the ApiKey until it is gone is seen.
+    let (watching, watched) = tokio::sync::oneshot::channel();
+    let reasons = tokio::spawn(condition_reasons_until_deleted(
+        apikeys.clone(),
+        "racy",
+        watching,
+    ));
+    watched.await.unwrap();
     op.t.cluster
         .inject(Fault::on("patch", "apikeys").status(422).times(1));
     apikeys
         .delete("racy", &DeleteParams::default())
         .await
         .unwrap();
-    wait_deleted(apikeys, "racy").await;
-    let reasons: Vec<String> = events(c, "default", "racy")
-        .await
-        .into_iter()
-        .map(|(r, _)| r)
-        .collect();
+    let reasons = reasons.await.unwrap();
+    assert_eq!(
+        *op.t.cluster.faults_fired().borrow(),
+        1,
+        "the patch lost its race"
+    );
     assert!(
         !reasons.iter().any(|r| r == "KubernetesError"),
         "{reasons:?}"
@@ -557,13 +575,12 @@ async fn an_adopted_key_keeps_the_issuer_and_scopes_it_was_minted_for() {
             .iter()
             .any(|h| h.id == left && h.revoked_at.is_some())
     );
-    assert!(
-        events(c, "default", "heir")
-            .await
-            .iter()
-            .any(|(r, n)| r == "RotationStarted" && n.contains("SpecChanged")),
-        "rotated because the adopted key was minted for another spec"
-    );
+    // Rotated because the adopted key was minted for another spec.
+    wait_events(c, "heir", |e| {
+        e.iter()
+            .any(|(r, n)| r == "RotationStarted" && n.contains("SpecChanged"))
+    })
+    .await;
 }
 
 /// Item 8: a key being abandoned is recorded as such before it is revoked, so when the

@@ -255,20 +255,34 @@ pub async fn events(c: &Client, ns: &str, name: &str) -> Vec<(String, String)> {
 
 /// Waits (by watching) for an event with this reason about an object in `default`.
 pub async fn wait_event(c: &Client, name: &str, reason: &str) {
+    wait_events(c, name, |events| events.iter().any(|(r, _)| r == reason)).await;
+}
+
+/// Waits (by watching) until the events about an object in `default` (as `events` lists
+/// them) are `done`, and returns them. The operator writes its events beside its
+/// reconciles, each object's in order: a test that asserts one is absent waits for one
+/// published after it first.
+pub async fn wait_events(
+    c: &Client,
+    name: &str,
+    done: impl Fn(&[(String, String)]) -> bool,
+) -> Vec<(String, String)> {
     use futures::TryStreamExt;
     use kube::runtime::{WatchStreamExt, watcher};
     let api = Api::<k8s_openapi::api::events::v1::Event>::default_namespaced(c.clone());
-    let stream = watcher(api, watcher::Config::default()).applied_objects();
-    let found = stream.try_filter(|e| {
-        let matches = e.reason.as_deref() == Some(reason)
-            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name);
-        async move { matches }
-    });
-    let mut found = std::pin::pin!(found);
-    tokio::time::timeout(PATIENCE, found.try_next())
+    let mut changes = std::pin::pin!(watcher(api, watcher::Config::default()).touched_objects());
+    let settled = async {
+        loop {
+            let now = events(c, "default", name).await;
+            if done(&now) {
+                return now;
+            }
+            changes.try_next().await.expect("watch works");
+        }
+    };
+    tokio::time::timeout(PATIENCE, settled)
         .await
-        .unwrap_or_else(|_| panic!("no {reason} event about {name}"))
-        .expect("watch works");
+        .unwrap_or_else(|_| panic!("the events about {name} never were as expected"))
 }
 
 /// The reasons of every condition the ApiKey shows until it is deleted; `watching` is

@@ -289,6 +289,7 @@ async fn a_key_is_never_revoked_at_an_issuer_recreated_under_its_name() {
     assert_eq!(gone.id, first);
     assert_eq!(gone.reason, "NotRevoked", "{gone:?}");
     assert!(gone.revoked_at.is_none());
+    wait_event(c, "moved", "KeyNotRevoked").await;
     let events = events(c, "default", "moved").await;
     let (_, note) = events
         .iter()

@@ -50,8 +50,7 @@ impl Shell<'_> {
                         EventType::Normal,
                         "Revoked",
                         format!("revoked key {id} (ApiKey deleted with deletionPolicy Revoke)"),
-                    )
-                    .await;
+                    );
                 }
                 self.store.delete(&id).await?;
             }
@@ -126,8 +125,7 @@ impl Shell<'_> {
                     "revoked previous key {} (its overlap was over; the Secret is released with the current key only)",
                     prev.id
                 ),
-            )
-            .await;
+            );
         }
         self.status.previous_key = None;
         self.store.delete(&prev.id).await?;

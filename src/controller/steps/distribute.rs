@@ -69,8 +69,7 @@ impl Shell<'_> {
             EventType::Normal,
             "Adopted",
             format!("continuing with key {id} found in {found_in}"),
-        )
-        .await;
+        );
         Ok(Action::requeue(Duration::ZERO))
     }
 
@@ -96,17 +95,13 @@ impl Shell<'_> {
                     EventType::Normal,
                     "SecretMoved",
                     format!("keys moved from Secret {old:?} to {name:?}; {old:?} {fate}"),
-                )
-                .await;
+                );
             }
-            None => {
-                self.event(
-                    EventType::Warning,
-                    "SecretRestored",
-                    format!("Secret {name:?} was missing or edited; restored"),
-                )
-                .await
-            }
+            None => self.event(
+                EventType::Warning,
+                "SecretRestored",
+                format!("Secret {name:?} was missing or edited; restored"),
+            ),
         }
         if recorded.as_deref() != Some(name.as_str()) {
             self.put_status().await?;

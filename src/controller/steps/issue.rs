@@ -70,8 +70,7 @@ impl Shell<'_> {
             kind,
             "RotationStarted",
             format!("{verb} (rotation {rotation}, reason {trigger:?})"),
-        )
-        .await;
+        );
         Ok(Action::requeue(Duration::ZERO))
     }
 
@@ -164,8 +163,7 @@ impl Shell<'_> {
             EventType::Normal,
             "Minted",
             format!("minted key {} ({fingerprint})", minted.id),
-        )
-        .await;
+        );
         // No status write: that the key is stored is read from the store itself
         // (observe), and the promotion that comes next records it.
         Ok(Action::requeue(Duration::ZERO))
@@ -202,8 +200,7 @@ impl Shell<'_> {
                 "key {id} is now current in Secret {:?}",
                 secret::secret_name(self.ak)
             ),
-        )
-        .await;
+        );
         Ok(Action::requeue(Duration::ZERO))
     }
 
@@ -285,8 +282,7 @@ impl Shell<'_> {
                 "pending rotation {} dropped: the key's spec changed",
                 p.rotation
             ),
-        )
-        .await;
+        );
         Ok(Action::requeue(Duration::ZERO))
     }
 
@@ -362,8 +358,7 @@ impl Shell<'_> {
             format!(
                 "emergency rotation: key {compromised} will be revoked as soon as rotation {rotation}, in flight, is in the Secret"
             ),
-        )
-        .await;
+        );
         Ok(Action::requeue(Duration::ZERO))
     }
 
@@ -417,8 +412,7 @@ impl Shell<'_> {
                         "could not revoke the key of unfinished rotation {} ({id}): {e}; revoke it at {:?} {:?} if it was minted",
                         p.rotation, p.issuer.kind, p.issuer.name
                     ),
-                )
-                .await;
+                );
             }
             Err(e) => return Err(e),
         }

@@ -83,8 +83,7 @@ impl Shell<'_> {
                 sources.join(", "),
                 describe(&here)
             ),
-        )
-        .await;
+        );
         Ok(())
     }
 }

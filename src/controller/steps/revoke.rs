@@ -68,8 +68,7 @@ impl Shell<'_> {
                 EventType::Normal,
                 "Revoked",
                 format!("revoked previous key {} ({reason})", prev.id),
-            )
-            .await;
+            );
         }
         Ok(Action::requeue(Duration::ZERO))
     }
@@ -101,8 +100,7 @@ impl Shell<'_> {
                         "could not revoke key {id}: {e}; it stays valid until revoked at {:?} {:?} by hand",
                         record.kind, record.name
                     ),
-                )
-                .await;
+                );
                 Ok(false)
             }
             Err(e) => Err(e),
@@ -147,8 +145,7 @@ impl Shell<'_> {
             EventType::Normal,
             "RequestIgnored",
             "revoke-previous requested, but there is no previous key".into(),
-        )
-        .await;
+        );
         Ok(Action::requeue(Duration::ZERO))
     }
 

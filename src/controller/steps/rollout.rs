@@ -165,7 +165,7 @@ impl Shell<'_> {
                 self.ctx.clock.now(),
             );
             self.put_status().await?;
-            self.event(EventType::Warning, reason, msg).await;
+            self.event(EventType::Warning, reason, msg);
         }
         Ok(Action::requeue(Duration::from_secs(30)))
     }
@@ -188,8 +188,7 @@ impl Shell<'_> {
                 "overlap {:?} is shorter than the consumers' terminationGracePeriodSeconds ({grace}s): terminating pods may still use the previous key when it is revoked",
                 self.overlap
             );
-            self.event(EventType::Warning, "OverlapShorterThanGracePeriod", note)
-                .await;
+            self.event(EventType::Warning, "OverlapShorterThanGracePeriod", note);
         }
         self.record_consumers().await?;
         self.write_status(Phase::Overlapping).await?;
