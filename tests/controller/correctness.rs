@@ -508,13 +508,7 @@ async fn a_finalizer_patch_that_loses_a_race_is_retried_not_reported() {
     wait(apikeys.clone(), "racy", ready).await;
     // A failure reported would show in a condition (and an Event after it): every
     // version of the ApiKey until it is gone is seen.
-    let (watching, watched) = tokio::sync::oneshot::channel();
-    let reasons = tokio::spawn(condition_reasons_until_deleted(
-        apikeys.clone(),
-        "racy",
-        watching,
-    ));
-    watched.await.unwrap();
+    let reasons = condition_reasons_until_deleted(apikeys.clone(), "racy").await;
     op.t.cluster
         .inject(Fault::on("patch", "apikeys").status(422).times(1));
     apikeys

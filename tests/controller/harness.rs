@@ -285,35 +285,39 @@ pub async fn wait_events(
         .unwrap_or_else(|_| panic!("the events about {name} never were as expected"))
 }
 
-/// The reasons of every condition the ApiKey shows until it is deleted; `watching` is
-/// told once the watch has begun.
+/// Watches the ApiKey `name`; once the watch has begun, returns the task that gives the
+/// reasons of every condition it shows until it is deleted.
 pub async fn condition_reasons_until_deleted(
     apikeys: Api<ApiKey>,
     name: &str,
-    watching: tokio::sync::oneshot::Sender<()>,
-) -> Vec<String> {
+) -> tokio::task::JoinHandle<Vec<String>> {
     use futures::TryStreamExt;
     use kube::runtime::watcher::{self, Event};
     let by_name = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut stream = std::pin::pin!(watcher::watcher(apikeys, by_name));
-    let mut watching = Some(watching);
-    let mut reasons = Vec::new();
-    while let Some(event) = stream.try_next().await.expect("watch works") {
-        match event {
-            Event::Apply(ak) | Event::InitApply(ak) => reasons.extend(
-                ak.status
-                    .into_iter()
-                    .flat_map(|s| s.conditions)
-                    .map(|c| c.reason),
-            ),
-            Event::InitDone => {
-                watching.take().map(|w| w.send(()));
+    let (watching, watched) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(watcher::watcher(apikeys, by_name));
+        let mut watching = Some(watching);
+        let mut reasons = Vec::new();
+        while let Some(event) = stream.try_next().await.expect("watch works") {
+            match event {
+                Event::Apply(ak) | Event::InitApply(ak) => reasons.extend(
+                    ak.status
+                        .into_iter()
+                        .flat_map(|s| s.conditions)
+                        .map(|c| c.reason),
+                ),
+                Event::InitDone => {
+                    watching.take().map(|w| w.send(()));
+                }
+                Event::Delete(_) => break,
+                Event::Init => {}
             }
-            Event::Delete(_) => break,
-            Event::Init => {}
         }
-    }
-    reasons
+        reasons
+    });
+    watched.await.expect("the watch begins");
+    task
 }
 
 /// The ApiKey's current key, as status shows it (which must be there).

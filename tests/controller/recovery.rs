@@ -357,13 +357,7 @@ async fn a_secret_create_applied_but_answered_504_is_known_as_our_own() {
     let c = &op.t.client;
     issuer(c).await;
     let apikeys: Api<ApiKey> = Api::default_namespaced(c.clone());
-    let (watching, watched) = tokio::sync::oneshot::channel();
-    let reasons = tokio::spawn(condition_reasons_until_deleted(
-        apikeys.clone(),
-        "lost",
-        watching,
-    ));
-    watched.await.unwrap();
+    let reasons = condition_reasons_until_deleted(apikeys.clone(), "lost").await;
     let mut fired = op.t.cluster.faults_fired();
     // The Secret creates before Promote's: the Kubernetes store's state Secret.
     op.t.cluster.inject(
