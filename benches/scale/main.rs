@@ -6,6 +6,7 @@
 //!   cargo bench --bench scale -- 10000 [--issuer http|generate] [--in-flight 64]
 //!                                      [--steady 60] [--concurrency 16]
 //!   cargo bench --bench scale -- 1000 --rotate --issuer-rps 50
+//!   cargo bench --bench scale -- 10000 --runs 3     (the median of each ratio)
 //!
 //! Prints the time until all are Ready, the operator's peak RSS, API writes per ApiKey by
 //! verb and resource (from the dev cluster's `apiserver_request_total`), the writes in the
@@ -19,6 +20,7 @@
 
 mod floor;
 mod processes;
+mod repeat;
 mod rotation;
 
 use std::time::{Duration, Instant};
@@ -50,10 +52,11 @@ struct Args {
     issuer: String,
     rotate: bool,
     issuer_rps: Option<u32>,
+    runs: usize,
 }
 
 const USAGE: &str = "usage: scale [N] [--issuer http|generate] [--in-flight K] [--steady S] \
-    [--concurrency C] [--rotate] [--issuer-rps R]";
+    [--concurrency C] [--rotate] [--issuer-rps R] [--runs R]";
 
 fn args() -> Args {
     let mut a = Args {
@@ -64,6 +67,7 @@ fn args() -> Args {
         issuer: "http".into(),
         rotate: false,
         issuer_rps: None,
+        runs: 1,
     };
     let mut it = std::env::args().skip(1).filter(|s| s != "--bench");
     while let Some(arg) = it.next() {
@@ -76,6 +80,7 @@ fn args() -> Args {
             "--issuer" => a.issuer = value(),
             "--rotate" => a.rotate = true,
             "--issuer-rps" => a.issuer_rps = Some(number(value()) as u32),
+            "--runs" => a.runs = number(value()) as usize,
             n => a.apikeys = n.parse().expect(USAGE),
         }
     }
@@ -103,6 +108,9 @@ fn apikey(name: &str, issuer: &str) -> serde_json::Value {
 async fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let a = args();
+    if a.runs > 1 {
+        return repeat::repeat(a.runs);
+    }
     let dir = tempfile::tempdir()?;
     let issuer = match a.issuer.as_str() {
         "http" => Some(start_reference_issuer(a.issuer_rps)?),
