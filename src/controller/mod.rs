@@ -6,6 +6,8 @@ mod consumers;
 mod credentials;
 pub mod error;
 pub mod events;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 mod finalizers;
 mod held;
 mod index;
@@ -62,6 +64,8 @@ pub struct Settings {
     pub leadership: Arc<Leadership>,
     /// Set once every ApiKey cache has synced (`/readyz`).
     pub readiness: Arc<Readiness>,
+    #[cfg(feature = "failpoints")]
+    pub after_step: Option<failpoints::AfterStep>,
 }
 
 impl Default for Settings {
@@ -77,6 +81,8 @@ impl Default for Settings {
             service_account: "apikey-operator".into(),
             leadership: Arc::default(),
             readiness: Arc::default(),
+            #[cfg(feature = "failpoints")]
+            after_step: None,
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct Context {
     pub(super) service_account: String,
     pub(super) metrics: Arc<Metrics>,
     pub(super) leadership: Arc<crate::telemetry::Leadership>,
+    #[cfg(feature = "failpoints")]
+    after_step: Option<super::failpoints::AfterStep>,
 }
 
 impl Context {
@@ -83,6 +85,8 @@ impl Context {
             service_account: settings.service_account.clone(),
             metrics: settings.metrics.clone(),
             leadership: settings.leadership.clone(),
+            #[cfg(feature = "failpoints")]
+            after_step: settings.after_step.clone(),
         }
     }
 
@@ -313,7 +317,13 @@ async fn one_step(shell: &mut Shell<'_>) -> Result<(bool, Action), Error> {
         return Err(e);
     }
     let leads_on = step.leads_on();
+    #[cfg(feature = "failpoints")]
+    let waits = matches!(step, Step::WaitForRollout { .. } | Step::Idle { .. });
     let acted = shell.act(step, &observed).await;
+    #[cfg(feature = "failpoints")]
+    if let (Some(after_step), Ok(_), false) = (&ctx.after_step, &acted, waits) {
+        (after_step.0)(&name, step_name).await;
+    }
     match &acted {
         Ok(_) => outcome.map(|o| ctx.metrics.rotation(&ns, &name, o)),
         Err(e) if rotating && !e.is_conflict() => {

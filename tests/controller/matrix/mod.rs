@@ -1,10 +1,11 @@
 //! The fault matrix (docs/reliability.md): an ApiKey's life (created, Ready, one requested
 //! rotation, its previous key revoked) with a fault at every step, for each store ×
-//! issuer, and one checker for every cell. Each run fails the n-th request at a step
-//! boundary: an ApiKey status write (the step before it has acted: minted, stored,
-//! written the Secret, rolled out, revoked; status does not know), or an Event (the
-//! step it reports is done, the next not begun: this also finds the boundaries with no
-//! status write, such as a key stored but not yet promoted). At that moment the operator
+//! issuer, and one checker for every cell. Each run stops at the n-th step boundary of
+//! one kind: an ApiKey status write, which the dev cluster fails (the step before it
+//! has acted: minted, stored, written the Secret, rolled out, revoked; status does not
+//! know), or the end of a step, where a failpoint holds the reconcile (the step is done,
+//! the next not decided: this also finds the boundaries with no status write, such as a
+//! key stored but not yet promoted). At that moment the operator
 //! crashes and restarts, or the ApiKey is deleted, or nothing more happens (the operator
 //! retries the refused request), or the issuer also goes down for its next requests, or
 //! (the request held, not failed) the store goes down until the operator meets it.
@@ -13,6 +14,7 @@
 //! The test names are the matrix: `matrix::<fault>::<store>_store_<issuer>_issuer`.
 
 mod backends;
+mod failpoint;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,6 +26,7 @@ use kube::api::{Api, DeleteParams};
 use secrecy::SecretString;
 
 use self::backends::{Backends, IssuerKind, Keys, Run, StoreKind, Stored};
+use self::failpoint::Failpoint;
 use super::harness::*;
 use crate::support::invariants::Recorder;
 use crate::support::*;
@@ -48,11 +51,13 @@ const STORE_GOES_DOWN: std::time::Duration = std::time::Duration::from_secs(1);
 /// How many requests an issuer outage refuses: each costs the step a backoff.
 const OUTAGE_REQUESTS: usize = 2;
 
-/// Where a run's fault fires: the n-th request of this kind.
+/// Where a run's fault fires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Boundary {
+    /// The n-th ApiKey status write, answered 500 (or held, for a store outage).
     StatusWrite,
-    Event,
+    /// The end of the n-th step that acted, held by a failpoint (crashes and deletions).
+    Step,
 }
 
 /// Runs the cell at every step; returns how many steps the scenario has (all covered).
@@ -62,10 +67,6 @@ async fn at_every_step(
     boundary: Boundary,
     fault: Fault,
 ) -> usize {
-    let (verb, resource) = match boundary {
-        Boundary::StatusWrite => ("update", "apikeys"),
-        Boundary::Event => ("create", "events"),
-    };
     let backends = Backends::start(store, issuer).await;
     let policy = match fault {
         Fault::Delete(policy) => policy,
@@ -73,18 +74,42 @@ async fn at_every_step(
     };
     for n in 0.. {
         let name = format!("k{n}");
-        let mut op = operator().await;
+        let failpoint = Failpoint::new();
+        let mut op = match boundary {
+            Boundary::StatusWrite => operator().await,
+            Boundary::Step => {
+                operator_with(apikey_operator::controller::Settings {
+                    after_step: Some(failpoint.after_step(&name, n)),
+                    ..Default::default()
+                })
+                .await
+            }
+        };
         let c = op.t.client.clone();
         let run = backends.install(&c).await;
         deployment(&c, "app").await;
-        let mut fired = op.t.cluster.faults_fired();
-        let at = kube_devcluster::Fault::on(verb, resource).after(n).times(1);
-        op.t.cluster.inject(match fault {
-            // The request goes through, late: the store is down by then, so the rest of
-            // the step meets the outage, not only the next step's first read.
-            Fault::StoreOutage => at.delay(STORE_GOES_DOWN),
-            _ => at.status(500),
-        });
+        let mut fired = match boundary {
+            Boundary::StatusWrite => {
+                let fired = op.t.cluster.faults_fired();
+                let at = kube_devcluster::Fault::on("update", "apikeys")
+                    .after(n)
+                    .times(1);
+                op.t.cluster.inject(match fault {
+                    // The request goes through, late: the store is down by then, so the
+                    // rest of the step meets the outage, not only the next step's read.
+                    Fault::StoreOutage => at.delay(STORE_GOES_DOWN),
+                    _ => at.status(500),
+                });
+                fired
+            }
+            Boundary::Step => {
+                assert!(
+                    matches!(fault, Fault::Crash | Fault::Delete(_)),
+                    "a failpoint holds a step for a crash or a deletion"
+                );
+                failpoint.fired()
+            }
+        };
         let state = format!("{name}-apikey-state");
         let state = (store == StoreKind::Kubernetes).then_some(state.as_str());
         let recorder = Recorder::start(&c, &name, &name, state);
@@ -155,6 +180,8 @@ async fn at_every_step(
                     .delete(&name, &DeleteParams::default())
                     .await
                     .unwrap();
+                // The held reconcile goes on from the ApiKey it read before the deletion.
+                failpoint.release();
                 wait_deleted(apikeys, &name).await;
                 deleted(&run, &name, policy, n).await;
             }
@@ -385,8 +412,8 @@ every_cell!(crash at StatusWrite, Fault::Crash);
 every_cell!(refused at StatusWrite, Fault::Refused);
 http_issuer_cells!(issuer_outage at StatusWrite, Fault::IssuerOutage);
 store_outage_cells!(store_outage at StatusWrite, Fault::StoreOutage);
-every_cell!(crash_after_events at Event, Fault::Crash);
+every_cell!(crash_after_steps at Step, Fault::Crash);
 deletion_cells!(delete_with_revoke at StatusWrite, Fault::Delete("Revoke"));
 deletion_cells!(delete_with_retain at StatusWrite, Fault::Delete("Retain"));
-deletion_cells!(delete_with_revoke_after_events at Event, Fault::Delete("Revoke"));
-deletion_cells!(delete_with_retain_after_events at Event, Fault::Delete("Retain"));
+deletion_cells!(delete_with_revoke_after_steps at Step, Fault::Delete("Revoke"));
+deletion_cells!(delete_with_retain_after_steps at Step, Fault::Delete("Retain"));
