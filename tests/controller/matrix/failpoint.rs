@@ -1,6 +1,6 @@
-//! The failpoint of a `Step` run: after the n-th step that acts on one ApiKey it fires,
-//! and it holds that reconcile until released. A crash never releases it: the operator
-//! holding it is dropped.
+//! The failpoint of a `Step` run: after the n-th step (waits apart) of one ApiKey it
+//! fires, and it holds that reconcile until released. A crash never releases it: the
+//! operator holding it is dropped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +12,8 @@ use tokio::sync::watch;
 pub struct Failpoint {
     fired: watch::Sender<u64>,
     released: watch::Sender<bool>,
+    /// The steps that have ended, in order.
+    ended: watch::Sender<Vec<String>>,
 }
 
 impl Failpoint {
@@ -19,12 +21,19 @@ impl Failpoint {
         Failpoint {
             fired: watch::Sender::new(0),
             released: watch::Sender::new(false),
+            ended: watch::Sender::new(Vec::new()),
         }
     }
 
     /// Counts up once it has fired (as the dev cluster's fault counter does).
     pub fn fired(&self) -> watch::Receiver<u64> {
         self.fired.subscribe()
+    }
+
+    /// Waits until `step` has ended (and the failpoint, if that was its step, fired).
+    pub async fn ended(&self, step: &str) {
+        let mut ended = self.ended.subscribe();
+        let _ = ended.wait_for(|e| e.iter().any(|s| s == step)).await;
     }
 
     /// Lets the held reconcile go on.
@@ -36,13 +45,20 @@ impl Failpoint {
     pub fn after_step(&self, apikey: &str, n: usize) -> AfterStep {
         let steps = AtomicUsize::new(0);
         let (apikey, fired) = (apikey.to_string(), self.fired.clone());
-        let released = self.released.subscribe();
+        let (released, ended) = (self.released.subscribe(), self.ended.clone());
         AfterStep(Arc::new(move |name, step| {
-            if name != apikey || steps.fetch_add(1, Ordering::SeqCst) != n {
+            if name != apikey {
                 return futures::future::ready(()).boxed();
             }
-            eprintln!("failpoint: held after step {n} ({step}) of {name}");
-            fired.send_modify(|f| *f += 1);
+            let this = steps.fetch_add(1, Ordering::SeqCst) == n;
+            if this {
+                eprintln!("failpoint: held after step {n} ({step}) of {name}");
+                fired.send_modify(|f| *f += 1);
+            }
+            ended.send_modify(|e| e.push(step.to_string()));
+            if !this {
+                return futures::future::ready(()).boxed();
+            }
             let mut released = released.clone();
             async move {
                 let _ = released.wait_for(|r| *r).await;

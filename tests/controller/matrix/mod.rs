@@ -51,12 +51,15 @@ const STORE_GOES_DOWN: std::time::Duration = std::time::Duration::from_secs(1);
 /// How many requests an issuer outage refuses: each costs the step a backoff.
 const OUTAGE_REQUESTS: usize = 2;
 
+/// The step that ends a life: the previous key revoked.
+const LAST_STEP: &str = "RevokePrevious";
+
 /// Where a run's fault fires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Boundary {
     /// The n-th ApiKey status write, answered 500 (or held, for a store outage).
     StatusWrite,
-    /// The end of the n-th step that acted, held by a failpoint (crashes and deletions).
+    /// The end of the n-th step but waits, held by a failpoint (crashes and deletions).
     Step,
 }
 
@@ -119,6 +122,11 @@ async fn at_every_step(
             _ = &mut scenario => true,
             _ = fired.wait_for(|f| *f >= 1) => false,
         };
+        if outran && boundary == Boundary::Step {
+            // The scenario sees the status the last step wrote; that step's end, where the
+            // failpoint may fire, comes just after.
+            failpoint.ended(LAST_STEP).await;
+        }
         if outran && *fired.borrow() == 0 {
             eprintln!(
                 "matrix {fault:?} at every {boundary:?} × {store:?} store × {issuer:?} issuer: {n} steps, invariants held at each"
@@ -127,9 +135,9 @@ async fn at_every_step(
         }
         match fault {
             Fault::Crash => {
+                op.stop().await;
+                op.start();
                 if !outran {
-                    op.stop().await;
-                    op.start();
                     scenario.await;
                 }
                 converged(&run, &name, n).await;
