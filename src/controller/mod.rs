@@ -64,7 +64,7 @@ pub struct Settings {
     pub leadership: Arc<Leadership>,
     /// Set once every ApiKey cache has synced (`/readyz`).
     pub readiness: Arc<Readiness>,
-    /// Tests only: holds each reconcile after each step that acted (the fault matrix).
+    /// Tests only: holds each reconcile after each step but waits (the fault matrix).
     #[cfg(feature = "failpoints")]
     pub after_step: Option<failpoints::AfterStep>,
 }
