@@ -17,8 +17,9 @@ const STATUS_WRITES: [&str; 3] = ["Issuing", "Storing", "Ready"];
 /// Per key: a finalizer patch, the status writes, two Secret creates.
 pub const WRITES_PER_KEY: usize = 1 + STATUS_WRITES.len() + 2;
 
-/// The Events the operator posts for a new key (counted apart from its writes).
-const EVENTS: [&str; 3] = ["RotationStarted", "Minted", "Distributed"];
+/// The Events the operator posts for a new key (counted apart from its writes): the
+/// promotion's.
+pub const EVENTS: [&str; 1] = ["Distributed"];
 
 /// Which writes a floor makes.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -43,7 +44,7 @@ pub enum Creates {
 
 /// The operator's writes for one key, made directly, in the same per-key order and mix
 /// (a finalizer patch, three status writes, two Secret creates, and with
-/// `Mix::WritesAndEvents` three core Events) on objects of the same kinds,
+/// `Mix::WritesAndEvents` its core Event) on objects of the same kinds,
 /// `concurrency` keys at a time, by a client doing nothing else: what the API server
 /// makes those writes cost.
 pub async fn floor(

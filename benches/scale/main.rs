@@ -259,8 +259,9 @@ async fn main() -> Result<()> {
         converged.as_secs_f64() / floor_time.as_secs_f64()
     );
     println!(
-        "floor with the Events         {:.1} s (and the operator's 3 Events per key)",
-        floor_with_events.as_secs_f64()
+        "floor with the Events         {:.1} s (and the operator's {} Event per key)",
+        floor_with_events.as_secs_f64(),
+        floor::EVENTS.len()
     );
     println!(
         "operator / that floor         {:.2}",

@@ -35,11 +35,12 @@ async fn a_revoked_key_is_never_adopted_by_a_successor() {
     create::<ApiKey>(c, revoke()).await;
     let successor = current_id(&wait(apikeys, "e", ready).await);
     assert_ne!(successor, revoked, "a new key, not the revoked one");
-    // An adoption would be reported before the successor's key was minted.
-    let minted_twice =
-        |e: &[(String, String)]| e.iter().filter(|(r, _)| r == "Minted").count() == 2;
+    // Each life's key is reported when it is distributed; an adoption is reported
+    // instead, as Adopted.
+    let distributed_twice =
+        |e: &[(String, String)]| e.iter().filter(|(r, _)| r == "Distributed").count() == 2;
     assert!(
-        !wait_events(c, "e", minted_twice)
+        !wait_events(c, "e", distributed_twice)
             .await
             .iter()
             .any(|(r, _)| r == "Adopted"),
@@ -325,7 +326,7 @@ async fn a_left_behind_secret_whose_id_is_a_key_is_not_adopted() {
     let status = serde_json::to_string(&ak.status).unwrap();
     assert!(!status.contains("sk_live_material"), "{status}");
     assert!(current_id(&ak).starts_with("gen-"), "a key of its own");
-    wait_event(c, "leaky", "Minted").await;
+    wait_event(c, "leaky", "Distributed").await;
     for (_, note) in events(c, "default", "leaky").await {
         assert!(!note.contains("sk_live_material"), "{note}");
     }

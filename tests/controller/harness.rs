@@ -253,9 +253,10 @@ pub async fn events(c: &Client, ns: &str, name: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Waits (by watching) for an event with this reason about an object in `default`.
-pub async fn wait_event(c: &Client, name: &str, reason: &str) {
-    wait_events(c, name, |events| events.iter().any(|(r, _)| r == reason)).await;
+/// Waits (by watching) for an event with this reason about an object in `default`, and
+/// returns its events then.
+pub async fn wait_event(c: &Client, name: &str, reason: &str) -> Vec<(String, String)> {
+    wait_events(c, name, |events| events.iter().any(|(r, _)| r == reason)).await
 }
 
 /// Waits (by watching) until the events about an object in `default` (as `events` lists
