@@ -28,6 +28,8 @@ pub struct Change {
     /// The object before the change, so selector watches can turn a MODIFIED that leaves
     /// the selection into DELETED, as kube-apiserver does.
     pub previous: Option<Arc<Value>>,
+    /// The object as watches send it, serialized by the first watcher that sends it.
+    pub serialized: crate::watch::Serialized,
 }
 
 impl Change {
@@ -239,6 +241,7 @@ impl Store {
             key: key.clone(),
             object: obj.clone(),
             previous: None,
+            serialized: Default::default(),
         });
         obj
     }
@@ -263,6 +266,7 @@ impl Store {
             key: key.clone(),
             object: obj.clone(),
             previous,
+            serialized: Default::default(),
         });
         obj
     }
@@ -280,6 +284,7 @@ impl Store {
             key: key.clone(),
             object: last.clone(),
             previous: Some(previous),
+            serialized: Default::default(),
         });
         Some(last)
     }

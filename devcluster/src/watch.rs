@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -64,6 +64,42 @@ fn line(event_type: &str, object: &Value) -> Bytes {
     Bytes::from(s)
 }
 
+/// The same line as `line`, around an object already serialized.
+fn line_around(event_type: &str, object: &[u8]) -> Bytes {
+    let mut s = Vec::with_capacity(object.len() + 32);
+    s.extend_from_slice(br#"{"type":""#);
+    s.extend_from_slice(event_type.as_bytes());
+    s.extend_from_slice(br#"","object":"#);
+    s.extend_from_slice(object);
+    s.extend_from_slice(b"}\n");
+    Bytes::from(s)
+}
+
+/// A change's object, serialized once per resource type it is watched as and shared by
+/// every watcher of that type, as kube-apiserver's watch cache shares one serialization
+/// (`cachingObject`) among its watchers instead of encoding an event once per watcher.
+#[derive(Default)]
+pub struct Serialized(Mutex<Vec<(Arc<ResourceType>, Bytes)>>);
+
+impl std::fmt::Debug for Serialized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Serialized")
+    }
+}
+
+impl Serialized {
+    fn get_or_render(&self, rt: &Arc<ResourceType>, object: &Value) -> Bytes {
+        let mut done = self.0.lock().expect("lock");
+        if let Some((_, bytes)) = done.iter().find(|(r, _)| Arc::ptr_eq(r, rt)) {
+            return bytes.clone();
+        }
+        let bytes =
+            Bytes::from(serde_json::to_vec(&present(rt, object)).expect("JSON values serialize"));
+        done.push((rt.clone(), bytes.clone()));
+        bytes
+    }
+}
+
 fn expired_event(rv: u64, oldest: u64) -> Bytes {
     let status =
         ApiError::expired(format!("too old resource version: {rv} ({oldest})")).to_status();
@@ -120,6 +156,10 @@ impl WatchState {
             (ChangeKind::Deleted, _, true) => "DELETED",
             _ => return None,
         };
+        if self.req.format == Format::Object {
+            let object = change.serialized.get_or_render(rt, &change.object);
+            return Some(line_around(event_type, &object));
+        }
         let rendered = self.render(present(&self.req.rt, &change.object));
         Some(line(event_type, &rendered))
     }
@@ -293,4 +333,21 @@ fn into_stream(s: WatchState) -> impl Stream<Item = Result<Bytes, Infallible>> +
         let l = s.next_line().await?;
         Some((Ok(l), s))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_serialization_makes_the_line_a_watcher_would_make_alone() {
+        let object = json!({"metadata": {"name": "a", "labels": {"q": "\"\n"}}, "data": [1]});
+        let serialized = serde_json::to_vec(&object).unwrap();
+        for event_type in ["ADDED", "MODIFIED", "DELETED"] {
+            assert_eq!(
+                line_around(event_type, &serialized),
+                line(event_type, &object)
+            );
+        }
+    }
 }
