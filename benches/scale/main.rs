@@ -20,6 +20,7 @@
 
 mod floor;
 mod processes;
+mod readiness;
 mod repeat;
 mod rotation;
 
@@ -28,8 +29,7 @@ use std::time::{Duration, Instant};
 use apikey_operator::api::apikey::ApiKey;
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+
 use serde_json::json;
 
 use self::processes::{
@@ -140,7 +140,7 @@ async fn main() -> Result<()> {
     let cpu_before = cpu_now();
 
     let started = Instant::now();
-    let ready = all_ready(client.clone(), a.apikeys);
+    let ready = readiness::all_ready(client.clone(), a.apikeys);
     let api: Api<ApiKey> = Api::namespaced(client.clone(), "default");
     futures::stream::iter(0..a.apikeys)
         .map(|i| {
@@ -311,26 +311,4 @@ async fn main() -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Resolves once `n` ApiKeys are Ready.
-fn all_ready(client: Client, n: usize) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let api: Api<ApiKey> = Api::namespaced(client, "default");
-        let mut ready = std::collections::HashSet::new();
-        let mut stream = std::pin::pin!(watcher(api, Default::default()).applied_objects());
-        while let Ok(Some(ak)) = stream.try_next().await {
-            let is_ready = ak.status.as_ref().is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            });
-            if is_ready {
-                ready.insert(ak.name_any());
-                if ready.len() >= n {
-                    return;
-                }
-            }
-        }
-    })
 }
