@@ -8,15 +8,15 @@
 //!   cargo bench --bench scale -- 1000 --rotate --issuer-rps 50
 //!   cargo bench --bench scale -- 10000 --runs 3     (the median of each ratio)
 //!
-//! Prints the time until all are Ready, the operator's peak RSS, API writes per ApiKey by
-//! verb and resource (from the dev cluster's `apiserver_request_total`), the writes in the
-//! `--steady` seconds after convergence, CPU time per process, and the floor: the same
-//! writes on the same kinds, in per-key sequences as the operator must make them, by a
-//! minimal client at the operator's concurrency (three ways: the writes alone, with the
-//! operator's Events, and timed from the first create as the operator's time is). With
-//! `--rotate`, it then asks every ApiKey to rotate at once and compares the time taken
-//! with what the issuer's rate limit (`--issuer-rps`, at the issuer and in the KeyIssuer)
-//! allows.
+//! Prints the time until all are Ready, the operator's and the dev cluster's peak RSS,
+//! API writes per ApiKey by verb and resource (from the dev cluster's
+//! `apiserver_request_total`), the writes in the `--steady` seconds after convergence,
+//! CPU time per process, and the floor: the same writes on the same kinds, in per-key
+//! sequences as the operator must make them, by a minimal client at the operator's
+//! concurrency (three ways: the writes alone, with the operator's Events, and timed
+//! from the first create as the operator's time is). With `--rotate`, it then asks
+//! every ApiKey to rotate at once and compares the time taken with what the issuer's
+//! rate limit (`--issuer-rps`, at the issuer and in the KeyIssuer) allows.
 
 mod floor;
 mod processes;
@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 use apikey_operator::api::apikey::ApiKey;
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, PostParams};
-
 use serde_json::json;
 
 use self::processes::{
@@ -161,6 +160,7 @@ async fn main() -> Result<()> {
     ready.await?;
     let converged = started.elapsed();
     let rss = peak_rss_mib(operator.0.id());
+    let cluster_rss = peak_rss_mib(dev.0.id());
     let cpu: Vec<f64> = cpu_now()
         .iter()
         .zip(cpu_before)
@@ -226,6 +226,7 @@ async fn main() -> Result<()> {
         converged.as_secs_f64()
     );
     println!("operator peak RSS             {rss:.1} MiB");
+    println!("dev cluster peak RSS          {cluster_rss:.1} MiB");
     println!(
         "CPU until all Ready           dev cluster {:.1} s, operator {:.1} s, issuer {:.1} s, this client {:.1} s (of {:.1} s on two cores)",
         cpu[0],
