@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-/// Called after each step but waits (`WaitForRollout`, `Idle`) that succeeded, with the
-/// ApiKey's name and the step's. The reconcile waits for the future it returns: a test holds it
-/// there while it acts, or drops the operator as a crash would.
+/// Called after every step that succeeded, waits (`WaitForRollout`, `Idle`) apart, with
+/// the ApiKey's name and the step's. The reconcile waits for the future it returns: a
+/// test holds it there while it acts, or drops the operator as a crash would.
 #[derive(Clone)]
 pub struct AfterStep(pub Arc<Hook>);
 
